@@ -1,0 +1,312 @@
+"""``census-agent``: the node agent's command line (the entry point: settings are read here, once).
+
+    census-agent inspect [--json]         what this node is and what it is worth in compute
+    census-agent estimate FILE.json       peaks and tier of an inventory described in a file
+    census-agent measure [--seconds S]    measured matmul GFLOPS beside the peak (Rmax beside Rpeak)
+    census-agent run --server URL ...     report to the census service, export Prometheus metrics
+    census-agent schema                   the JSON Schema of the report document
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pydantic import ValidationError
+
+from census_agent import __version__
+from census_agent.collectors.cpu import CpuInfoError
+from census_agent.collectors.inventory import collect_inventory
+from census_agent.collectors.nvml import default_api
+from census_agent.config import AgentConfig, ConfigError, load_config
+from census_agent.models import Measurement, NodeInventory, Report
+from census_agent.render import render_report
+from census_agent.report import ComputeModel, build_report
+
+log = logging.getLogger("census_agent")
+
+EPILOG = """\
+configuration (lowest precedence first):
+  defaults < config file (--config, else /etc/suanli/agent.toml if present)
+           < environment SUANLI_AGENT_<SETTING>, e.g. SUANLI_AGENT_SERVER, SUANLI_AGENT_REGION
+           < flags
+  Settings: server, token_file, ca_file, interval_seconds, jitter, backoff_max_seconds,
+  request_timeout_seconds, spool_dir, spool_max_reports, spool_max_bytes, metrics_port, metrics_host,
+  root, node_id, nvml, inventory_refresh_seconds, log_level; labels: region, organisation, site, tier
+  (in the file under [labels], with declared_peaks, cpu_fp64_flops_per_cycle and cpu_base_clock_hz);
+  [[accelerators]] for devices NVML cannot see. See the README for a full example.
+
+examples:
+  census-agent inspect
+  census-agent inspect --json > node.json && census-agent estimate node.json
+  census-agent measure --seconds 10
+  census-agent run --server https://census.example:8443 --token-file /etc/suanli/agent.token \\
+      --region 440106 --metrics-port 9464
+"""
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config file (default: /etc/suanli/agent.toml if present)")
+    parser.add_argument("--root", type=Path, help="host root holding proc/, sys/, etc/ (default /; /host in a pod)")
+    parser.add_argument("--node-id", dest="node_id", help="node id to report (default: /etc/machine-id)")
+    parser.add_argument("--region", help="six-digit administrative code of the node's district, e.g. 440106")
+    parser.add_argument("--organisation", help="organisation that owns the node")
+    parser.add_argument("--site", help="data centre or site name")
+    parser.add_argument("--tier", choices=["general", "ai", "hpc", "edge"], help="override the tier rules")
+    parser.add_argument("--no-nvml", dest="nvml", action="store_const", const=False, help="do not query NVML")
+    parser.add_argument("--log-level", dest="log_level", help="DEBUG, INFO (default), WARNING, ERROR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to generate the README's reference)."""
+    parser = argparse.ArgumentParser(
+        prog="census-agent",
+        description="Suanli census agent: inventories this node (CPU, memory, GPUs), computes its peak FLOPS "
+        "per precision and census tier, reports to the census service and exports Prometheus metrics.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"census-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    inspect = sub.add_parser("inspect", help="show this node's inventory, peaks and tier",
+                             description="Collect this node's inventory once and show its peaks and tier.")
+    _common(inspect)
+    inspect.add_argument("--json", action="store_true", help="print the exact report document instead")
+
+    estimate = sub.add_parser(
+        "estimate", help="peaks and tier of an inventory in a JSON file",
+        description="Price a machine that may not exist yet: FILE holds a report document (as `inspect --json` "
+        "prints) or just its `inventory` object. The host section may be left out.",
+    )
+    estimate.add_argument("file", type=Path, help="JSON file; - reads standard input")
+    estimate.add_argument("--json", action="store_true", help="print the computed report document")
+
+    measure = sub.add_parser("measure", help="measure dense matmul GFLOPS (fp64, fp32) beside the peak",
+                             description="Run a short dense matrix-multiply benchmark (needs numpy).")
+    _common(measure)
+    measure.add_argument("--seconds", type=float, default=10.0, help="time budget in seconds (default 10, max 600)")
+    measure.add_argument("--json", action="store_true", help="print the measurements as JSON")
+
+    run = sub.add_parser("run", help="report to the census service every interval",
+                         description="Push a report every interval (with jitter), spooling on disk while the "
+                         "server is unreachable, and optionally export Prometheus metrics.",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(run)
+    run.add_argument("--server", help="census service base URL, e.g. https://census.example:8443")
+    run.add_argument("--token-file", dest="token_file", type=Path, help="file holding the agent's bearer token")
+    run.add_argument("--ca-file", dest="ca_file", type=Path, help="CA bundle to verify the server's certificate")
+    run.add_argument("--interval", dest="interval_seconds", type=float, help="seconds between reports (default 30)")
+    run.add_argument("--spool-dir", dest="spool_dir", type=Path,
+                     help="where unsent reports wait (default /var/lib/suanli-agent/spool)")
+    run.add_argument("--metrics-port", dest="metrics_port", type=int, help="serve Prometheus metrics on this port")
+    run.add_argument("--metrics-host", dest="metrics_host", help="address for metrics (default 127.0.0.1)")
+    run.add_argument("--measure-seconds", type=float, default=0.0,
+                     help="run `measure` once at start with this budget and include it in reports (default off)")
+
+    sub.add_parser("schema", help="print the JSON Schema of the report document",
+                   description="Print the JSON Schema (draft 2020-12) of the report the service accepts.")
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("root", "node_id", "region", "organisation", "site", "tier", "nvml", "log_level", "server",
+             "token_file", "ca_file", "interval_seconds", "spool_dir", "metrics_port", "metrics_host")
+    return {name: getattr(args, name, None) for name in names}
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _local_report(config: AgentConfig, measurements: list[Measurement] | None = None) -> tuple[Report, str]:
+    inventory, scan = collect_inventory(
+        config.root,
+        labels=config.labels,
+        declared_accelerators=config.accelerators,
+        node_id=config.node_id,
+        nvml=default_api() if config.nvml else None,
+    )
+    report = build_report(
+        inventory, ComputeModel(), report_id=uuid.uuid4(), sequence=0,
+        generated_at=datetime.now(tz=UTC), measurements=measurements,
+    )  # fmt: skip
+    return report, scan.status
+
+
+def cmd_inspect(config: AgentConfig, args: argparse.Namespace) -> int:
+    """``inspect``."""
+    report, status = _local_report(config)
+    print(report.model_dump_json(indent=2) if args.json else render_report(report, status))
+    return EXIT_OK
+
+
+PLACEHOLDER_HOST = {
+    "node_id": "estimate",
+    "node_id_source": "override",
+    "hostname": "estimate",
+    "os": "unknown",
+    "kernel": "unknown",
+}
+
+
+def load_inventory_document(text: str) -> NodeInventory:
+    """An inventory from a report document or a bare inventory object; a missing host gets a placeholder."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object (a report document or its `inventory`)")
+    inventory = data.get("inventory", data)
+    if not isinstance(inventory, dict):
+        raise ValueError("`inventory` must be a JSON object")
+    inventory.setdefault("host", PLACEHOLDER_HOST)
+    return NodeInventory.model_validate(inventory)
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """``estimate FILE``."""
+    source = "standard input" if str(args.file) == "-" else str(args.file)
+    try:
+        text = sys.stdin.read() if source == "standard input" else args.file.read_text(encoding="utf-8")
+        inventory = load_inventory_document(text)
+    except OSError as exc:
+        print(f"census-agent estimate: cannot read {source}: {exc.strerror}", file=sys.stderr)
+        return EXIT_ERROR
+    except (ValueError, ValidationError) as exc:
+        print(f"census-agent estimate: {source} is not a valid inventory:\n{exc}", file=sys.stderr)
+        return EXIT_ERROR
+    report = build_report(inventory, ComputeModel(), report_id=uuid.UUID(int=0), sequence=0,
+                          generated_at=datetime.now(tz=UTC))
+    print(report.model_dump_json(indent=2) if args.json else render_report(report))
+    return EXIT_OK
+
+
+def cmd_measure(config: AgentConfig, args: argparse.Namespace) -> int:
+    """``measure``."""
+    from census_agent.measure import MeasureUnavailable, measure  # noqa: PLC0415 - numpy only when asked
+
+    if not 0 < args.seconds <= 600:
+        print("census-agent measure: --seconds must be in (0, 600]", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        log.info("measuring dense matmul for up to %.0f s ...", args.seconds)
+        measurements = measure(args.seconds)
+    except MeasureUnavailable as exc:
+        print(f"census-agent measure: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    report, _ = _local_report(config, measurements)
+    if args.json:
+        print(json.dumps([m.model_dump(mode="json") for m in measurements], indent=2))
+    else:
+        from census_agent.render import measurements_table  # noqa: PLC0415
+
+        print(measurements_table(measurements, report.peaks))
+    return EXIT_OK
+
+
+def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
+    """``run``: the long-lived agent."""
+    from census_agent.agent import Agent  # noqa: PLC0415 - the long-lived path loads what it needs
+    from census_agent.metrics import serve  # noqa: PLC0415
+    from census_agent.push import Pusher  # noqa: PLC0415
+    from census_agent.spool import Spool, SpoolError  # noqa: PLC0415
+
+    if config.server is None and config.metrics_port is None:
+        print("census-agent run: give --server URL (and --token-file), or --metrics-port to only export metrics",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        spool = Spool(config.spool_dir, max_reports=config.spool_max_reports, max_bytes=config.spool_max_bytes)
+    except SpoolError as exc:
+        print(f"census-agent run: {exc.strerror}", file=sys.stderr)
+        return EXIT_ERROR
+    measurements: list[Measurement] = []
+    if args.measure_seconds > 0:
+        from census_agent.measure import MeasureUnavailable, measure  # noqa: PLC0415
+
+        try:
+            measurements = measure(min(args.measure_seconds, 600.0))
+        except MeasureUnavailable as exc:
+            log.warning("%s; reporting without measurements", exc)
+    pusher = None
+    if config.server is not None:
+        pusher = Pusher(str(config.server), config.token_file, ca_file=config.ca_file,
+                        timeout=config.request_timeout_seconds)
+    agent = Agent(config, spool=spool, pusher=pusher, nvml=default_api() if config.nvml else None,
+                  measurements=measurements)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            log.info("SIGHUP: the inventory will be collected again before the next report")
+            agent.request_refresh()
+        else:
+            log.info("signal %d: stopping", signum)
+            agent.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    if config.metrics_port is not None:
+        server = serve(agent, config.metrics_host, config.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", config.metrics_host, server.server_port)
+    log.info(
+        "census agent %s: reporting to %s every %.0f s (spool %s holds %d report(s))",
+        __version__, config.server or "(nowhere: metrics only)", config.interval_seconds,
+        config.spool_dir, spool.depth,
+    )  # fmt: skip
+    try:
+        agent.run()
+    finally:
+        if pusher is not None:
+            pusher.close()
+    return EXIT_OK
+
+
+def cmd_schema() -> int:
+    """``schema``."""
+    from census_agent.schema import report_json_schema  # noqa: PLC0415
+
+    print(json.dumps(report_json_schema(), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``census-agent``; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "schema":
+        return cmd_schema()
+    if args.command == "estimate":
+        _setup_logging("WARNING")
+        return cmd_estimate(args)
+    try:
+        config = load_config(args.config, flags=_flags(args))
+    except ConfigError as exc:
+        print(f"census-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(config.log_level)
+    try:
+        if args.command == "inspect":
+            return cmd_inspect(config, args)
+        if args.command == "measure":
+            return cmd_measure(config, args)
+        return cmd_run(config, args)
+    except CpuInfoError as exc:
+        print(f"census-agent: {exc} (is --root right?)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

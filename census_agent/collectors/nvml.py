@@ -1,0 +1,218 @@
+"""NVIDIA GPUs through NVML, behind the small `NvmlApi` interface (the hardware seam tests fake).
+
+`PynvmlApi` adapts the real ``pynvml`` (nvidia-ml-py) module; it turns NVML's errors into two of ours:
+`NvmlUnavailable` (no library, no driver, init failed: the node has no usable NVIDIA GPU) and
+`NvmlNotSupported` (this device does not answer this query: the field stays unknown).  A missing NVML is
+never a crash: it is zero GPUs and one clear log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from census_agent.models import Accelerator
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class NvmlUnavailable(RuntimeError):
+    """NVML cannot be used on this node (library not found, driver not loaded, init failed)."""
+
+
+class NvmlNotSupported(RuntimeError):
+    """The device does not support this query."""
+
+
+class NvmlApi(Protocol):
+    """The NVML queries the agent makes. Handles are opaque."""
+
+    def init(self) -> None:
+        """Initialise NVML; raises `NvmlUnavailable`."""
+
+    def shutdown(self) -> None:
+        """Release NVML."""
+
+    def driver_version(self) -> str:
+        """The NVIDIA driver version."""
+
+    def device_count(self) -> int:
+        """How many GPUs NVML sees."""
+
+    def handle(self, index: int) -> object:
+        """The device handle at `index`."""
+
+    def name(self, handle: object) -> str:
+        """Product name, e.g. ``NVIDIA H100 80GB HBM3``."""
+
+    def uuid(self, handle: object) -> str:
+        """Device UUID (``GPU-...``)."""
+
+    def memory_total_bytes(self, handle: object) -> int:
+        """Framebuffer memory in bytes."""
+
+    def compute_capability(self, handle: object) -> tuple[int, int]:
+        """CUDA compute capability (major, minor)."""
+
+    def max_sm_clock_mhz(self, handle: object) -> int:
+        """Maximum SM clock in MHz."""
+
+    def cuda_cores(self, handle: object) -> int:
+        """CUDA core count (SMs x FP32 lanes)."""
+
+    def pci_bus_id(self, handle: object) -> str:
+        """PCI bus id, e.g. ``00000000:17:00.0``."""
+
+    def mig_enabled(self, handle: object) -> bool:
+        """Whether MIG mode is currently on; raises `NvmlNotSupported` on GPUs without MIG."""
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class PynvmlApi:
+    """`NvmlApi` over the real nvidia-ml-py bindings."""
+
+    def __init__(self) -> None:
+        import pynvml  # noqa: PLC0415 - imported lazily: a node without GPUs never needs it loaded
+
+        self._nvml: Any = pynvml
+
+    def _call(self, fn: str, *args: object) -> Any:  # noqa: ANN401 - NVML returns many types
+        nvml = self._nvml
+        try:
+            return getattr(nvml, fn)(*args)
+        except (nvml.NVMLError_NotSupported, nvml.NVMLError_FunctionNotFound, AttributeError) as exc:
+            raise NvmlNotSupported(f"{fn}: {exc}") from exc
+        except (nvml.NVMLError_LibraryNotFound, nvml.NVMLError_DriverNotLoaded, nvml.NVMLError_Uninitialized) as exc:
+            raise NvmlUnavailable(f"{fn}: {exc}") from exc
+
+    def init(self) -> None:
+        """See `NvmlApi.init`."""
+        try:
+            self._call("nvmlInit")
+        except self._nvml.NVMLError as exc:
+            raise NvmlUnavailable(f"nvmlInit: {exc}") from exc
+
+    def shutdown(self) -> None:
+        """See `NvmlApi.shutdown`."""
+        self._call("nvmlShutdown")
+
+    def driver_version(self) -> str:
+        """See `NvmlApi.driver_version`."""
+        return _text(self._call("nvmlSystemGetDriverVersion"))
+
+    def device_count(self) -> int:
+        """See `NvmlApi.device_count`."""
+        return int(self._call("nvmlDeviceGetCount"))
+
+    def handle(self, index: int) -> object:
+        """See `NvmlApi.handle`."""
+        return self._call("nvmlDeviceGetHandleByIndex", index)
+
+    def name(self, handle: object) -> str:
+        """See `NvmlApi.name`."""
+        return _text(self._call("nvmlDeviceGetName", handle))
+
+    def uuid(self, handle: object) -> str:
+        """See `NvmlApi.uuid`."""
+        return _text(self._call("nvmlDeviceGetUUID", handle))
+
+    def memory_total_bytes(self, handle: object) -> int:
+        """See `NvmlApi.memory_total_bytes`."""
+        return int(self._call("nvmlDeviceGetMemoryInfo", handle).total)
+
+    def compute_capability(self, handle: object) -> tuple[int, int]:
+        """See `NvmlApi.compute_capability`."""
+        major, minor = self._call("nvmlDeviceGetCudaComputeCapability", handle)
+        return int(major), int(minor)
+
+    def max_sm_clock_mhz(self, handle: object) -> int:
+        """See `NvmlApi.max_sm_clock_mhz`."""
+        return int(self._call("nvmlDeviceGetMaxClockInfo", handle, self._nvml.NVML_CLOCK_SM))
+
+    def cuda_cores(self, handle: object) -> int:
+        """See `NvmlApi.cuda_cores`."""
+        return int(self._call("nvmlDeviceGetNumGpuCores", handle))
+
+    def pci_bus_id(self, handle: object) -> str:
+        """See `NvmlApi.pci_bus_id`."""
+        return _text(self._call("nvmlDeviceGetPciInfo", handle).busId)
+
+    def mig_enabled(self, handle: object) -> bool:
+        """See `NvmlApi.mig_enabled`."""
+        current, _pending = self._call("nvmlDeviceGetMigMode", handle)
+        return bool(current == self._nvml.NVML_DEVICE_MIG_ENABLE)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuScan:
+    """What one NVML scan found, and a status line for logs and `inspect`."""
+
+    accelerators: list[Accelerator]
+    driver_version: str | None
+    status: str
+
+
+def _optional(fn: Callable[..., T], *args: object) -> T | None:
+    try:
+        return fn(*args)
+    except NvmlNotSupported:
+        return None
+
+
+def scan_gpus(api: NvmlApi | None) -> GpuScan:
+    """Every NVIDIA GPU NVML reports. No NVML (or `api` None) gives zero GPUs, logged once, never raised."""
+    if api is None:
+        return GpuScan([], None, "NVML disabled by configuration")
+    try:
+        api.init()
+    except NvmlUnavailable as exc:
+        status = f"no NVIDIA GPUs: NVML unavailable ({exc})"
+        log.info("%s", status)
+        return GpuScan([], None, status)
+    try:
+        driver = _optional(api.driver_version)
+        found: list[Accelerator] = []
+        for index in range(api.device_count()):
+            handle = api.handle(index)
+            cc = _optional(api.compute_capability, handle)
+            clock_mhz = _optional(api.max_sm_clock_mhz, handle)
+            found.append(
+                Accelerator(
+                    index=index,
+                    vendor="NVIDIA",
+                    model=api.name(handle),
+                    uuid=_optional(api.uuid, handle),
+                    memory_bytes=_optional(api.memory_total_bytes, handle),
+                    compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
+                    max_sm_clock_hz=clock_mhz * 1e6 if clock_mhz else None,
+                    cuda_cores=_optional(api.cuda_cores, handle),
+                    pci_bus_id=_optional(api.pci_bus_id, handle),
+                    mig_enabled=_optional(api.mig_enabled, handle),
+                    source="nvml",
+                )
+            )
+    except (NvmlUnavailable, NvmlNotSupported) as exc:
+        status = f"NVML failed during the scan: {exc}; reporting no NVIDIA GPUs"
+        log.warning("%s", status)
+        return GpuScan([], None, status)
+    finally:
+        try:
+            api.shutdown()
+        except (NvmlUnavailable, NvmlNotSupported):
+            pass
+    return GpuScan(found, driver, f"{len(found)} NVIDIA GPU(s) via NVML, driver {driver or 'unknown'}")
+
+
+def default_api() -> NvmlApi | None:
+    """The real NVML adapter, or None when the nvidia-ml-py package itself is missing."""
+    try:
+        return PynvmlApi()
+    except ImportError:
+        log.info("nvidia-ml-py is not installed: NVIDIA GPUs will not be inventoried")
+        return None

@@ -1,0 +1,116 @@
+"""Human-readable rendering of reports and measurements for the terminal. Pure string building.
+
+Units are humanised here and only here (TFLOPS, PFLOPS, GiB); documents and APIs keep SI base units.
+"""
+
+from __future__ import annotations
+
+from census_agent.models import Measurement, NodePeaks, Precision, Report
+
+_FLOPS_UNITS = ((1e18, "EFLOPS"), (1e15, "PFLOPS"), (1e12, "TFLOPS"), (1e9, "GFLOPS"), (1e6, "MFLOPS"))
+_BYTE_UNITS = ((2**50, "PiB"), (2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
+
+
+def human_flops(value: float, *, ops: bool = False) -> str:
+    """``2.34 TFLOPS`` (or ``TOPS`` for integer ops)."""
+    for scale, unit in _FLOPS_UNITS:
+        if abs(value) >= scale:
+            text = f"{value / scale:,.2f} {unit}"
+            return text.replace("FLOPS", "OPS") if ops else text
+    return f"{value:,.0f} {'OPS' if ops else 'FLOPS'}"
+
+
+def human_bytes(value: float) -> str:
+    """``23.4 GiB``."""
+    for scale, unit in _BYTE_UNITS:
+        if abs(value) >= scale:
+            return f"{value / scale:,.1f} {unit}"
+    return f"{value:,.0f} B"
+
+
+def table(rows: list[list[str]], header: list[str] | None = None) -> str:
+    """A plain aligned text table."""
+    body = ([header] if header else []) + rows
+    widths = [max(len(r[i]) for r in body) for i in range(len(body[0]))] if body else []
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in body]
+    if header:
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def peaks_table(peaks: NodePeaks) -> str:
+    """Per-precision node figures with each component beside them."""
+    header = ["precision", "node peak", "how", *[c.component for c in peaks.components]]
+    rows = []
+    for precision in Precision:
+        figure = peaks.figures[precision]
+        ops = precision is Precision.INT8
+        how = figure.provenance.value
+        if how == "declared":
+            how += f" (computed {human_flops(figure.computed_flops, ops=ops)})"
+        rows.append(
+            [precision.value, human_flops(figure.flops, ops=ops), how]
+            + [human_flops(c.figures[precision].flops, ops=ops) for c in peaks.components]
+        )
+    return table(rows, header)
+
+
+def render_report(report: Report, gpu_status: str | None = None) -> str:
+    """The `census-agent inspect` screen."""
+    inv = report.inventory
+    cpu, mem, host = inv.cpu, inv.memory, inv.host
+    clock = f"{cpu.base_clock_hz / 1e9:.2f} GHz base ({cpu.clock_source.value})" if cpu.base_clock_hz else "unknown"
+    if cpu.max_clock_hz:
+        clock += f", {cpu.max_clock_hz / 1e9:.2f} GHz max"
+    labels = inv.labels
+    lines = [
+        f"Node      {host.hostname}  (id {host.node_id}, from {host.node_id_source})",
+        f"System    {host.os}, kernel {host.kernel}, {cpu.architecture}",
+        f"Labels    region={labels.region or '-'} organisation={labels.organisation or '-'} site={labels.site or '-'}",
+        f"Tier      {report.tier.tier.value}: {report.tier.reason}",
+        "",
+        f"CPU       {cpu.model_name} ({cpu.vendor})",
+        f"          {cpu.sockets} socket(s), {cpu.physical_cores} cores, {cpu.threads} threads, {clock}",
+        f"          ISA: {' '.join(cpu.flags) or '-'}",
+        f"          NUMA: {len(cpu.numa_nodes)} node(s)"
+        + "".join(f"; node{n.node}: {len(n.cpus)} CPUs, {human_bytes(n.memory_total_bytes)}" for n in cpu.numa_nodes),
+        f"Memory    {human_bytes(mem.total_bytes)} total, {human_bytes(mem.available_bytes)} available",
+    ]
+    if inv.accelerators:
+        lines.append(f"Accel.    {len(inv.accelerators)} device(s)")
+        for acc in inv.accelerators:
+            extra = [
+                f"cc {acc.compute_capability}" if acc.compute_capability else "",
+                human_bytes(acc.memory_bytes) if acc.memory_bytes else "",
+                f"{acc.cuda_cores} cores" if acc.cuda_cores else "",
+                f"{acc.max_sm_clock_hz / 1e6:.0f} MHz" if acc.max_sm_clock_hz else "",
+                acc.pci_bus_id or "",
+                "MIG on" if acc.mig_enabled else "",
+                acc.source,
+            ]
+            lines.append(f"          [{acc.index}] {acc.vendor} {acc.model}: {', '.join(e for e in extra if e)}")
+    else:
+        lines.append("Accel.    none" + (f" ({gpu_status})" if gpu_status else ""))
+    for link in inv.interconnects:
+        rate = f", {link.rate_bits_per_second / 1e9:g} Gb/s" if link.rate_bits_per_second else ""
+        lines.append(f"Network   {link.name}: {link.kind}{rate}")
+    lines += ["", "Peak compute (Rpeak; fp16 dense tensor; int8 in ops)", peaks_table(report.peaks)]
+    lines += [f"  {c.component}: {c.note}" for c in report.peaks.components if c.note]
+    if report.measurements:
+        lines += ["", measurements_table(report.measurements, report.peaks)]
+    return "\n".join(lines)
+
+
+def measurements_table(measurements: list[Measurement], peaks: NodePeaks) -> str:
+    """Measured rate beside the CPU peak (Rmax beside Rpeak) and the ratio."""
+    cpu = next(c for c in peaks.components if c.component == "cpu")
+    rows = []
+    for m in measurements:
+        peak = cpu.figures[m.precision].flops
+        share = f"{m.flops / peak:.0%}" if peak else "-"
+        rows.append(
+            [m.precision.value, human_flops(m.flops), human_flops(peak), share, f"n={m.matrix_size}", f"{m.seconds:.2f} s"]
+        )
+    return "Measured (dense matrix multiply, CPU)\n" + table(
+        rows, ["precision", "measured (Rmax)", "CPU peak (Rpeak)", "Rmax/Rpeak", "size", "time"]
+    )

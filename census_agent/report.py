@@ -1,0 +1,53 @@
+"""Assembling a `Report` from an inventory: the compute model applied, stamped with identity and order.
+
+Pure: the caller supplies the report id, sequence number and clock reading, so the same inputs always give
+the same document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from census_agent import __version__
+from census_agent.catalogue import CatalogueEntry, load_default_catalogue
+from census_agent.compute import node_peaks
+from census_agent.models import Measurement, NodeInventory, NodePeaks, Report, TierDecision
+from census_agent.tiers import TierRules, classify, load_default_rules
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeModel:
+    """The catalogue and tier rules a node is assessed with."""
+
+    catalogue: tuple[CatalogueEntry, ...] = field(default_factory=load_default_catalogue)
+    rules: TierRules = field(default_factory=load_default_rules)
+
+    def assess(self, inventory: NodeInventory) -> tuple[NodePeaks, TierDecision]:
+        """Peaks per precision and the census tier of a node."""
+        peaks = node_peaks(inventory, self.catalogue)
+        return peaks, classify(inventory, peaks, self.rules)
+
+
+def build_report(
+    inventory: NodeInventory,
+    model: ComputeModel,
+    *,
+    report_id: UUID,
+    sequence: int,
+    generated_at: datetime,
+    measurements: list[Measurement] | None = None,
+) -> Report:
+    """The versioned report document for one inventory."""
+    peaks, tier = model.assess(inventory)
+    return Report(
+        report_id=report_id,
+        sequence=sequence,
+        generated_at=generated_at,
+        agent_version=__version__,
+        inventory=inventory,
+        peaks=peaks,
+        tier=tier,
+        measurements=measurements or [],
+    )
