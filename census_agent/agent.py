@@ -183,8 +183,15 @@ class Agent:
             failures = self.state.consecutive_failures
         level = logging.ERROR if outcome is Outcome.UNAUTHORISED else logging.WARNING
         if failures == 1 or failures % 10 == 0:
-            log.log(level, "push of report %d failed (%s, HTTP %s): %s; %d report(s) kept in the spool",
-                    sequence, outcome.value, status, detail.strip()[:200], self.spool.depth)
+            log.log(
+                level,
+                "push of report %d failed (%s, HTTP %s): %s; %d report(s) kept in the spool",
+                sequence,
+                outcome.value,
+                status,
+                detail.strip()[:200],
+                self.spool.depth,
+            )
 
     # --- the loop ------------------------------------------------------------------------------------------
 
@@ -203,8 +210,12 @@ class Agent:
                     next_drain = next_report
                 else:
                     failures = max(self.state.consecutive_failures, 1)
-                    delay = backoff_delay(failures, base=min(cfg.interval_seconds, 5.0),
-                                          cap=cfg.backoff_max_seconds, rng=self._rng)
+                    delay = backoff_delay(
+                        failures,
+                        base=min(cfg.interval_seconds, 5.0),
+                        cap=cfg.backoff_max_seconds,
+                        rng=self._rng,
+                    )
                     next_drain = self._clock() + delay
             self._stop.wait(max(0.0, min(next_report, next_drain) - self._clock()))
         log.info("agent stopped; %d report(s) left in the spool for the next start", self.spool.depth)

@@ -1,10 +1,10 @@
 """``census-agent``: the node agent's command line (the entry point: settings are read here, once).
 
-    census-agent inspect [--json]         what this node is and what it is worth in compute
-    census-agent estimate FILE.json       peaks and tier of an inventory described in a file
-    census-agent measure [--seconds S]    measured matmul GFLOPS beside the peak (Rmax beside Rpeak)
-    census-agent run --server URL ...     report to the census service, export Prometheus metrics
-    census-agent schema                   the JSON Schema of the report document
+census-agent inspect [--json]         what this node is and what it is worth in compute
+census-agent estimate FILE.json       peaks and tier of an inventory described in a file
+census-agent measure [--seconds S]    measured matmul GFLOPS beside the peak (Rmax beside Rpeak)
+census-agent run --server URL ...     report to the census service, export Prometheus metrics
+census-agent schema                   the JSON Schema of the report document
 """
 
 from __future__ import annotations
@@ -80,49 +80,86 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"census-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    inspect = sub.add_parser("inspect", help="show this node's inventory, peaks and tier",
-                             description="Collect this node's inventory once and show its peaks and tier.")
+    inspect = sub.add_parser(
+        "inspect",
+        help="show this node's inventory, peaks and tier",
+        description="Collect this node's inventory once and show its peaks and tier.",
+    )
     _common(inspect)
     inspect.add_argument("--json", action="store_true", help="print the exact report document instead")
 
     estimate = sub.add_parser(
-        "estimate", help="peaks and tier of an inventory in a JSON file",
+        "estimate",
+        help="peaks and tier of an inventory in a JSON file",
         description="Price a machine that may not exist yet: FILE holds a report document (as `inspect --json` "
         "prints) or just its `inventory` object. The host section may be left out.",
     )
     estimate.add_argument("file", type=Path, help="JSON file; - reads standard input")
     estimate.add_argument("--json", action="store_true", help="print the computed report document")
 
-    measure = sub.add_parser("measure", help="measure dense matmul GFLOPS (fp64, fp32) beside the peak",
-                             description="Run a short dense matrix-multiply benchmark (needs numpy).")
+    measure = sub.add_parser(
+        "measure",
+        help="measure dense matmul GFLOPS (fp64, fp32) beside the peak",
+        description="Run a short dense matrix-multiply benchmark (needs numpy).",
+    )
     _common(measure)
     measure.add_argument("--seconds", type=float, default=10.0, help="time budget in seconds (default 10, max 600)")
     measure.add_argument("--json", action="store_true", help="print the measurements as JSON")
 
-    run = sub.add_parser("run", help="report to the census service every interval",
-                         description="Push a report every interval (with jitter), spooling on disk while the "
-                         "server is unreachable, and optionally export Prometheus metrics.",
-                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = sub.add_parser(
+        "run",
+        help="report to the census service every interval",
+        description="Push a report every interval (with jitter), spooling on disk while the "
+        "server is unreachable, and optionally export Prometheus metrics.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(run)
     run.add_argument("--server", help="census service base URL, e.g. https://census.example:8443")
     run.add_argument("--token-file", dest="token_file", type=Path, help="file holding the agent's bearer token")
     run.add_argument("--ca-file", dest="ca_file", type=Path, help="CA bundle to verify the server's certificate")
     run.add_argument("--interval", dest="interval_seconds", type=float, help="seconds between reports (default 30)")
-    run.add_argument("--spool-dir", dest="spool_dir", type=Path,
-                     help="where unsent reports wait (default /var/lib/suanli-agent/spool)")
+    run.add_argument(
+        "--spool-dir",
+        dest="spool_dir",
+        type=Path,
+        help="where unsent reports wait (default /var/lib/suanli-agent/spool)",
+    )
     run.add_argument("--metrics-port", dest="metrics_port", type=int, help="serve Prometheus metrics on this port")
     run.add_argument("--metrics-host", dest="metrics_host", help="address for metrics (default 127.0.0.1)")
-    run.add_argument("--measure-seconds", type=float, default=0.0,
-                     help="run `measure` once at start with this budget and include it in reports (default off)")
+    run.add_argument(
+        "--measure-seconds",
+        type=float,
+        default=0.0,
+        help="run `measure` once at start with this budget and include it in reports (default off)",
+    )
 
-    sub.add_parser("schema", help="print the JSON Schema of the report document",
-                   description="Print the JSON Schema (draft 2020-12) of the report the service accepts.")
+    sub.add_parser(
+        "schema",
+        help="print the JSON Schema of the report document",
+        description="Print the JSON Schema (draft 2020-12) of the report the service accepts.",
+    )
     return parser
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("root", "node_id", "region", "organisation", "site", "tier", "nvml", "log_level", "server",
-             "token_file", "ca_file", "interval_seconds", "spool_dir", "metrics_port", "metrics_host")
+    names = (
+        "root",
+        "node_id",
+        "region",
+        "organisation",
+        "site",
+        "tier",
+        "nvml",
+        "log_level",
+        "server",
+        "token_file",
+        "ca_file",
+        "interval_seconds",
+        "spool_dir",
+        "metrics_port",
+        "metrics_host",
+    )
     return {name: getattr(args, name, None) for name in names}
 
 
@@ -189,8 +226,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     except (ValueError, ValidationError) as exc:
         print(f"census-agent estimate: {source} is not a valid inventory:\n{exc}", file=sys.stderr)
         return EXIT_ERROR
-    report = build_report(inventory, ComputeModel(), report_id=uuid.UUID(int=0), sequence=0,
-                          generated_at=datetime.now(tz=UTC))
+    report = build_report(
+        inventory, ComputeModel(), report_id=uuid.UUID(int=0), sequence=0, generated_at=datetime.now(tz=UTC)
+    )
     print(report.model_dump_json(indent=2) if args.json else render_report(report))
     return EXIT_OK
 
@@ -226,8 +264,10 @@ def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
     from census_agent.spool import Spool, SpoolError  # noqa: PLC0415
 
     if config.server is None and config.metrics_port is None:
-        print("census-agent run: give --server URL (and --token-file), or --metrics-port to only export metrics",
-              file=sys.stderr)
+        print(
+            "census-agent run: give --server URL (and --token-file), or --metrics-port to only export metrics",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         spool = Spool(config.spool_dir, max_reports=config.spool_max_reports, max_bytes=config.spool_max_bytes)
@@ -244,10 +284,19 @@ def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
             log.warning("%s; reporting without measurements", exc)
     pusher = None
     if config.server is not None:
-        pusher = Pusher(str(config.server), config.token_file, ca_file=config.ca_file,
-                        timeout=config.request_timeout_seconds)
-    agent = Agent(config, spool=spool, pusher=pusher, nvml=default_api() if config.nvml else None,
-                  measurements=measurements)
+        pusher = Pusher(
+            str(config.server),
+            config.token_file,
+            ca_file=config.ca_file,
+            timeout=config.request_timeout_seconds,
+        )
+    agent = Agent(
+        config,
+        spool=spool,
+        pusher=pusher,
+        nvml=default_api() if config.nvml else None,
+        measurements=measurements,
+    )
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:

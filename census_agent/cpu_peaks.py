@@ -40,7 +40,14 @@ ARM_CORES: dict[tuple[int, int], tuple[str, int]] = {
     (0x70, 0x663): ("Phytium FTC663", 8),
 }
 
-ARM_IMPLEMENTERS = {0x41: "ARM", 0x46: "Fujitsu", 0x48: "HiSilicon", 0x4E: "NVIDIA", 0x61: "Apple", 0x70: "Phytium"}
+ARM_IMPLEMENTERS = {
+    0x41: "ARM",
+    0x46: "Fujitsu",
+    0x48: "HiSilicon",
+    0x4E: "NVIDIA",
+    0x61: "Apple",
+    0x70: "Phytium",
+}
 
 # Intel family-6 models whose every AVX-512 part has two FMA pipes (Sapphire, Emerald, Granite Rapids).
 INTEL_TWO_PIPE_MODELS = frozenset({0x8F, 0xCF, 0xAD, 0xAE})
@@ -134,7 +141,10 @@ def arm_core_name(implementer: int, part: int) -> str | None:
 def cpu_rate(cpu: CpuInfo, declared_fp64_per_cycle: float | None = None) -> CpuRate:
     """FLOPs per cycle per core in every precision, from the rules (or the operator's declared fp64 rate)."""
     if declared_fp64_per_cycle is not None:
-        fp64, rule = declared_fp64_per_cycle, f"declared by the operator: {declared_fp64_per_cycle:g} FP64/cycle"
+        fp64, rule = (
+            declared_fp64_per_cycle,
+            f"declared by the operator: {declared_fp64_per_cycle:g} FP64/cycle",
+        )
     else:
         fp64, rule = fp64_flops_per_cycle(cpu)
     flags = set(cpu.flags)

@@ -53,7 +53,9 @@ class AgentCollector(Collector):
             "suanli_agent_push_failures", "Push attempts that did not store the report.", value=failures
         )
         yield GaugeMetricFamily(
-            "suanli_agent_consecutive_push_failures", "Failed pushes since the last success.", value=consecutive
+            "suanli_agent_consecutive_push_failures",
+            "Failed pushes since the last success.",
+            value=consecutive,
         )
         yield GaugeMetricFamily("suanli_agent_spool_reports", "Reports waiting in the spool.", value=depth)
         yield GaugeMetricFamily("suanli_agent_spool_bytes", "Bytes of the reports waiting in the spool.", value=size)
@@ -68,7 +70,9 @@ class AgentCollector(Collector):
             value=spool.rejected_total,
         )
         yield CounterMetricFamily(
-            "suanli_agent_spool_write_errors", "Reports that could not be written to the spool.", value=write_errors
+            "suanli_agent_spool_write_errors",
+            "Reports that could not be written to the spool.",
+            value=write_errors,
         )
 
     @staticmethod
@@ -94,7 +98,9 @@ class AgentCollector(Collector):
         yield GaugeMetricFamily("suanli_node_cpu_cores", "Physical CPU cores.", value=inv.cpu.physical_cores)
         yield GaugeMetricFamily("suanli_node_cpu_threads", "Logical CPUs (hardware threads).", value=inv.cpu.threads)
         yield GaugeMetricFamily(
-            "suanli_node_cpu_base_clock_hertz", "CPU base clock used for peaks.", value=inv.cpu.base_clock_hz or 0.0
+            "suanli_node_cpu_base_clock_hertz",
+            "CPU base clock used for peaks.",
+            value=inv.cpu.base_clock_hz or 0.0,
         )
         yield GaugeMetricFamily("suanli_node_memory_bytes", "Main memory.", value=inv.memory.total_bytes)
         yield GaugeMetricFamily(
@@ -136,7 +142,9 @@ class AgentCollector(Collector):
         yield component
         if report.measurements:
             measured = GaugeMetricFamily(
-                "suanli_node_measured_flops", "Measured dense matrix-multiply rate (Rmax-like).", labels=["precision"]
+                "suanli_node_measured_flops",
+                "Measured dense matrix-multiply rate (Rmax-like).",
+                labels=["precision"],
             )
             for m in report.measurements:
                 measured.add_metric([m.precision.value], m.flops)

@@ -109,7 +109,14 @@ def measurements_table(measurements: list[Measurement], peaks: NodePeaks) -> str
         peak = cpu.figures[m.precision].flops
         share = f"{m.flops / peak:.0%}" if peak else "-"
         rows.append(
-            [m.precision.value, human_flops(m.flops), human_flops(peak), share, f"n={m.matrix_size}", f"{m.seconds:.2f} s"]
+            [
+                m.precision.value,
+                human_flops(m.flops),
+                human_flops(peak),
+                share,
+                f"n={m.matrix_size}",
+                f"{m.seconds:.2f} s",
+            ]
         )
     return "Measured (dense matrix multiply, CPU)\n" + table(
         rows, ["precision", "measured (Rmax)", "CPU peak (Rpeak)", "Rmax/Rpeak", "size", "time"]

@@ -64,9 +64,9 @@ def _topology(sys_cpu: Path, online: list[int], stanzas: list[dict[str, str]]) -
     return len({p for p, _ in pairs}), len(pairs)
 
 
-def _clocks(sys_cpu: Path, first_cpu: int, model_name: str, stanza: dict[str, str]) -> tuple[
-    float | None, float | None, ClockSource
-]:
+def _clocks(
+    sys_cpu: Path, first_cpu: int, model_name: str, stanza: dict[str, str]
+) -> tuple[float | None, float | None, ClockSource]:
     freq = sys_cpu / f"cpu{first_cpu}" / "cpufreq"
     max_khz = read_int(freq / "cpuinfo_max_freq")
     max_hz = max_khz * 1e3 if max_khz else None
@@ -103,9 +103,7 @@ def _numa_nodes(root: Path) -> list[NumaNode]:
         total = _kib(fields.get("MemTotal"))
         if total is None:
             continue
-        free, inactive_file, reclaimable = (
-            _kib(fields.get(k)) for k in ("MemFree", "Inactive(file)", "SReclaimable")
-        )
+        free, inactive_file, reclaimable = (_kib(fields.get(k)) for k in ("MemFree", "Inactive(file)", "SReclaimable"))
         available = None if free is None else free + (inactive_file or 0) + (reclaimable or 0)
         nodes.append(
             NumaNode(

@@ -8,9 +8,10 @@ never a crash: it is zero GPUs and one clear log line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from census_agent.models import Accelerator
@@ -88,7 +89,11 @@ class PynvmlApi:
             return getattr(nvml, fn)(*args)
         except (nvml.NVMLError_NotSupported, nvml.NVMLError_FunctionNotFound, AttributeError) as exc:
             raise NvmlNotSupported(f"{fn}: {exc}") from exc
-        except (nvml.NVMLError_LibraryNotFound, nvml.NVMLError_DriverNotLoaded, nvml.NVMLError_Uninitialized) as exc:
+        except (
+            nvml.NVMLError_LibraryNotFound,
+            nvml.NVMLError_DriverNotLoaded,
+            nvml.NVMLError_Uninitialized,
+        ) as exc:
             raise NvmlUnavailable(f"{fn}: {exc}") from exc
 
     def init(self) -> None:
@@ -202,10 +207,8 @@ def scan_gpus(api: NvmlApi | None) -> GpuScan:
         log.warning("%s", status)
         return GpuScan([], None, status)
     finally:
-        try:
+        with contextlib.suppress(NvmlUnavailable, NvmlNotSupported):
             api.shutdown()
-        except (NvmlUnavailable, NvmlNotSupported):
-            pass
     return GpuScan(found, driver, f"{len(found)} NVIDIA GPU(s) via NVML, driver {driver or 'unknown'}")
 
 
