@@ -28,9 +28,9 @@ from census_agent.collectors.cpu import CpuInfoError
 from census_agent.collectors.inventory import collect_inventory
 from census_agent.collectors.nvml import default_api
 from census_agent.config import AgentConfig, ConfigError, load_config
-from census_agent.models import Measurement, NodeInventory, Report
+from census_agent.models import Measurement, Report
 from census_agent.render import render_report
-from census_agent.report import ComputeModel, build_report
+from census_agent.report import ComputeModel, build_report, inventory_from_document
 
 log = logging.getLogger("census_agent")
 
@@ -193,33 +193,12 @@ def cmd_inspect(config: AgentConfig, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-PLACEHOLDER_HOST = {
-    "node_id": "estimate",
-    "node_id_source": "override",
-    "hostname": "estimate",
-    "os": "unknown",
-    "kernel": "unknown",
-}
-
-
-def load_inventory_document(text: str) -> NodeInventory:
-    """An inventory from a report document or a bare inventory object; a missing host gets a placeholder."""
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object (a report document or its `inventory`)")
-    inventory = data.get("inventory", data)
-    if not isinstance(inventory, dict):
-        raise ValueError("`inventory` must be a JSON object")
-    inventory.setdefault("host", PLACEHOLDER_HOST)
-    return NodeInventory.model_validate(inventory)
-
-
 def cmd_estimate(args: argparse.Namespace) -> int:
     """``estimate FILE``."""
     source = "standard input" if str(args.file) == "-" else str(args.file)
     try:
         text = sys.stdin.read() if source == "standard input" else args.file.read_text(encoding="utf-8")
-        inventory = load_inventory_document(text)
+        inventory = inventory_from_document(text)
     except OSError as exc:
         print(f"census-agent estimate: cannot read {source}: {exc.strerror}", file=sys.stderr)
         return EXIT_ERROR

@@ -6,6 +6,7 @@ the same document.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
@@ -51,3 +52,28 @@ def build_report(
         tier=tier,
         measurements=measurements or [],
     )
+
+
+PLACEHOLDER_HOST = {
+    "node_id": "estimate",
+    "node_id_source": "override",
+    "hostname": "estimate",
+    "os": "unknown",
+    "kernel": "unknown",
+}
+
+
+def inventory_from_document(text: str) -> NodeInventory:
+    """An inventory from JSON text holding a report document or a bare inventory object.
+
+    A missing ``host`` section gets a placeholder, so a planner can describe a machine that does not exist yet.
+    Raises ``ValueError`` (pydantic's ``ValidationError`` included) naming what is wrong.
+    """
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object (a report document or its `inventory`)")
+    inventory = data.get("inventory", data)
+    if not isinstance(inventory, dict):
+        raise ValueError("`inventory` must be a JSON object")
+    inventory.setdefault("host", PLACEHOLDER_HOST)
+    return NodeInventory.model_validate(inventory)

@@ -50,7 +50,7 @@ class ReportSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
             def do_POST(self) -> None:
@@ -64,7 +64,9 @@ class ReportSink:
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sink-{self.port}", daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sink-{self.port}", daemon=True
+        ).start()
         return self
 
     def _handle(self, path: str, headers: dict[str, str], body: bytes) -> int:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from census_agent.catalogue import load_default_catalogue
 from census_agent.collectors.nvml import NvmlUnavailable, PynvmlApi, default_api, scan_gpus
 from census_agent.compute import node_peaks
-from census_agent.catalogue import load_default_catalogue
 from census_agent.models import (
     ClockSource,
     CpuInfo,
@@ -32,10 +32,18 @@ def _inventory(nvml: FakeNvml) -> NodeInventory:
     return NodeInventory(
         host=HostInfo(node_id="gpu-node", node_id_source="override", hostname="gpu-node", os="test", kernel="6.1"),
         cpu=CpuInfo(
-            architecture="x86_64", vendor="GenuineIntel", model_name="Intel(R) Xeon(R) Platinum 8480+",
-            family=6, model=0x8F, sockets=2, physical_cores=112, threads=224, base_clock_hz=2.0e9,
-            clock_source=ClockSource.SYSFS_BASE_FREQUENCY, flags=["avx2", "avx512f", "fma"],
-        ),  # fmt: skip
+            architecture="x86_64",
+            vendor="GenuineIntel",
+            model_name="Intel(R) Xeon(R) Platinum 8480+",
+            family=6,
+            model=0x8F,
+            sockets=2,
+            physical_cores=112,
+            threads=224,
+            base_clock_hz=2.0e9,
+            clock_source=ClockSource.SYSFS_BASE_FREQUENCY,
+            flags=["avx2", "avx512f", "fma"],
+        ),
         memory=MemoryInfo(total_bytes=2048 * GIB, available_bytes=2000 * GIB),
         accelerators=scan.accelerators,
         labels=Labels(),
