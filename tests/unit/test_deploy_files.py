@@ -1,0 +1,34 @@
+"""The shipped deployment files agree with the code: the unit's command line parses, the example config loads."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from census_agent.cli import build_parser
+from census_agent.config import load_config
+
+DEPLOY = Path(__file__).parent.parent.parent / "deploy" / "systemd"
+
+
+def test_systemd_unit_command_line_is_accepted_by_the_agent() -> None:
+    """ExecStart's arguments parse as a `census-agent run` command, and ExecReload sends SIGHUP."""
+    unit = (DEPLOY / "suanli-census-agent.service").read_text()
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(exec_start.removeprefix("ExecStart="))
+    assert argv[0].endswith("census-agent")
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "run"
+    assert args.config == Path("/etc/suanli/agent.toml")
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    assert "StateDirectory=suanli-agent" in unit
+    assert "LoadCredential=token:/etc/suanli/agent.token" in unit
+
+
+def test_example_config_loads_with_every_documented_value(tmp_path: Path) -> None:
+    """agent.toml.example is a valid config and its spool_dir lives in the unit's StateDirectory."""
+    config = load_config(DEPLOY / "agent.toml.example", environ={})
+    assert config.labels.region == "440106"
+    assert config.metrics_port == 9464
+    assert config.spool_dir == Path("/var/lib/suanli-agent/spool")
+    assert config.token_file == Path("/etc/suanli/agent.token")
