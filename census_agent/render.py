@@ -5,7 +5,7 @@ Units are humanised here and only here (TFLOPS, PFLOPS, GiB); documents and APIs
 
 from __future__ import annotations
 
-from census_agent.models import Measurement, NodePeaks, Precision, Report
+from census_agent.models import ComponentPeaks, Measurement, NodePeaks, Precision, Report
 
 _FLOPS_UNITS = ((1e18, "EFLOPS"), (1e15, "PFLOPS"), (1e12, "TFLOPS"), (1e9, "GFLOPS"), (1e6, "MFLOPS"))
 _BYTE_UNITS = ((2**50, "PiB"), (2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
@@ -38,9 +38,18 @@ def table(rows: list[list[str]], header: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def _component_groups(peaks: NodePeaks) -> list[tuple[str, list[ComponentPeaks]]]:
+    """The CPU column, then one column per accelerator model ("8 x H100-SXM5")."""
+    groups: dict[str, list[ComponentPeaks]] = {}
+    for part in peaks.components:
+        groups.setdefault("cpu" if part.component == "cpu" else part.model, []).append(part)
+    return [(name if name == "cpu" else f"{len(parts)} x {name}", parts) for name, parts in groups.items()]
+
+
 def peaks_table(peaks: NodePeaks) -> str:
-    """Per-precision node figures with each component beside them."""
-    header = ["precision", "node peak", "how", *[c.component for c in peaks.components]]
+    """Per-precision node figures with the CPUs and each accelerator model beside them."""
+    groups = _component_groups(peaks)
+    header = ["precision", "node peak", "how", *[name for name, _ in groups]]
     rows = []
     for precision in Precision:
         figure = peaks.figures[precision]
@@ -50,7 +59,7 @@ def peaks_table(peaks: NodePeaks) -> str:
             how += f" (computed {human_flops(figure.computed_flops, ops=ops)})"
         rows.append(
             [precision.value, human_flops(figure.flops, ops=ops), how]
-            + [human_flops(c.figures[precision].flops, ops=ops) for c in peaks.components]
+            + [human_flops(sum(p.figures[precision].flops for p in parts), ops=ops) for _, parts in groups]
         )
     return table(rows, header)
 
@@ -95,7 +104,10 @@ def render_report(report: Report, gpu_status: str | None = None) -> str:
         rate = f", {link.rate_bits_per_second / 1e9:g} Gb/s" if link.rate_bits_per_second else ""
         lines.append(f"Network   {link.name}: {link.kind}{rate}")
     lines += ["", "Peak compute (Rpeak; fp16 dense tensor; int8 in ops)", peaks_table(report.peaks)]
-    lines += [f"  {c.component}: {c.note}" for c in report.peaks.components if c.note]
+    notes = dict.fromkeys(
+        f"  {c.model if c.component != 'cpu' else 'cpu'}: {c.note}" for c in report.peaks.components if c.note
+    )
+    lines += list(notes)
     if report.measurements:
         lines += ["", measurements_table(report.measurements, report.peaks)]
     return "\n".join(lines)

@@ -54,7 +54,7 @@ def classify(inventory: NodeInventory, peaks: NodePeaks, rules: TierRules) -> Ti
             tier=Tier.AI,
             reason=(
                 f"{len(inventory.accelerators)} accelerator(s) ({', '.join(models)}) with "
-                f"{fp16 / 1e12:,.1f} TFLOPS dense fp16 >= {rules.ai_min_accelerator_fp16_flops / 1e12:g}"
+                f"{fp16 / 1e12:,.1f} TFLOPS dense fp16 >= {rules.ai_min_accelerator_fp16_flops / 1e12:g} TFLOPS"
             ),
         )
     fabric = [i for i in inventory.interconnects if i.kind in rules.hpc_interconnect_kinds]
