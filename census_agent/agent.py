@@ -41,6 +41,7 @@ class AgentState:
     push_failures_total: int = 0
     consecutive_failures: int = 0
     spool_write_errors_total: int = 0
+    collect_errors_total: int = 0
     cycles_total: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -195,6 +196,15 @@ class Agent:
 
     # --- the loop ------------------------------------------------------------------------------------------
 
+    def _collect_guarded(self) -> None:
+        """`collect_once`, but a failure to read the machine is logged and counted, never fatal to the loop."""
+        try:
+            self.collect_once()
+        except Exception:
+            with self.state.lock:
+                self.state.collect_errors_total += 1
+            log.exception("could not build a report this cycle; will try again next interval")
+
     def run(self) -> None:
         """Report every interval (jittered) and push, backing off exponentially while pushes fail."""
         cfg = self.config
@@ -203,7 +213,7 @@ class Agent:
         while not self._stop.is_set():
             now = self._clock()
             if now >= next_report:
-                self.collect_once()
+                self._collect_guarded()
                 next_report = now + jittered(cfg.interval_seconds, cfg.jitter, self._rng)
             if now >= next_drain:
                 if self.drain():

@@ -34,7 +34,7 @@ class AgentCollector(Collector):
             last_success = state.last_success_unixtime
             pushes, failures = state.pushes_total, state.push_failures_total
             consecutive, write_errors = state.consecutive_failures, state.spool_write_errors_total
-            cycles = state.cycles_total
+            cycles, collect_errors = state.cycles_total, state.collect_errors_total
         depth, size = spool.depth, spool.size_bytes
 
         yield from self._node(report)
@@ -48,6 +48,9 @@ class AgentCollector(Collector):
             value=last_success or 0.0,
         )
         yield CounterMetricFamily("suanli_agent_reports", "Reports built by this agent.", value=cycles)
+        yield CounterMetricFamily(
+            "suanli_agent_collect_errors", "Cycles in which no report could be built.", value=collect_errors
+        )
         yield CounterMetricFamily("suanli_agent_pushes", "Push attempts to the census server.", value=pushes)
         yield CounterMetricFamily(
             "suanli_agent_push_failures", "Push attempts that did not store the report.", value=failures

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +159,30 @@ def test_report_document_is_the_versioned_contract(tmp_path: Path, sink: ReportS
     assert len(first["inventory"]["accelerators"]) == 8
     assert set(first["peaks"]["figures"]) == {"fp64", "fp32", "fp16", "int8"}
     assert json.dumps(first)  # plain JSON all the way down
+
+
+def test_a_cycle_that_cannot_read_the_machine_is_counted_and_the_loop_goes_on(tmp_path: Path, sink: ReportSink) -> None:
+    """With no /proc/cpuinfo under the root, each cycle fails, is counted and logged, and the agent keeps
+    running until asked to stop."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    config = AgentConfig(
+        server=sink.url,
+        token_file=token_file,
+        spool_dir=tmp_path / "spool",
+        interval_seconds=1,
+        jitter=0.0,
+        root=tmp_path,
+    )
+    spool = Spool(config.spool_dir, max_reports=10, max_bytes=1 << 20)
+    agent = Agent(config, spool=spool, pusher=Pusher(sink.url, token_file, ca_file=None, timeout=5), nvml=None)
+    thread = threading.Thread(target=agent.run)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while agent.state.collect_errors_total < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    agent.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert agent.state.collect_errors_total >= 2
+    assert sink.received == []
