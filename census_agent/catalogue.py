@@ -21,23 +21,30 @@ TERA = 1e12
 
 @dataclass(frozen=True, slots=True)
 class SmRule:
-    """Per-SM throughput of one NVIDIA compute capability (FLOPs or ops per clock per SM)."""
+    """Per-SM, per-clock throughput of one NVIDIA compute capability.
+
+    ``fp16`` is the dense rate on tensor cores where the architecture has them, else the plain half-precision
+    rate; ``int8`` is in ops (tensor cores, or DP4A on Pascal 6.1 and Volta).
+    """
 
     fp32_lanes: int
     fp64_lanes: int
-    fp16_tensor: int
+    fp16: int
+    int8: int
     fp64_tensor: int = 0
-    int8_factor: float = 2.0  # int8 tensor ops = fp16 tensor x this; 0 means no int8 tensor path
 
 
-# compute capability -> rule (compute-methodology.md, "GPU peak from hardware counters").
+# compute capability -> rule (compute-methodology.md, "GPU peak from hardware counters"; Pascal from the
+# P100 and P40 datasheets: P100 runs fp16 at twice fp32, GP10x at 1/64 with 4x-fp32 int8 DP4A).
 SM_RULES: dict[tuple[int, int], SmRule] = {
-    (7, 0): SmRule(fp32_lanes=64, fp64_lanes=32, fp16_tensor=1024, int8_factor=0.0),
-    (7, 5): SmRule(fp32_lanes=64, fp64_lanes=2, fp16_tensor=1024),
-    (8, 0): SmRule(fp32_lanes=64, fp64_lanes=32, fp16_tensor=2048, fp64_tensor=128),
-    (8, 6): SmRule(fp32_lanes=128, fp64_lanes=2, fp16_tensor=1024),
-    (8, 9): SmRule(fp32_lanes=128, fp64_lanes=2, fp16_tensor=1024),
-    (9, 0): SmRule(fp32_lanes=128, fp64_lanes=64, fp16_tensor=4096, fp64_tensor=256),
+    (6, 0): SmRule(fp32_lanes=64, fp64_lanes=32, fp16=256, int8=128),
+    (6, 1): SmRule(fp32_lanes=128, fp64_lanes=4, fp16=4, int8=1024),
+    (7, 0): SmRule(fp32_lanes=64, fp64_lanes=32, fp16=1024, int8=512),
+    (7, 5): SmRule(fp32_lanes=64, fp64_lanes=2, fp16=1024, int8=2048),
+    (8, 0): SmRule(fp32_lanes=64, fp64_lanes=32, fp16=2048, int8=4096, fp64_tensor=128),
+    (8, 6): SmRule(fp32_lanes=128, fp64_lanes=2, fp16=1024, int8=2048),
+    (8, 9): SmRule(fp32_lanes=128, fp64_lanes=2, fp16=1024, int8=2048),
+    (9, 0): SmRule(fp32_lanes=128, fp64_lanes=64, fp16=4096, int8=8192, fp64_tensor=256),
 }
 
 
@@ -75,7 +82,9 @@ class CatalogueError(ValueError):
     """The catalogue text is malformed."""
 
 
-def _tera(cell: str) -> float | None:
+def _tera(cell: str | None) -> float | None:
+    if cell is None:
+        raise ValueError("the row has too few cells")
     cell = cell.strip()
     return float(cell) * TERA if cell else None
 
@@ -101,7 +110,7 @@ def parse_catalogue(text: str) -> tuple[CatalogueEntry, ...]:
                     source=row["source"],
                 )
             )
-        except (KeyError, ValueError, TypeError, re.error) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError, re.error) as exc:
             raise CatalogueError(f"accelerator catalogue line {line_no}: {exc}") from exc
     return tuple(entries)
 
@@ -120,11 +129,25 @@ def find_entry(catalogue: tuple[CatalogueEntry, ...], model: str) -> CatalogueEn
 
 
 def _formula_figures(rule: SmRule, sms: float, clock_hz: float) -> dict[Precision, float]:
-    fp32 = sms * rule.fp32_lanes * 2 * clock_hz
-    fp64 = max(sms * rule.fp64_lanes * 2, sms * rule.fp64_tensor) * clock_hz
-    fp16 = sms * rule.fp16_tensor * clock_hz
-    int8 = fp16 * rule.int8_factor if rule.int8_factor else fp32 * 4  # Volta: DP4A, 4 int8 ops per lane
-    return {Precision.FP64: fp64, Precision.FP32: fp32, Precision.FP16: fp16, Precision.INT8: int8}
+    per_clock = {
+        Precision.FP64: sms * max(rule.fp64_lanes * 2, rule.fp64_tensor),
+        Precision.FP32: sms * rule.fp32_lanes * 2,
+        Precision.FP16: sms * rule.fp16,
+        Precision.INT8: sms * rule.int8,
+    }
+    return {precision: value * clock_hz for precision, value in per_clock.items()}
+
+
+def _catalogue_value(entry: CatalogueEntry, precision: Precision) -> float | None:
+    """The datasheet figure for `precision` (fp64: the larger of vector and tensor), None where it is silent."""
+    if precision is Precision.FP64:
+        parts = [v for v in (entry.fp64_flops, entry.fp64_tensor_flops) if v is not None]
+        return max(parts) if parts else None
+    return {
+        Precision.FP32: entry.fp32_flops,
+        Precision.FP16: entry.fp16_tensor_flops,
+        Precision.INT8: entry.int8_tensor_ops,
+    }[precision]
 
 
 def accelerator_peaks(acc: Accelerator, catalogue: tuple[CatalogueEntry, ...]) -> ComponentPeaks:
@@ -139,14 +162,8 @@ def accelerator_peaks(acc: Accelerator, catalogue: tuple[CatalogueEntry, ...]) -
     model = acc.model
     if entry is not None:
         model = entry.model
-        fp64_parts = [v for v in (entry.fp64_flops, entry.fp64_tensor_flops) if v is not None]
-        looked_up = {
-            Precision.FP64: max(fp64_parts) if fp64_parts else None,
-            Precision.FP32: entry.fp32_flops,
-            Precision.FP16: entry.fp16_tensor_flops,
-            Precision.INT8: entry.int8_tensor_ops,
-        }
-        for precision, value in looked_up.items():
+        for precision in Precision:
+            value = _catalogue_value(entry, precision)
             if value is not None:
                 figures[precision] = Figure(flops=value, provenance=Provenance.CATALOGUE)
 
@@ -172,7 +189,10 @@ def _formula_for(acc: Accelerator, entry: CatalogueEntry | None) -> tuple[dict[P
     """Formula figures from the device's counters, else from the catalogue's SM count and clock."""
     cc = acc.compute_capability or (entry.compute_capability if entry else None)
     if cc is None:
-        return None, f"{acc.model}: not in the catalogue and no compute capability; declare its peaks"
+        if entry is None:
+            return None, f"{acc.model}: not in the catalogue and no compute capability; declare its peaks"
+        missing = ", ".join(p.value for p in Precision if _catalogue_value(entry, p) is None)
+        return None, f"{acc.model}: the catalogue has no {missing} figure and no formula applies; declare it"
     rule, note = sm_rule_for(cc)
     clock = acc.max_sm_clock_hz or (entry.boost_clock_hz if entry else None)
     if acc.cuda_cores:

@@ -73,6 +73,7 @@ class ClockSource(StrEnum):
     DECLARED = "declared"
     SYSFS_BASE_FREQUENCY = "sysfs_base_frequency"
     MODEL_NAME = "model_name"
+    ACPI_CPPC_NOMINAL = "acpi_cppc_nominal"
     CPUINFO_MAX_FREQ = "cpuinfo_max_freq"
     CPU_MHZ = "cpu_mhz"
     UNKNOWN = "unknown"

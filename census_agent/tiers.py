@@ -29,9 +29,12 @@ class TierRules:
 def parse_tier_rules(text: str) -> TierRules:
     """Parse tier rules from TOML text; raises ``ValueError`` (or ``KeyError``) on a missing or bad field."""
     raw = tomllib.loads(text)
+    kinds = raw["hpc_interconnect_kinds"]
+    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+        raise ValueError('hpc_interconnect_kinds must be a list of strings, e.g. ["infiniband"]')
     return TierRules(
         ai_min_accelerator_fp16_flops=float(raw["ai_min_accelerator_fp16_flops"]),
-        hpc_interconnect_kinds=frozenset(str(k) for k in raw["hpc_interconnect_kinds"]),
+        hpc_interconnect_kinds=frozenset(kinds),
         edge_max_physical_cores=int(raw["edge_max_physical_cores"]),
         edge_max_memory_bytes=int(raw["edge_max_memory_bytes"]),
     )

@@ -76,6 +76,11 @@ def _clocks(
     match = _GHZ_IN_NAME.search(model_name)
     if match:
         return float(match.group(1)) * 1e9, max_hz, ClockSource.MODEL_NAME
+    # ACPI CPPC's nominal frequency (MHz) is the base clock where cpufreq's maximum is the boost clock
+    # (amd-pstate on AMD, cppc_cpufreq on Arm servers).
+    nominal_mhz = read_int(sys_cpu / f"cpu{first_cpu}" / "acpi_cppc" / "nominal_freq")
+    if nominal_mhz:
+        return nominal_mhz * 1e6, max_hz, ClockSource.ACPI_CPPC_NOMINAL
     if max_hz:
         return max_hz, max_hz, ClockSource.CPUINFO_MAX_FREQ
     mhz = stanza.get("cpu MHz")

@@ -1,0 +1,345 @@
+"""The accelerator catalogue: NVML names to entries, datasheet figures, and the per-SM formula fallback.
+
+Expected formula figures are worked out by hand from ``shared/reference/compute-methodology.md`` ("GPU peak
+from hardware counters"): peak = SMs x FLOPs per clock per SM x clock, with FP32/FP64 lanes x 2 (FMA).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import seeds
+from census_agent.catalogue import (
+    CatalogueEntry,
+    CatalogueError,
+    accelerator_peaks,
+    find_entry,
+    load_default_catalogue,
+    parse_catalogue,
+)
+from census_agent.models import Accelerator, Precision, Provenance
+
+TERA = 1e12
+GHZ = 1e9
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> tuple[CatalogueEntry, ...]:
+    """The catalogue shipped in seeds/accelerators.csv."""
+    return load_default_catalogue()
+
+
+def nvml_gpu(
+    model: str,
+    *,
+    cc: str | None = None,
+    sms: int | None = None,
+    fp32_lanes: int = 0,
+    clock_hz: float | None = None,
+    index: int = 0,
+) -> Accelerator:
+    """A GPU as the NVML scan reports it: cuda_cores = SMs x FP32 lanes per SM."""
+    return Accelerator(
+        index=index,
+        vendor="NVIDIA",
+        model=model,
+        compute_capability=cc,
+        cuda_cores=sms * fp32_lanes if sms is not None else None,
+        max_sm_clock_hz=clock_hz,
+        source="nvml",
+    )
+
+
+def declared(model: str, vendor: str = "NVIDIA") -> Accelerator:
+    """An accelerator the operator declared: a model name and nothing measured."""
+    return Accelerator(index=0, vendor=vendor, model=model, source="declared")
+
+
+# --- matching NVML product names -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("nvml_name", "entry"),
+    [
+        ("NVIDIA H100 80GB HBM3", "H100-SXM5"),
+        ("NVIDIA H100 PCIe", "H100-PCIE"),
+        ("NVIDIA A100-SXM4-80GB", "A100-SXM4"),
+        ("NVIDIA A100-SXM4-40GB", "A100-SXM4"),
+        ("NVIDIA A100 80GB PCIe", "A100-PCIE"),
+        ("NVIDIA A100-PCIE-40GB", "A100-PCIE"),
+        ("Tesla V100-SXM2-32GB", "Tesla V100-SXM2"),
+        ("Tesla V100-PCIE-16GB", "Tesla V100-PCIE"),
+        ("Tesla T4", "Tesla T4"),
+        ("NVIDIA A10", "A10"),
+        ("NVIDIA L4", "L4"),
+        ("NVIDIA L40S", "L40S"),
+        ("NVIDIA GeForce RTX 4090", "GeForce RTX 4090"),
+        ("NVIDIA H200", "H200-SXM"),
+        ("NVIDIA H800", "H800-SXM5"),
+        ("NVIDIA A800-SXM4-80GB", "A800"),
+    ],
+)
+def test_find_entry_matches_nvml_product_name_to_catalogue_model(
+    catalogue: tuple[CatalogueEntry, ...], nvml_name: str, entry: str
+) -> None:
+    """Each product name as NVML reports it finds the right catalogue row."""
+    found = find_entry(catalogue, nvml_name)
+    assert found is not None
+    assert found.model == entry
+
+
+def test_find_entry_does_not_confuse_a10_and_a100(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """'NVIDIA A10' is the A10, not an A100; an A100 name never lands on the A10 row."""
+    a10 = find_entry(catalogue, "NVIDIA A10")
+    assert a10 is not None
+    assert "A100" not in a10.model
+    for name in ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB PCIe", "NVIDIA A100-PCIE-40GB"):
+        a100 = find_entry(catalogue, name)
+        assert a100 is not None
+        assert a100.model != "A10"
+
+
+def test_find_entry_does_not_confuse_l4_with_l40s_or_l40(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """'NVIDIA L4' is the L4; 'NVIDIA L40S' the L40S; the L40 (not catalogued) matches neither."""
+    l4, l40s = find_entry(catalogue, "NVIDIA L4"), find_entry(catalogue, "NVIDIA L40S")
+    assert l4 is not None
+    assert l40s is not None
+    assert (l4.model, l40s.model) == ("L4", "L40S")
+    assert find_entry(catalogue, "NVIDIA L40") is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "NVIDIA A10G",
+        "NVIDIA H20",
+        "NVIDIA GeForce GT 1030",
+        "NVIDIA T400",
+        "NVIDIA GeForce RTX 4090 Laptop GPU",
+        "NVIDIA H800 PCIe",
+        "NVIDIA H200 NVL",
+    ],
+)
+def test_find_entry_returns_none_for_uncatalogued_names(catalogue: tuple[CatalogueEntry, ...], name: str) -> None:
+    """Names that merely contain a catalogued model's letters (A10G, H20, T400) find no row."""
+    assert find_entry(catalogue, name) is None
+
+
+# --- catalogue figures -------------------------------------------------------------------------------------
+
+
+def test_peaks_of_catalogued_h100_sxm_are_datasheet_figures(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """H100 SXM: the datasheet's dense figures, provenance catalogue, named by the catalogue model."""
+    peaks = accelerator_peaks(nvml_gpu("NVIDIA H100 80GB HBM3", cc="9.0", sms=132, fp32_lanes=128), catalogue)
+    assert peaks.model == "H100-SXM5"
+    assert peaks.component == "accelerator:0"
+    # seeds/accelerators.csv: fp32 67, fp16 tensor 989.5, int8 1979 (dense).
+    assert peaks.figures[Precision.FP32].flops == pytest.approx(67 * TERA)
+    assert peaks.figures[Precision.FP16].flops == pytest.approx(989.5 * TERA)
+    assert peaks.figures[Precision.INT8].flops == pytest.approx(1979 * TERA)
+    assert all(f.provenance is Provenance.CATALOGUE for f in peaks.figures.values())
+    assert peaks.note == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "vector_tflops", "tensor_tflops"),
+    [("NVIDIA H100 80GB HBM3", 34, 67), ("NVIDIA A100-SXM4-80GB", 9.7, 19.5), ("NVIDIA H800", 1, 1)],
+)
+def test_fp64_takes_the_larger_of_vector_and_tensor(
+    catalogue: tuple[CatalogueEntry, ...], name: str, vector_tflops: float, tensor_tflops: float
+) -> None:
+    """fp64 is max(vector, tensor) from the datasheet, as HPL would use the tensor cores."""
+    peaks = accelerator_peaks(declared(name), catalogue)
+    assert peaks.figures[Precision.FP64].flops == pytest.approx(max(vector_tflops, tensor_tflops) * TERA)
+    assert peaks.figures[Precision.FP64].provenance is Provenance.CATALOGUE
+
+
+def test_fp64_uses_vector_figure_when_no_tensor_figure(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """V100 has no FP64 tensor path: fp64 is the vector 7.8 TFLOPS."""
+    peaks = accelerator_peaks(declared("Tesla V100-SXM2-32GB"), catalogue)
+    assert peaks.figures[Precision.FP64].flops == pytest.approx(7.8 * TERA)
+
+
+def test_empty_datasheet_cell_is_filled_by_formula_from_device_counters(
+    catalogue: tuple[CatalogueEntry, ...],
+) -> None:
+    """A10's fp64 cells are empty: fp64 = 72 SMs x 2 FP64 lanes x 2 x 1.695 GHz (cc 8.6), provenance formula."""
+    peaks = accelerator_peaks(nvml_gpu("NVIDIA A10", cc="8.6", sms=72, fp32_lanes=128, clock_hz=1.695 * GHZ), catalogue)
+    fp64 = peaks.figures[Precision.FP64]
+    assert fp64.flops == pytest.approx(72 * 2 * 2 * 1.695 * GHZ)
+    assert fp64.provenance is Provenance.FORMULA
+    assert peaks.figures[Precision.FP32].flops == pytest.approx(31.2 * TERA)
+    assert peaks.figures[Precision.FP32].provenance is Provenance.CATALOGUE
+
+
+def test_empty_datasheet_cell_uses_catalogue_sm_count_and_clock_when_declared(
+    catalogue: tuple[CatalogueEntry, ...],
+) -> None:
+    """A declared L4 (no counters): fp64 from the row's cc 8.9, 58 SMs and 2.04 GHz: 58 x 2 x 2 x 2.04 GHz."""
+    peaks = accelerator_peaks(declared("NVIDIA L4"), catalogue)
+    assert peaks.figures[Precision.FP64].flops == pytest.approx(58 * 2 * 2 * 2.04 * GHZ)
+    assert peaks.figures[Precision.FP64].provenance is Provenance.FORMULA
+
+
+# --- formula for models not in the catalogue ----------------------------------------------------------------
+
+
+def test_formula_for_unlisted_cc_8_0_gpu_gives_a100_fp16_check(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """Methodology check: 108 SMs x 2048 dense FP16 FLOPs/clock x 1.41 GHz = 312 TFLOPS FP16."""
+    gpu = nvml_gpu("NVIDIA Unlisted Ampere Accelerator", cc="8.0", sms=108, fp32_lanes=64, clock_hz=1.41 * GHZ)
+    assert find_entry(catalogue, gpu.model) is None
+    peaks = accelerator_peaks(gpu, catalogue)
+    fp16 = peaks.figures[Precision.FP16]
+    assert fp16.flops == pytest.approx(108 * 2048 * 1.41 * GHZ)
+    assert round(fp16.flops / TERA) == 312
+    assert fp16.provenance is Provenance.FORMULA
+    # FP64: the tensor path (128/clock/SM) beats 32 vector lanes x 2; FP32: 64 lanes x 2; INT8 = FP16 x 2.
+    assert peaks.figures[Precision.FP64].flops == pytest.approx(108 * 128 * 1.41 * GHZ)
+    assert peaks.figures[Precision.FP32].flops == pytest.approx(108 * 64 * 2 * 1.41 * GHZ)
+    assert peaks.figures[Precision.INT8].flops == pytest.approx(2 * 108 * 2048 * 1.41 * GHZ)
+    assert peaks.model == gpu.model
+
+
+def test_formula_for_unlisted_cc_9_0_gpu_gives_h100_fp32_check(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """Methodology check: 132 SMs x 128 FP32 lanes x 2 x 1.98 GHz = 66.9 TFLOPS FP32."""
+    gpu = nvml_gpu("NVIDIA Unlisted Hopper Accelerator", cc="9.0", sms=132, fp32_lanes=128, clock_hz=1.98 * GHZ)
+    assert find_entry(catalogue, gpu.model) is None
+    peaks = accelerator_peaks(gpu, catalogue)
+    fp32 = peaks.figures[Precision.FP32]
+    assert fp32.flops == pytest.approx(132 * 128 * 2 * 1.98 * GHZ)
+    assert round(fp32.flops / TERA, 1) == 66.9
+    assert fp32.provenance is Provenance.FORMULA
+    # FP64 tensor 256/clock/SM beats 64 vector lanes x 2 = 128.
+    assert peaks.figures[Precision.FP64].flops == pytest.approx(132 * 256 * 1.98 * GHZ)
+
+
+def test_formula_for_unlisted_cc_7_5_gpu_gives_t4_fp32_check(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """Methodology check: 40 SMs x 64 FP32 lanes x 2 x 1.59 GHz = 8.1 TFLOPS FP32; INT8 = FP16 x 2 on 7.5."""
+    gpu = nvml_gpu("NVIDIA Unlisted Turing Accelerator", cc="7.5", sms=40, fp32_lanes=64, clock_hz=1.59 * GHZ)
+    assert find_entry(catalogue, gpu.model) is None
+    peaks = accelerator_peaks(gpu, catalogue)
+    assert peaks.figures[Precision.FP32].flops == pytest.approx(40 * 64 * 2 * 1.59 * GHZ)
+    assert round(peaks.figures[Precision.FP32].flops / TERA, 1) == 8.1
+    assert peaks.figures[Precision.FP16].flops == pytest.approx(40 * 1024 * 1.59 * GHZ)
+    assert peaks.figures[Precision.INT8].flops == pytest.approx(2 * 40 * 1024 * 1.59 * GHZ)
+    assert peaks.figures[Precision.FP64].flops == pytest.approx(40 * 2 * 2 * 1.59 * GHZ)
+
+
+def test_formula_for_unknown_newer_cc_uses_nearest_lower_rule_with_note(
+    catalogue: tuple[CatalogueEntry, ...],
+) -> None:
+    """cc 10.0 has no per-SM rule: Hopper's (9.0) stands in, and the note says so."""
+    gpu = nvml_gpu("NVIDIA Unlisted Future Accelerator", cc="10.0", sms=148, fp32_lanes=128, clock_hz=1.965 * GHZ)
+    peaks = accelerator_peaks(gpu, catalogue)
+    assert peaks.figures[Precision.FP32].flops == pytest.approx(148 * 128 * 2 * 1.965 * GHZ)
+    assert peaks.figures[Precision.FP16].flops == pytest.approx(148 * 4096 * 1.965 * GHZ)
+    assert "10.0" in peaks.note
+    assert "9.0" in peaks.note
+
+
+def test_pascal_gp10x_has_no_tensor_cores_but_dp4a_int8(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """cc 6.1 (GT 1030, 3 SMs x 128 lanes): fp16 runs at 1/64 of fp32 and int8 DP4A at 4x fp32, no note."""
+    gpu = nvml_gpu("NVIDIA GeForce GT 1030", cc="6.1", sms=3, fp32_lanes=128, clock_hz=1.468 * GHZ)
+    peaks = accelerator_peaks(gpu, catalogue)
+    fp32 = 3 * 128 * 2 * 1.468 * GHZ
+    assert peaks.figures[Precision.FP32].flops == pytest.approx(fp32)
+    assert peaks.figures[Precision.FP16].flops == pytest.approx(fp32 / 64)
+    assert peaks.figures[Precision.INT8].flops == pytest.approx(fp32 * 4)
+    assert peaks.note == ""
+
+
+def test_formula_for_unknown_older_cc_uses_oldest_rule_with_note(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """cc 5.2 (Maxwell) is older than every rule: Pascal GP100's (6.0) stands in, and the note says so."""
+    gpu = nvml_gpu("NVIDIA Tesla M40", cc="5.2", sms=24, fp32_lanes=128, clock_hz=1.114 * GHZ)
+    peaks = accelerator_peaks(gpu, catalogue)
+    assert "5.2" in peaks.note
+    assert "6.0" in peaks.note
+    # 6.0's 64 FP32 lanes per SM turn 3072 CUDA cores into 48 SMs: fp32 is still cores x 2 x clock.
+    assert peaks.figures[Precision.FP32].flops == pytest.approx(3072 * 2 * 1.114 * GHZ)
+
+
+def test_accelerator_without_cc_or_catalogue_entry_is_zero_with_note(
+    catalogue: tuple[CatalogueEntry, ...],
+) -> None:
+    """A declared NPU the catalogue does not know, with no compute capability: every figure 0, and a note."""
+    peaks = accelerator_peaks(declared("Cambricon MLU370-X8", vendor="Cambricon"), catalogue)
+    assert all(f.flops == 0 for f in peaks.figures.values())
+    assert all(f.provenance is Provenance.FORMULA for f in peaks.figures.values())
+    assert "declare its peaks" in peaks.note
+
+
+def test_accelerator_with_cc_but_no_sm_count_or_clock_is_zero_with_note(
+    catalogue: tuple[CatalogueEntry, ...],
+) -> None:
+    """An uncatalogued GPU whose NVML gave cc but neither CUDA cores nor clock: 0, and the note says why."""
+    peaks = accelerator_peaks(nvml_gpu("NVIDIA Unlisted Accelerator", cc="9.0"), catalogue)
+    assert all(f.flops == 0 for f in peaks.figures.values())
+    assert "SM count or clock unknown" in peaks.note
+
+
+# --- parsing --------------------------------------------------------------------------------------------------
+
+HEADER = seeds.read_text("accelerators.csv").splitlines()[0]
+GOOD_ROW = "NVIDIA,Test GPU,Test GPU,Hopper,9.0,132,1.98,80,34,67,67,989.5,1979,test,"
+
+
+def test_parse_catalogue_reads_rows_in_flops_and_hz_with_empty_cells_as_none() -> None:
+    """TFLOPS cells become FLOPS, the GHz clock becomes Hz, the match pattern ignores case, empty cells are None."""
+    sparse_row = "NVIDIA,Sparse GPU,Sparse,Ada,8.9,,,24,,,30.3,,,test,"
+    full, sparse = parse_catalogue(f"{HEADER}\n{GOOD_ROW}\n{sparse_row}\n")
+    assert full.fp32_flops == pytest.approx(67 * TERA)
+    assert full.fp16_tensor_flops == pytest.approx(989.5 * TERA)
+    assert full.boost_clock_hz == pytest.approx(1.98 * GHZ)
+    assert full.units == 132
+    assert full.pattern.search("nvidia test gpu") is not None
+    assert (sparse.fp64_flops, sparse.units, sparse.boost_clock_hz, sparse.int8_tensor_ops) == (None, None, None, None)
+    assert sparse.fp32_flops == pytest.approx(30.3 * TERA)
+
+
+@pytest.mark.parametrize(
+    "bad_row",
+    [
+        "NVIDIA,Bad SMs,Bad,Hopper,9.0,many,1.98,80,34,67,67,989.5,1979,test,",
+        "NVIDIA,Bad TFLOPS,Bad,Hopper,9.0,132,1.98,80,thirty,67,67,989.5,1979,test,",
+        "NVIDIA,Bad regex,Bad(,Hopper,9.0,132,1.98,80,34,67,67,989.5,1979,test,",
+    ],
+    ids=["non-integer-sm-count", "non-numeric-tflops", "invalid-regex"],
+)
+def test_parse_catalogue_names_the_line_of_a_malformed_row(bad_row: str) -> None:
+    """A malformed third line raises CatalogueError saying 'line 3'."""
+    with pytest.raises(CatalogueError, match=r"line 3\b"):
+        parse_catalogue(f"{HEADER}\n{GOOD_ROW}\n{bad_row}\n")
+
+
+def test_parse_catalogue_rejects_header_without_required_column() -> None:
+    """A header missing a column the parser needs makes the first data row (line 2) an error."""
+    header = HEADER.replace("int8_tensor_tops", "int8_tops")
+    with pytest.raises(CatalogueError, match=r"line 2\b"):
+        parse_catalogue(f"{header}\n{GOOD_ROW}\n")
+
+
+def test_parse_catalogue_names_the_line_of_a_truncated_row() -> None:
+    """A row cut short after three cells is malformed: CatalogueError naming line 3."""
+    with pytest.raises(CatalogueError, match=r"line 3\b"):
+        parse_catalogue(f"{HEADER}\n{GOOD_ROW}\nNVIDIA,Short,Short\n")
+
+
+def test_default_catalogue_parses_and_every_entry_has_a_figure() -> None:
+    """The shipped catalogue parses, and every row has at least its fp16 tensor figure."""
+    entries = load_default_catalogue()
+    assert len(entries) >= 10
+    assert all(e.fp16_tensor_flops is not None and e.fp16_tensor_flops > 0 for e in entries)
+
+
+def test_declared_accelerator_without_cc_gets_catalogue_figures_and_names_the_missing_ones(
+    catalogue: tuple[CatalogueEntry, ...],
+) -> None:
+    """A declared Ascend 910 takes fp16 and int8 from the catalogue; fp64/fp32 (empty cells, no compute
+    capability for a formula) are 0 and the note names exactly those, not "not in the catalogue"."""
+    peaks = accelerator_peaks(declared("Ascend 910", vendor="Huawei"), catalogue)
+    assert peaks.figures[Precision.FP16].flops == pytest.approx(256 * TERA)
+    assert peaks.figures[Precision.FP16].provenance is Provenance.CATALOGUE
+    assert peaks.figures[Precision.INT8].flops == pytest.approx(512 * TERA)
+    assert peaks.figures[Precision.FP64].flops == 0
+    assert "no fp64, fp32 figure" in peaks.note
+    assert "not in the catalogue" not in peaks.note
