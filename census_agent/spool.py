@@ -23,6 +23,9 @@ _ENTRY = re.compile(r"^(\d{20})\.json$")
 _SEQUENCE_FILE = "sequence"
 _REJECTED_DIR = "rejected"
 _REJECTED_KEEP = 100
+# Sequence numbers are reserved in blocks: the file holds the highest number handed out or about to be, so it is
+# written once per block instead of once per report, and a restart skips the rest of the block (never reuses).
+SEQUENCE_BLOCK = 1000
 
 
 class SpoolError(OSError):
@@ -89,9 +92,9 @@ class Spool:
             key=lambda e: e.sequence,
         )
         self._bytes = sum(e.size for e in self._entries)
-        persisted = self._read_sequence()
         highest = self._entries[-1].sequence if self._entries else 0
-        self._last_sequence = max(persisted, highest)
+        self._last_sequence = max(self._read_sequence(), highest)
+        self._reserved_until = self._last_sequence
 
     def _read_sequence(self) -> int:
         try:
@@ -110,9 +113,12 @@ class Spool:
         return self._bytes
 
     def next_sequence(self) -> int:
-        """Reserve the next sequence number (persisted, so it keeps rising across restarts)."""
+        """Reserve the next sequence number. Numbers keep rising across restarts (with a gap after one)."""
+        if self._last_sequence >= self._reserved_until:
+            reserve = self._last_sequence + SEQUENCE_BLOCK
+            _write_atomic(self.directory / _SEQUENCE_FILE, str(reserve).encode())
+            self._reserved_until = reserve
         self._last_sequence += 1
-        _write_atomic(self.directory / _SEQUENCE_FILE, str(self._last_sequence).encode())
         return self._last_sequence
 
     def append(self, sequence: int, document: bytes) -> SpoolEntry:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from census_agent.spool import Spool, SpoolError
+from census_agent.spool import SEQUENCE_BLOCK, Spool, SpoolError
 
 
 def _spool(path: Path, max_reports: int = 100, max_bytes: int = 1 << 20) -> Spool:
@@ -36,16 +36,33 @@ def test_spool_survives_a_restart_with_order_and_sequence_kept(tmp_path: Path) -
     first.acknowledge(first.pending()[0])
     second = _spool(tmp_path)
     assert [e.sequence for e in second.pending()] == sequences[1:]
-    assert second.next_sequence() == sequences[-1] + 1
+    assert second.next_sequence() > sequences[-1]
 
 
 def test_sequence_keeps_rising_after_the_spool_is_emptied_and_reopened(tmp_path: Path) -> None:
-    """Sequence numbers are persisted apart from the reports, so an empty spool does not restart at 1."""
-    first = _spool(tmp_path)
-    for _ in range(4):
-        seq = first.next_sequence()
-        first.acknowledge(first.append(seq, b"x"))
-    assert _spool(tmp_path).next_sequence() == 5
+    """Sequence numbers are persisted apart from the reports, so an empty spool never reuses a number, even
+    after many restarts and across reservation blocks."""
+    highest = 0
+    for _restart in range(3):
+        spool = _spool(tmp_path)
+        for _ in range(SEQUENCE_BLOCK + 5):
+            seq = spool.next_sequence()
+            assert seq > highest
+            highest = seq
+            spool.acknowledge(spool.append(seq, b"x"))
+
+
+def test_sequence_file_is_written_once_per_block_not_per_report(tmp_path: Path) -> None:
+    """Reserving numbers touches the sequence file once per block of SEQUENCE_BLOCK reports."""
+    spool = _spool(tmp_path)
+    sequence_file = tmp_path / "sequence"
+    spool.next_sequence()
+    assert int(sequence_file.read_text()) == SEQUENCE_BLOCK
+    for _ in range(SEQUENCE_BLOCK - 1):
+        spool.next_sequence()
+    assert int(sequence_file.read_text()) == SEQUENCE_BLOCK
+    assert spool.next_sequence() == SEQUENCE_BLOCK + 1
+    assert int(sequence_file.read_text()) == 2 * SEQUENCE_BLOCK
 
 
 def test_over_the_count_bound_the_oldest_are_dropped_and_counted(tmp_path: Path) -> None:
