@@ -5,6 +5,8 @@ Units are humanised here and only here (TFLOPS, PFLOPS, GiB); documents and APIs
 
 from __future__ import annotations
 
+import unicodedata
+
 from census_agent.models import ComponentPeaks, Measurement, NodePeaks, Precision, Report
 
 _FLOPS_UNITS = ((1e18, "EFLOPS"), (1e15, "PFLOPS"), (1e12, "TFLOPS"), (1e9, "GFLOPS"), (1e6, "MFLOPS"))
@@ -28,11 +30,16 @@ def human_bytes(value: float) -> str:
     return f"{value:,.0f} B"
 
 
+def width(text: str) -> int:
+    """Columns `text` takes on a terminal: East Asian wide characters (Chinese names) take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
 def table(rows: list[list[str]], header: list[str] | None = None) -> str:
-    """A plain aligned text table."""
+    """A plain aligned text table (aligned by display width, so Chinese labels line up)."""
     body = ([header] if header else []) + rows
-    widths = [max(len(r[i]) for r in body) for i in range(len(body[0]))] if body else []
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in body]
+    widths = [max(width(r[i]) for r in body) for i in range(len(body[0]))] if body else []
+    lines = ["  ".join(cell + " " * (widths[i] - width(cell)) for i, cell in enumerate(row)).rstrip() for row in body]
     if header:
         lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

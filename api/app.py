@@ -1,0 +1,182 @@
+"""The census service application: built from `Settings` by `create_app`, served by uvicorn.
+
+At start it migrates the database, seeds reference data, makes sure an admin token exists (shown once, or
+read from ``admin_token_file``) and starts the housekeeper (liveness sweeps, census snapshots).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from api import __doc__ as api_doc
+from api.auth import Role, count_admins, create_token
+from api.census_query import load_regions
+from api.db import aware
+from api.db.engine import make_engine, migrate
+from api.db.seed import seed_regions
+from api.errors import install_handlers, problem
+from api.ingest import Ingestor
+from api.liveness import last_snapshot_at, snapshot, sweep
+from api.metrics import ServiceMetrics
+from api.routers import census, health, nodes, regions, reports, tokens
+from api.settings import Settings
+from api.state import ServiceState
+from census_agent.report import ComputeModel
+
+log = logging.getLogger("api")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(413, "Payload too large", f"request bodies are limited to {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def ensure_admin_token(engine: Engine, settings: Settings) -> None:
+    """Create the first admin token if there is none: read from `admin_token_file`, or generated and shown once
+    on standard error (and written to `admin_token_file` when that names a file that does not exist yet)."""
+    with engine.begin() as conn:
+        if count_admins(conn):
+            return
+        now = datetime.now(tz=UTC)
+        path = settings.admin_token_file
+        if path is not None and path.exists():
+            create_token(conn, name="admin (from file)", role=Role.ADMIN, now=now, text=path.read_text().strip())
+            log.info("first admin token read from %s", path)
+            return
+        text, _ = create_token(conn, name="first admin", role=Role.ADMIN, now=now)
+    if path is not None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text + "\n")
+        log.info("first admin token written to %s (mode 0600)", path)
+    else:
+        print(f"\nSuanli: first admin token (shown once, store it now):\n  {text}\n", file=sys.stderr, flush=True)
+
+
+class Housekeeper(threading.Thread):
+    """Marks silent nodes stale/offline and snapshots the census on schedule."""
+
+    def __init__(self, service: ServiceState) -> None:
+        super().__init__(name="suanli-housekeeper", daemon=True)
+        self.service = service
+
+    def run(self) -> None:
+        s = self.service.settings
+        lock = self.service.ingestor.write_lock
+        while not self.service.stop.wait(s.sweep_interval_seconds):
+            try:
+                now = datetime.now(tz=UTC)
+                sweep(self.service.engine, now, s.stale_after_seconds, s.offline_after_seconds, lock)
+                last = last_snapshot_at(self.service.engine)
+                if last is None or (now - aware(last)).total_seconds() >= s.snapshot_interval_seconds:
+                    cells = snapshot(self.service.engine, now, lock)
+                    log.info("census snapshot taken: %d cell(s)", cells)
+            except Exception:
+                log.exception("housekeeping failed; retrying at the next interval")
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """The FastAPI application for `settings` (an engine may be passed in, e.g. by tests)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started = time.monotonic()
+        db = engine or make_engine(settings.database_url)
+        migrate(db)
+        with db.begin() as conn:
+            seed_regions(conn)
+            region_table = load_regions(conn)
+        ensure_admin_token(db, settings)
+        service = ServiceState(
+            settings=settings, engine=db, ingestor=Ingestor(db, ComputeModel(), set(region_table)),
+            regions=region_table,
+        )  # fmt: skip
+        app.state.service = service
+        app.state.metrics = ServiceMetrics(db)
+        housekeeper = Housekeeper(service)
+        housekeeper.start()
+        log.info("census service ready in %.1f s (database %s)", time.monotonic() - started, db.url.render_as_string())
+        try:
+            yield
+        finally:
+            service.stop.set()
+            housekeeper.join(timeout=10)
+            if engine is None:
+                db.dispose()
+
+    app = FastAPI(
+        title="Suanli census service",
+        version="0.1.0",
+        description=(api_doc or "").strip(),
+        lifespan=lifespan,
+    )
+    install_handlers(app)
+    for router in (reports.router, census.router, nodes.router, regions.router, tokens.router, health.router):
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def timing(request: Any, call_next: Any) -> Any:  # noqa: ANN401
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics: ServiceMetrics | None = getattr(request.app.state, "metrics", None)
+        if metrics is not None:
+            extra = {"ingest_outcome": getattr(request.state, "ingest_outcome", None)}
+            metrics.observe(path, request.method, response.status_code, time.perf_counter() - started, extra)
+        return response
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

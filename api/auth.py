@@ -1,0 +1,112 @@
+"""Bearer tokens and roles: creation, verification, revocation; only hashes are stored.
+
+Tokens are 256-bit random strings, so a SHA-256 digest is a safe, fast lookup key; the stored digest is also
+compared in constant time.  A token's plaintext exists only in the answer that creates it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from api.db import aware
+from api.db.tables import tokens
+from api.errors import NotFound, Unauthorised
+
+
+class Role(StrEnum):
+    """What a token may do."""
+
+    ADMIN = "admin"  # everything, tokens included
+    OPERATOR = "operator"  # nodes and service health
+    PLANNER = "planner"  # census figures, nodes, regions
+    USER = "user"  # census figures, regions, their own jobs
+    AGENT = "agent"  # POST /v1/reports for the one node it is bound to
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling."""
+
+    token_id: int
+    name: str
+    role: Role
+    node_id: str | None
+
+
+def digest(token: str) -> str:
+    """SHA-256 hex digest of a token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token_text(role: Role) -> str:
+    """A fresh token: ``sl_<role>_<43 url-safe characters>``."""
+    return f"sl_{role.value}_{secrets.token_urlsafe(32)}"
+
+
+def create_token(
+    connection: Connection, *, name: str, role: Role, now: datetime, expires_at: datetime | None = None,
+    text: str | None = None,
+) -> tuple[str, int]:  # fmt: skip
+    """Store a new token (or the given text, for a first admin token read from a file); returns (text, id)."""
+    text = text or new_token_text(role)
+    result = connection.execute(
+        tokens.insert().values(
+            name=name,
+            role=role.value,
+            token_hash=digest(text),
+            prefix=text[:12],
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    token_id = result.inserted_primary_key[0] if result.inserted_primary_key else 0
+    return text, int(token_id)
+
+
+def authenticate(connection: Connection, text: str, now: datetime) -> Principal:
+    """The principal of a token; `Unauthorised` if it is unknown, revoked or expired."""
+    wanted = digest(text)
+    row = connection.execute(select(tokens).where(tokens.c.token_hash == wanted)).first()
+    if row is None or not hmac.compare_digest(row.token_hash, wanted):
+        raise Unauthorised("unknown token")
+    if row.revoked_at is not None:
+        raise Unauthorised("token revoked")
+    if row.expires_at is not None and aware(row.expires_at) <= now:
+        raise Unauthorised("token expired")
+    return Principal(token_id=row.id, name=row.name, role=Role(row.role), node_id=row.node_id)
+
+
+def bind_node(connection: Connection, token_id: int, node_id: str) -> None:
+    """Bind an agent token to the node it first reports for."""
+    connection.execute(
+        tokens.update().where(tokens.c.id == token_id, tokens.c.node_id.is_(None)).values(node_id=node_id)
+    )
+
+
+def revoke(connection: Connection, token_id: int, now: datetime) -> None:
+    """Revoke a token; `NotFound` if there is none with that id."""
+    result = connection.execute(tokens.update().where(tokens.c.id == token_id).values(revoked_at=now))
+    if result.rowcount == 0:
+        raise NotFound(f"no token with id {token_id}")
+
+
+def list_tokens(connection: Connection) -> list[dict[str, Any]]:
+    """Every token's metadata (never the hash)."""
+    rows = connection.execute(select(tokens).order_by(tokens.c.id)).mappings()
+    return [{k: v for k, v in row.items() if k != "token_hash"} for row in rows]
+
+
+def count_admins(connection: Connection) -> int:
+    """Active admin tokens."""
+    query = (
+        select(func.count()).select_from(tokens).where(tokens.c.role == Role.ADMIN.value, tokens.c.revoked_at.is_(None))
+    )
+    return int(connection.execute(query).scalar_one())

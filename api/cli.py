@@ -1,0 +1,338 @@
+"""``suanli``: the operators' and planners' command (the entry point: settings are read here, once).
+
+suanli up                      the census service (SQLite) and an agent reporting this machine
+suanli serve                   the census service alone
+suanli census [--by tier|region] [--json|--csv]
+suanli nodes [--tier T --region R --status S]
+suanli token create|list|revoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from api.client import ApiError, SuanliClient
+from census_agent.render import human_bytes, human_flops, table
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+EPILOG = """\
+connection (census, nodes, token): --server (env SUANLI_SERVER, default http://127.0.0.1:8080) and a token
+from --token-file, SUANLI_TOKEN_FILE, SUANLI_TOKEN, or ./suanli-data/admin.token written by `suanli up`.
+
+service settings (serve, up) come from the environment, SUANLI_<SETTING>: DATABASE_URL (default
+sqlite:///suanli.db; postgresql://user@host/db for PostgreSQL), HOST, PORT, ADMIN_TOKEN_FILE,
+MAX_BODY_BYTES, STALE_AFTER_SECONDS, OFFLINE_AFTER_SECONDS, SNAPSHOT_INTERVAL_SECONDS, TLS_CERTFILE,
+TLS_KEYFILE; flags override them.
+
+examples:
+  suanli up                                   # service + local agent; data in ./suanli-data
+  suanli census                               # headline, composition by tier
+  suanli census --by region --csv > census.csv
+  suanli token create rack7-agents --role agent
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="suanli",
+        description="Suanli compute census: run the service, read the census, manage tokens.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def service_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port (default 8080)")
+        p.add_argument("--database-url", dest="database_url", help="sqlite:///FILE or postgresql://...")
+        p.add_argument("--admin-token-file", dest="admin_token_file", type=Path,
+                       help="first admin token: read from this file, or written to it if missing")  # fmt: skip
+
+    serve = sub.add_parser("serve", help="run the census service", description="Run the census service (uvicorn).")
+    service_flags(serve)
+    up = sub.add_parser("up", help="the service (SQLite) and an agent reporting this machine",
+                        description="Start the census service on SQLite in --data-dir and a census agent reporting "
+                        "this machine to it; Ctrl-C stops both.")  # fmt: skip
+    service_flags(up)
+    up.add_argument(
+        "--data-dir", type=Path, default=Path("suanli-data"), help="database, tokens, spool (default ./suanli-data)"
+    )
+    up.add_argument("--region", default="440106", help="region code of this machine (default 440106, Tianhe)")
+
+    def client_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--server", help="service URL (default $SUANLI_SERVER or http://127.0.0.1:8080)")
+        p.add_argument("--token-file", dest="token_file", type=Path, help="file holding a bearer token")
+
+    census = sub.add_parser("census", help="census totals by tier or region")
+    client_flags(census)
+    census.add_argument("--by", choices=["tier", "region"], default="tier")
+    census.add_argument(
+        "--include", choices=["active", "all"], default="active", help="count active nodes only (default)"
+    )
+    census.add_argument("--region", help="limit regions to this one and below")
+    fmt = census.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="the API's JSON document")
+    fmt.add_argument("--csv", action="store_true", help="CSV by region and tier")
+
+    nodes = sub.add_parser("nodes", help="list nodes")
+    client_flags(nodes)
+    for name in ("tier", "region", "status", "organisation"):
+        nodes.add_argument(f"--{name}")
+    nodes.add_argument("--limit", type=int, default=100)
+    nodes.add_argument("--json", action="store_true")
+
+    token = sub.add_parser("token", help="create, list or revoke tokens (admin)")
+    tsub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = tsub.add_parser("create", help="create a token (its secret is shown once)")
+    create.add_argument("name")
+    create.add_argument("--role", required=True, choices=["admin", "operator", "planner", "user", "agent"])
+    create.add_argument("--expires-in", dest="expires_in", help="e.g. 3600s, 12h, 30d (default: never)")
+    create.add_argument("--json", action="store_true")
+    listing = tsub.add_parser("list", help="list tokens (never their secrets)")
+    revoke = tsub.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id", type=int)
+    for p in (create, listing, revoke):
+        client_flags(p)
+    return parser
+
+
+def parse_duration(text: str) -> int:
+    """``90s``, ``15m``, ``12h``, ``30d`` (or plain seconds) to seconds."""
+    match = re.fullmatch(r"(\d+)([smhd]?)", text.strip())
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 3600s, 12h, 30d)")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    path = args.token_file or (Path(os.environ["SUANLI_TOKEN_FILE"]) if os.environ.get("SUANLI_TOKEN_FILE") else None)
+    if path is None and os.environ.get("SUANLI_TOKEN"):
+        return os.environ["SUANLI_TOKEN"].strip()
+    if path is None and Path("suanli-data/admin.token").exists():
+        path = Path("suanli-data/admin.token")
+    if path is None:
+        return None
+    return path.read_text(encoding="utf-8").strip()
+
+
+def _client(args: argparse.Namespace) -> SuanliClient:
+    return SuanliClient(args.server or os.environ.get("SUANLI_SERVER", DEFAULT_SERVER), _token(args))
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Any:  # noqa: ANN401 - api.settings.Settings
+    from api.settings import Settings  # noqa: PLC0415 - server packages load only for serve/up
+
+    overrides = {k: getattr(args, k) for k in ("host", "port", "database_url", "admin_token_file")}
+    return Settings(**{k: v for k, v in {**overrides, **extra}.items() if v is not None})
+
+
+def _uvicorn_kwargs(settings: Any) -> dict[str, Any]:  # noqa: ANN401
+    kwargs: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower()}
+    if settings.tls_certfile and settings.tls_keyfile:
+        kwargs |= {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)}
+    return kwargs
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``serve``."""
+    import uvicorn  # noqa: PLC0415
+
+    from api.app import create_app  # noqa: PLC0415
+
+    settings = _settings(args)
+    uvicorn.run(create_app(settings), **_uvicorn_kwargs(settings))
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """``up``: service and local agent as child processes; one Ctrl-C stops both and nothing else."""
+    data: Path = args.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    admin_file = args.admin_token_file or data / "admin.token"
+    settings = _settings(args, database_url=args.database_url or f"sqlite:///{data / 'suanli.db'}",
+                         admin_token_file=admin_file)  # fmt: skip
+    env = {**os.environ, "SUANLI_DATABASE_URL": settings.database_url, "SUANLI_ADMIN_TOKEN_FILE": str(admin_file),
+           "SUANLI_HOST": settings.host, "SUANLI_PORT": str(settings.port)}  # fmt: skip
+    server_url = f"http://{settings.host}:{settings.port}"
+    children: list[subprocess.Popen[bytes]] = []
+    # Ctrl-C and SIGTERM both stop everything (SIGINT explicitly: a shell may start us with it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        # Own sessions: a terminal's Ctrl-C reaches only this process, which stops the agent, then the service.
+        children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], env=env, start_new_session=True))
+        client = SuanliClient(server_url, None)
+        if not _wait_ready(server_url, children[0]):
+            print("suanli up: the service did not become ready; see its log above", file=sys.stderr)
+            return EXIT_ERROR
+        admin = admin_file.read_text().strip()
+        agent_token = data / "agent.token"
+        if not agent_token.exists():
+            with SuanliClient(server_url, admin) as c:
+                agent_token.write_text(c.create_token("local agent", "agent")["token"] + "\n")
+            agent_token.chmod(0o600)
+        client.close()
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "census_agent.cli", "run", "--server", server_url, "--token-file", str(agent_token),
+             "--spool-dir", str(data / "spool"), "--region", args.region, "--interval", "30"],
+            start_new_session=True,
+        ))  # fmt: skip
+        print(f"\nSuanli is up: service {server_url} (docs {server_url}/docs), database {settings.database_url}\n"
+              f"admin token in {admin_file}; try `suanli census` in another terminal. Ctrl-C stops both.\n",
+              file=sys.stderr, flush=True)  # fmt: skip
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        print("suanli up: stopped the agent and the service", file=sys.stderr)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
+    import httpx  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _precision_cells(peaks: dict[str, float]) -> list[str]:
+    return [human_flops(peaks["fp64"]), human_flops(peaks["fp32"]), human_flops(peaks["fp16"]),
+            human_flops(peaks["int8"], ops=True)]  # fmt: skip
+
+
+def render_census(doc: dict[str, Any], by: str) -> str:
+    """The human census screen."""
+    head = doc["headline"]
+    conv = ", ".join(f"{t} at {p}" for t, p in head["convention"].items())
+    lines = [f"Headline compute 算力总量: {human_flops(head['flops'])}   ({conv}; {', '.join(doc['statuses'])} nodes)",
+             f"Nodes {doc['totals']['nodes']:,}, cores {doc['totals']['physical_cores']:,}, accelerators "
+             f"{doc['totals']['accelerators']:,}, memory {human_bytes(doc['totals']['memory_bytes'])}", ""]  # fmt: skip
+    if by == "tier":
+        names = {"general": "general 通用", "ai": "ai 智算", "hpc": "hpc 超算", "edge": "edge 边缘"}
+        rows = [[names[t["tier"]], f"{t['nodes']:,}", human_flops(t["headline_flops"]),
+                 f"{t['share_of_headline']:.1%}" if t["share_of_headline"] is not None else "-",
+                 *_precision_cells(t["peak_flops"])] for t in doc["by_tier"]]  # fmt: skip
+        lines.append(table(rows, ["tier", "nodes", "headline", "share", "fp64", "fp32", "fp16", "int8"]))
+    else:
+        rows = []
+        for r in doc["by_region"]:
+            per_capita = r["per_capita_headline_flops"]
+            rows.append([r["code"], f"{r['name_zh']} {r['name_en']}", r["level"], f"{r['nodes']:,}",
+                         human_flops(r["headline_flops"]), human_flops(per_capita) if per_capita else "-",
+                         f"{r['population']:,}" if r["population"] else "-"])  # fmt: skip
+        lines.append(table(rows, ["code", "region", "level", "nodes", "headline", "per capita 人均", "population"]))
+    return "\n".join(lines)
+
+
+def cmd_census(args: argparse.Namespace) -> int:
+    """``census``."""
+    with _client(args) as client:
+        if args.csv:
+            sys.stdout.write(client.census_csv(include=args.include, region=args.region))
+            return EXIT_OK
+        doc = client.census(include=args.include, region=args.region)
+    print(json.dumps(doc, indent=2, ensure_ascii=False) if args.json else render_census(doc, args.by))
+    return EXIT_OK
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    """``nodes``."""
+    with _client(args) as client:
+        page = client.nodes(tier=args.tier, region=args.region, status=args.status, organisation=args.organisation,
+                            limit=args.limit)  # fmt: skip
+    if args.json:
+        print(json.dumps(page, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    rows = [[n["node_id"][:16], n["hostname"], n["tier"], n["status"], n["region_code"] or "-",
+             str(n["physical_cores"]), str(n["accelerators"]), human_bytes(n["memory_bytes"]),
+             human_flops(n["fp64_flops"]), human_flops(n["fp16_flops"])] for n in page["items"]]  # fmt: skip
+    print(table(rows, ["node", "hostname", "tier", "status", "region", "cores", "accel", "memory", "fp64", "fp16"]))
+    if page["next_after"]:
+        print(f"(more: --limit, or the API's after={page['next_after']})")
+    return EXIT_OK
+
+
+def _token_state(token: dict[str, Any]) -> str:
+    if token["revoked_at"]:
+        return "revoked"
+    return f"expires {token['expires_at'][:19]}" if token["expires_at"] else "active"
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """``token create|list|revoke``."""
+    with _client(args) as client:
+        action = args.token_command
+        if action == "create":
+            expires = parse_duration(args.expires_in) if args.expires_in else None
+            made = client.create_token(args.name, args.role, expires)
+            if args.json:
+                print(json.dumps(made, indent=2))
+            else:
+                print(f"token {made['id']} ({made['role']}) for {made['name']!r}; store it now, it is not shown again:")
+                print(made["token"])
+        elif action == "list":
+            rows = [[str(t["id"]), t["name"], t["role"], t["prefix"] + "...", t["node_id"] or "-",
+                     t["created_at"][:19], _token_state(t)] for t in client.tokens()]  # fmt: skip
+            print(table(rows, ["id", "name", "role", "prefix", "bound node", "created", "state"]))
+        else:
+            client.revoke_token(args.id)
+            print(f"token {args.id} revoked")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``suanli``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    handlers = {"serve": cmd_serve, "up": cmd_up, "census": cmd_census, "nodes": cmd_nodes, "token": cmd_token}
+    try:
+        return handlers[args.command](args)
+    except ApiError as exc:
+        print(f"suanli {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.status in (400, 422) else EXIT_ERROR
+    except ValidationError as exc:
+        print(f"suanli {args.command}: invalid settings:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, OSError) as exc:
+        print(f"suanli {args.command}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

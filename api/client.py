@@ -1,0 +1,98 @@
+"""A small typed client of the census service, used by the `suanli` command (and usable as a Python SDK)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class ApiError(RuntimeError):
+    """The service answered with an error; the message is its problem detail."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class SuanliClient:
+    """``SuanliClient("http://127.0.0.1:8080", token)``; every method returns the decoded JSON document."""
+
+    def __init__(self, server: str, token: str | None, *, timeout: float = 30.0, verify: str | bool = True) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout, verify=verify)
+
+    def __enter__(self) -> SuanliClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:  # noqa: ANN401
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach {self._http.base_url}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                detail = str(response.json().get("detail", response.text))
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, detail)
+        return response
+
+    def census(self, *, include: str = "active", region: str | None = None) -> dict[str, Any]:
+        """``GET /v1/census``."""
+        params = {"include": include, **({"region": region} if region else {})}
+        result: dict[str, Any] = self._call("GET", "/v1/census", params=params).json()
+        return result
+
+    def census_csv(self, *, include: str = "active", region: str | None = None) -> str:
+        """``GET /v1/census/export.csv``."""
+        params = {"include": include, **({"region": region} if region else {})}
+        return self._call("GET", "/v1/census/export.csv", params=params).content.decode("utf-8-sig")
+
+    def history(self, *, region: str | None = None) -> dict[str, Any]:
+        """``GET /v1/census/history``."""
+        result: dict[str, Any] = self._call(
+            "GET", "/v1/census/history", params={"region": region} if region else {}
+        ).json()
+        return result
+
+    def nodes(self, **filters: str | int | None) -> dict[str, Any]:
+        """``GET /v1/nodes`` with filters (tier, region, status, organisation, limit, after)."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        result: dict[str, Any] = self._call("GET", "/v1/nodes", params=params).json()
+        return result
+
+    def node(self, node_id: str) -> dict[str, Any]:
+        """``GET /v1/nodes/{id}``."""
+        result: dict[str, Any] = self._call("GET", f"/v1/nodes/{node_id}").json()
+        return result
+
+    def regions(self) -> list[dict[str, Any]]:
+        """``GET /v1/regions``."""
+        result: list[dict[str, Any]] = self._call("GET", "/v1/regions").json()
+        return result
+
+    def create_token(self, name: str, role: str, expires_in_seconds: int | None = None) -> dict[str, Any]:
+        """``POST /v1/tokens``."""
+        body: dict[str, Any] = {"name": name, "role": role}
+        if expires_in_seconds:
+            body["expires_in_seconds"] = expires_in_seconds
+        result: dict[str, Any] = self._call("POST", "/v1/tokens", json=body).json()
+        return result
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """``GET /v1/tokens``."""
+        result: list[dict[str, Any]] = self._call("GET", "/v1/tokens").json()
+        return result
+
+    def revoke_token(self, token_id: int) -> None:
+        """``DELETE /v1/tokens/{id}``."""
+        self._call("DELETE", f"/v1/tokens/{token_id}")

@@ -1,0 +1,140 @@
+"""The service's tables (SQLAlchemy 2 Core). Alembic migrations in ``api/migrations`` create them.
+
+Units are SI base units; FLOPS are stored as double precision. Only definitions here: no engine, no I/O.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+PRECISION_COLUMNS = ("fp64_flops", "fp32_flops", "fp16_flops", "int8_ops")
+# What a node contributes to a rollup, besides its count.
+MEASURE_COLUMNS = ("physical_cores", "threads", "accelerators", "memory_bytes", *PRECISION_COLUMNS)
+
+regions = Table(
+    "regions",
+    metadata,
+    Column("code", String(12), primary_key=True),
+    Column("parent_code", String(12), ForeignKey("regions.code"), nullable=True),
+    Column("level", String(16), nullable=False),  # country, province, city, district
+    Column("name_zh", String(64), nullable=False),
+    Column("name_en", String(64), nullable=False),
+    Column("population", BigInteger, nullable=True),
+    Column("population_source", String(64), nullable=True),
+    Column("area_km2", Float, nullable=True),
+)
+
+
+def _measures() -> list[Column[int] | Column[float]]:
+    return [
+        Column("physical_cores", BigInteger, nullable=False, default=0),
+        Column("threads", BigInteger, nullable=False, default=0),
+        Column("accelerators", BigInteger, nullable=False, default=0),
+        Column("memory_bytes", Float, nullable=False, default=0.0),
+        *[Column(name, Float, nullable=False, default=0.0) for name in PRECISION_COLUMNS],
+    ]
+
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node_id", String(128), primary_key=True),
+    Column("source", String(16), nullable=False),  # agent (kubernetes later)
+    Column("hostname", String(256), nullable=False),
+    Column("region_code", String(12), ForeignKey("regions.code"), nullable=True),
+    Column("organisation", String(128), nullable=True),
+    Column("site", String(128), nullable=True),
+    Column("tier", String(16), nullable=False),
+    Column("tier_reason", String(256), nullable=False),
+    Column("status", String(16), nullable=False),  # active, stale, offline
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("last_report_at", DateTime(timezone=True), nullable=False),  # server's receive time
+    Column("last_generated_at", DateTime(timezone=True), nullable=False),  # agent's clock
+    Column("last_sequence", BigInteger, nullable=False),
+    Column("last_report_id", String(36), nullable=False),
+    *_measures(),
+    Column("inventory", JSON, nullable=False),
+    Column("peaks", JSON, nullable=False),  # recomputed by the server
+    Column("agent_peaks", JSON, nullable=False),  # as the agent reported them, for comparison only
+    Index("ix_nodes_tier_region_status", "tier", "region_code", "status"),
+    Index("ix_nodes_status_last_report_at", "status", "last_report_at"),
+)
+
+# Every accepted report, newest state or not: the node's history and the idempotency record (report_id).
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("report_id", String(36), nullable=False),
+    Column("node_id", String(128), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("generated_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("applied", Integer, nullable=False),  # 1 if it became the node's state, 0 if an older report
+    Column("tier", String(16), nullable=False),
+    Column("region_code", String(12), nullable=True),
+    *_measures(),
+    UniqueConstraint("report_id"),
+    Index("ix_reports_node_generated", "node_id", "generated_at"),
+)
+
+# Totals per (tier, region, status), kept up to date on every state change so census queries never scan nodes.
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("tier", String(16), primary_key=True),
+    Column("region_code", String(12), primary_key=True),  # "" for nodes without a region label
+    Column("status", String(16), primary_key=True),
+    Column("nodes", BigInteger, nullable=False, default=0),
+    *_measures(),
+)
+
+# Periodic copies of the rollups: the census over time.
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("taken_at", DateTime(timezone=True), primary_key=True),
+    Column("tier", String(16), primary_key=True),
+    Column("region_code", String(12), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("nodes", BigInteger, nullable=False, default=0),
+    *_measures(),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("prefix", String(16), nullable=False),  # the first characters, to recognise a token in lists
+    Column("node_id", String(128), nullable=True),  # agent tokens: bound on first report
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("token_hash"),
+)

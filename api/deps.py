@@ -1,0 +1,73 @@
+"""FastAPI dependencies: the service state, a database connection and the caller's role, as `Annotated`
+aliases used by every router."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Connection
+
+from api.auth import Principal, Role, authenticate
+from api.errors import Forbidden, Unauthorised
+from api.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    """The service state."""
+    state: ServiceState = request.app.state.service
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_connection(state: State) -> Iterator[Connection]:
+    """A read connection for the request."""
+    with state.engine.connect() as conn:
+        yield conn
+
+
+Conn = Annotated[Connection, Depends(get_connection)]
+
+
+def bearer_token(request: Request) -> str:
+    """The bearer token of the request; `Unauthorised` if there is none."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorised("a bearer token is required (Authorization: Bearer <token>)")
+    return token.strip()
+
+
+class Require:
+    """Dependency that admits only the given roles (admin always). Routes declare it; a test checks every
+    non-public route does."""
+
+    def __init__(self, *roles: Role) -> None:
+        self.roles = frozenset({Role.ADMIN, *roles})
+
+    def __call__(self, request: Request, state: State) -> Principal:
+        token = bearer_token(request)
+        with state.engine.connect() as conn:
+            principal = authenticate(conn, token, datetime.now(tz=UTC))
+        if principal.role not in self.roles:
+            allowed = ", ".join(sorted(r.value for r in self.roles))
+            raise Forbidden(f"role {principal.role.value!r} may not do this (allowed: {allowed})")
+        request.state.principal = principal
+        return principal
+
+
+READ_CENSUS = Require(Role.OPERATOR, Role.PLANNER, Role.USER)
+READ_NODES = Require(Role.OPERATOR, Role.PLANNER)
+REPORT = Require(Role.AGENT)
+ADMIN = Require()
+OPERATE = Require(Role.OPERATOR)
+
+CensusReader = Annotated[Principal, Depends(READ_CENSUS)]
+NodeReader = Annotated[Principal, Depends(READ_NODES)]
+Reporter = Annotated[Principal, Depends(REPORT)]
+Admin = Annotated[Principal, Depends(ADMIN)]
+Operator = Annotated[Principal, Depends(OPERATE)]

@@ -1,0 +1,95 @@
+"""Domain errors of the service, each with its HTTP status, mapped to problem+json (RFC 9457) in one place."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+
+class ServiceError(Exception):
+    """Base of every error the service answers deliberately."""
+
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:  # noqa: ANN401 - extra members of the problem
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class Unauthorised(ServiceError):
+    """No token, or a token that is unknown, revoked or expired."""
+
+    status = 401
+    title = "Unauthorised"
+
+
+class Forbidden(ServiceError):
+    """The token's role may not do this, or an agent token reports for another node."""
+
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(ServiceError):
+    """The resource does not exist."""
+
+    status = 404
+    title = "Not found"
+
+
+class PayloadTooLarge(ServiceError):
+    """The request body is over the limit."""
+
+    status = 413
+    title = "Payload too large"
+
+
+class InvalidReport(ServiceError):
+    """The report is well-formed JSON but refers to something impossible (an unknown region...)."""
+
+    status = 422
+    title = "Invalid report"
+
+
+class InvalidRequest(ServiceError):
+    """A query parameter or body is invalid in a way the schema cannot say."""
+
+    status = 422
+    title = "Invalid request"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:  # noqa: ANN401
+    """A problem+json response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Map domain errors, validation errors and a lost database to problem+json."""
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()[:50]
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid"}
+        detail = f"{'.'.join(first['loc'])}: {first['msg']}" + (
+            f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        )
+        return problem(422, "Validation failed", detail, errors=errors)
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+        return problem(503, "Database unavailable", "the database cannot be reached; retry later")

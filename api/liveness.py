@@ -1,0 +1,75 @@
+"""Liveness and history: nodes that stop reporting become stale, then offline; the rollups are copied to
+snapshots on a schedule.  Records are never deleted.
+
+Both run from the service's background loop (`Housekeeper`), and can be called directly by tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, func, select
+
+from api.db.tables import MEASURE_COLUMNS, nodes, rollups, snapshots
+from api.rollups import apply_delta
+
+log = logging.getLogger(__name__)
+
+ACTIVE, STALE, OFFLINE = "active", "stale", "offline"
+STATUSES = (ACTIVE, STALE, OFFLINE)
+
+
+def _demote(engine: Engine, lock: threading.Lock | None, src: str, dst: str, cutoff: datetime) -> int:
+    """Move every `src` node last heard before `cutoff` to `dst`, moving their totals between rollup cells."""
+    sums = [func.count().label("nodes"), *[func.sum(nodes.c[name]).label(name) for name in MEASURE_COLUMNS]]
+    where = (nodes.c.status == src) & (nodes.c.last_report_at < cutoff)
+    with lock or _NoLock(), engine.begin() as conn:
+        groups = conn.execute(select(nodes.c.tier, nodes.c.region_code, *sums).where(where).group_by(
+            nodes.c.tier, nodes.c.region_code)).mappings().all()  # fmt: skip
+        if not groups:
+            return 0
+        moved = conn.execute(nodes.update().where(where).values(status=dst)).rowcount
+        for group in groups:
+            values = {"nodes": float(group["nodes"]), **{n: float(group[n] or 0) for n in MEASURE_COLUMNS}}
+            region = group["region_code"] or ""
+            apply_delta(conn, (group["tier"], region, src), values, -1)
+            apply_delta(conn, (group["tier"], region, dst), values, 1)
+    log.info("%d node(s) %s -> %s (no report since %s)", moved, src, dst, cutoff.isoformat())
+    return int(moved)
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def sweep(
+    engine: Engine, now: datetime, stale_after: float, offline_after: float, lock: threading.Lock | None = None
+) -> int:
+    """Apply both liveness transitions; returns how many nodes changed status."""
+    changed = _demote(engine, lock, STALE, OFFLINE, now - timedelta(seconds=offline_after))
+    changed += _demote(engine, lock, ACTIVE, OFFLINE, now - timedelta(seconds=offline_after))
+    changed += _demote(engine, lock, ACTIVE, STALE, now - timedelta(seconds=stale_after))
+    return changed
+
+
+def snapshot(engine: Engine, now: datetime, lock: threading.Lock | None = None) -> int:
+    """Copy every rollup cell into the snapshots table at time `now`; returns the number of cells."""
+    columns = ["tier", "region_code", "status", "nodes", *MEASURE_COLUMNS]
+    with lock or _NoLock(), engine.begin() as conn:
+        rows = [dict(r) for r in conn.execute(select(*[rollups.c[c] for c in columns])).mappings()]
+        if rows:
+            conn.execute(snapshots.insert(), [{"taken_at": now, **row} for row in rows])
+    return len(rows)
+
+
+def last_snapshot_at(engine: Engine) -> datetime | None:
+    """When the newest snapshot was taken."""
+    with engine.connect() as conn:
+        value: datetime | None = conn.execute(select(func.max(snapshots.c.taken_at))).scalar()
+    return value

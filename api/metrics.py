@@ -1,0 +1,67 @@
+"""The service's Prometheus metrics: census gauges read from the rollups at scrape time, ingest counters and
+request latency histograms.  Names follow Prometheus conventions and pass ``promtool check metrics``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+from api.census_query import load_rollups
+from api.db.tables import PRECISION_COLUMNS
+
+PRECISION_OF_COLUMN = {"fp64_flops": "fp64", "fp32_flops": "fp32", "fp16_flops": "fp16", "int8_ops": "int8"}
+
+
+class CensusCollector(Collector):
+    """Census totals by tier, status and precision, from the rollups (a few rows, whatever the fleet size)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the census gauges."""
+        with self._engine.connect() as conn:
+            rows = load_rollups(conn)
+        peak = GaugeMetricFamily("suanli_census_peak_flops", "Peak FLOPS (int8: ops/s) of the census by tier, status "
+                                 "and precision.", labels=["tier", "status", "precision"])  # fmt: skip
+        count = GaugeMetricFamily(
+            "suanli_census_nodes", "Nodes in the census by tier and status.", labels=["tier", "status"]
+        )
+        cells: dict[tuple[str, str], dict[str, float]] = {}
+        for row in rows:
+            cell = cells.setdefault((row.tier, row.status), {})
+            for name, value in row.values.items():
+                cell[name] = cell.get(name, 0.0) + value
+        for (tier, status), values in sorted(cells.items()):
+            count.add_metric([tier, status], values.get("nodes", 0.0))
+            for column in PRECISION_COLUMNS:
+                peak.add_metric([tier, status, PRECISION_OF_COLUMN[column]], values.get(column, 0.0))
+        yield count
+        yield peak
+
+
+class ServiceMetrics:
+    """The service's registry and its instruments."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(CensusCollector(engine))
+        self.reports = Counter("suanli_ingest_reports", "Reports received, by outcome.", ["outcome"],
+                               registry=self.registry)  # fmt: skip
+        self.latency = Histogram(
+            "suanli_http_request_duration_seconds", "HTTP request latency by route, method and status.",
+            ["route", "method", "status"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )  # fmt: skip
+
+    def observe(self, route: str, method: str, status: int, seconds: float, extra: dict[str, Any]) -> None:
+        """Record one request."""
+        self.latency.labels(route, method, str(status)).observe(seconds)
+        if route == "/v1/reports" and method == "POST":
+            outcome = extra.get("ingest_outcome") or ("rejected" if status >= 400 else "unknown")
+            self.reports.labels(outcome).inc()

@@ -1,0 +1,114 @@
+"""``/v1/census``: totals, composition and per-capita compute, now and over time, as JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from api.census import per_capita
+from api.census_query import census_document, current_census, history_document
+from api.deps import CensusReader, Conn, State
+from api.errors import InvalidRequest
+from api.liveness import ACTIVE, STATUSES
+from census_agent.models import Precision, Tier
+
+router = APIRouter(prefix="/v1/census", tags=["census"])
+
+Include = Annotated[
+    Literal["active", "all"], Query(description="count active nodes only (default) or every known node")
+]
+RegionQuery = Annotated[str | None, Query(description="limit regions to this one and those below it")]
+
+
+def _statuses(include: str) -> list[str]:
+    return [ACTIVE] if include == "active" else list(STATUSES)
+
+
+def _check_region(state: State, region: str | None) -> None:
+    if region is not None and region not in state.regions:
+        raise InvalidRequest(f"unknown region code {region!r}: see GET /v1/regions")
+
+
+@router.get("", summary="Census totals by tier and region")
+def census(
+    _: CensusReader, state: State, conn: Conn, include: Include = "active", region: RegionQuery = None
+) -> dict[str, Any]:
+    """Headline total (stated convention), every precision, composition by tier, regions with per capita."""
+    _check_region(state, region)
+    statuses = _statuses(include)
+    result = current_census(conn, statuses, state.regions)
+    return census_document(
+        result,
+        region_table=state.regions,
+        convention=state.settings.headline,
+        statuses=statuses,
+        as_of=datetime.now(tz=UTC),
+        focus=region,
+    )
+
+
+@router.get("/history", summary="Census figures over time")
+def history(
+    _: CensusReader,
+    *,
+    state: State,
+    conn: Conn,
+    include: Include = "active",
+    region: RegionQuery = None,
+    since: Annotated[datetime | None, Query(alias="from")] = None,
+    until: Annotated[datetime | None, Query(alias="to")] = None,
+) -> dict[str, Any]:
+    """One point per snapshot (taken every ``snapshot_interval_seconds``) and the growth from first to last."""
+    _check_region(state, region)
+    return history_document(
+        conn,
+        region_table=state.regions,
+        convention=state.settings.headline,
+        statuses=_statuses(include),
+        since=since,
+        until=until,
+        region=region,
+    )
+
+
+CSV_COLUMNS = [
+    "region_code", "region_name_en", "region_name_zh", "level", "tier", "nodes", "physical_cores", "accelerators",
+    "memory_bytes", *[f"{p.value}_flops" for p in Precision], "headline_precision", "headline_flops", "population",
+    "per_capita_headline_flops",
+]  # fmt: skip
+
+
+@router.get("/export.csv", summary="Census by region and tier as CSV", response_class=Response)
+def export_csv(
+    _: CensusReader, state: State, conn: Conn, include: Include = "active", region: RegionQuery = None
+) -> Response:
+    """One row per region and tier (and an ``all`` row per region) for planners' spreadsheets."""
+    _check_region(state, region)
+    statuses = _statuses(include)
+    document = census_document(
+        current_census(conn, statuses, state.regions), region_table=state.regions,
+        convention=state.settings.headline, statuses=statuses, as_of=datetime.now(tz=UTC), focus=region,
+    )  # fmt: skip
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for r in document["by_region"]:
+        for tier in [*(t.value for t in Tier), "all"]:
+            totals = r if tier == "all" else r["by_tier"][tier]
+            precision = state.settings.headline[Tier(tier)].value if tier != "all" else "convention"
+            headline = r["headline_flops"] if tier == "all" else totals["peak_flops"][precision]
+            writer.writerow(
+                [r["code"], r["name_en"], r["name_zh"], r["level"], tier, totals["nodes"], totals["physical_cores"],
+                 totals["accelerators"], totals["memory_bytes"], *[totals["peak_flops"][p.value] for p in Precision],
+                 precision, headline, r["population"] or "", per_capita(headline, r["population"]) or ""]
+            )  # fmt: skip
+    return Response(
+        out.getvalue().encode("utf-8-sig"),  # BOM: spreadsheets then read the Chinese names right
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="suanli-census.csv"'},
+    )

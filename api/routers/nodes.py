@@ -1,0 +1,85 @@
+"""``/v1/nodes``: the census's node records, filtered and paginated."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from api.db import aware
+from api.db.tables import nodes, reports
+from api.deps import Conn, NodeReader
+from api.errors import NotFound
+
+router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+
+SUMMARY = [
+    "node_id", "source", "hostname", "region_code", "organisation", "site", "tier", "tier_reason", "status",
+    "first_seen_at", "last_report_at", "physical_cores", "threads", "accelerators", "memory_bytes", "fp64_flops",
+    "fp32_flops", "fp16_flops", "int8_ops",
+]  # fmt: skip
+
+
+def _summary(row: Any) -> dict[str, Any]:  # noqa: ANN401 - a SQLAlchemy row mapping
+    out = {k: row[k] for k in SUMMARY}
+    for key in ("first_seen_at", "last_report_at"):
+        out[key] = aware(out[key]).isoformat()
+    for key in ("memory_bytes",):
+        out[key] = int(out[key])
+    return out
+
+
+@router.get("", summary="List nodes")
+def list_nodes(
+    _: NodeReader,
+    conn: Conn,
+    *,
+    tier: Annotated[str | None, Query(pattern="^(general|ai|hpc|edge)$")] = None,
+    region: Annotated[str | None, Query(max_length=12)] = None,
+    status: Annotated[str | None, Query(pattern="^(active|stale|offline)$")] = None,
+    organisation: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[
+        str | None, Query(max_length=128, description="cursor: the last node_id of the previous page")
+    ] = None,
+) -> dict[str, Any]:
+    """Nodes ordered by id; pass ``next_after`` back as ``after`` for the next page."""
+    query = select(*[nodes.c[k] for k in SUMMARY]).order_by(nodes.c.node_id).limit(limit + 1)
+    for column, value in (("tier", tier), ("region_code", region), ("status", status), ("organisation", organisation)):
+        if value is not None:
+            query = query.where(nodes.c[column] == value)
+    if after is not None:
+        query = query.where(nodes.c.node_id > after)
+    rows = [_summary(r) for r in conn.execute(query).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": rows, "next_after": rows[-1]["node_id"] if more else None}
+
+
+@router.get("/{node_id}", summary="One node with its inventory, peaks and recent reports")
+def get_node(_: NodeReader, conn: Conn, node_id: str) -> dict[str, Any]:
+    """The node's current state, the server's and the agent's peaks, and its last 20 reports."""
+    row = conn.execute(select(nodes).where(nodes.c.node_id == node_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no node {node_id!r}")
+    history = conn.execute(
+        select(reports.c.report_id, reports.c.sequence, reports.c.generated_at, reports.c.received_at,
+               reports.c.applied, reports.c.tier, reports.c.fp64_flops, reports.c.fp32_flops, reports.c.fp16_flops)
+        .where(reports.c.node_id == node_id).order_by(reports.c.generated_at.desc()).limit(20)
+    ).mappings()  # fmt: skip
+    return {
+        **_summary(row),
+        "inventory": row["inventory"],
+        "peaks": row["peaks"],
+        "agent_peaks": row["agent_peaks"],
+        "recent_reports": [
+            {
+                **h,
+                "generated_at": aware(h["generated_at"]).isoformat(),
+                "received_at": aware(h["received_at"]).isoformat(),
+                "applied": bool(h["applied"]),
+            }
+            for h in history
+        ],
+    }

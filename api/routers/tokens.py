@@ -1,0 +1,54 @@
+"""``/v1/tokens``: bearer tokens (admin only). The plaintext is returned once, at creation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import Role, create_token, list_tokens, revoke
+from api.db import aware
+from api.deps import Admin, State
+
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+
+
+class TokenCreate(BaseModel):
+    """A token to create."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    role: Role
+    expires_in_seconds: Annotated[int, Field(gt=0, le=10 * 365 * 86_400)] | None = None
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (aware(v).isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+
+
+@router.post("", status_code=201, summary="Create a token")
+def create(_: Admin, state: State, body: TokenCreate) -> dict[str, Any]:
+    """Create a token; the answer is the only place its plaintext ever appears."""
+    now = datetime.now(tz=UTC)
+    expires = now + timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None
+    with state.engine.begin() as conn:
+        text, token_id = create_token(conn, name=body.name, role=body.role, now=now, expires_at=expires)
+    return {"id": token_id, "name": body.name, "role": body.role.value, "token": text,
+            "expires_at": expires.isoformat() if expires else None}  # fmt: skip
+
+
+@router.get("", summary="List tokens")
+def list_all(_: Admin, state: State) -> list[dict[str, Any]]:
+    """Every token's metadata (name, role, prefix, bound node, dates); never the secret."""
+    with state.engine.connect() as conn:
+        return [_public(row) for row in list_tokens(conn)]
+
+
+@router.delete("/{token_id}", status_code=204, summary="Revoke a token")
+def revoke_token(_: Admin, state: State, token_id: int) -> None:
+    """Revoke a token at once."""
+    with state.engine.begin() as conn:
+        revoke(conn, token_id, datetime.now(tz=UTC))

@@ -1,0 +1,38 @@
+"""The census service's typed settings, read once at the entry point (``SUANLI_`` environment prefix)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from census_agent.models import Precision, Tier
+
+DEFAULT_HEADLINE = {
+    Tier.GENERAL: Precision.FP32,
+    Tier.EDGE: Precision.FP32,
+    Tier.AI: Precision.FP16,
+    Tier.HPC: Precision.FP64,
+}
+
+
+class Settings(BaseSettings):
+    """Every setting of the service, with its default. Environment: ``SUANLI_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SUANLI_", frozen=True, extra="forbid")
+
+    database_url: str = "sqlite:///suanli.db"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    admin_token_file: Path | None = None  # read the first admin token from here instead of generating one
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 2**20)] = 1 * 2**20
+    stale_after_seconds: Annotated[float, Field(gt=0)] = 120.0  # four missed 30 s reports
+    offline_after_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    sweep_interval_seconds: Annotated[float, Field(gt=0)] = 15.0
+    snapshot_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 3600.0  # history: at least daily
+    headline: dict[Tier, Precision] = DEFAULT_HEADLINE
+    log_level: str = "INFO"
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None

@@ -1,0 +1,23 @@
+"""What the running service holds: settings, engine, caches and the ingestor, built once at start."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from api.census import Region
+from api.ingest import Ingestor
+from api.settings import Settings
+
+
+@dataclass
+class ServiceState:
+    """Shared by every request (FastAPI ``app.state.service``)."""
+
+    settings: Settings
+    engine: Engine
+    ingestor: Ingestor
+    regions: dict[str, Region]
+    stop: threading.Event = field(default_factory=threading.Event)
