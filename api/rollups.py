@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from api.census import UNASSIGNED
-from api.db.tables import MEASURE_COLUMNS, rollups
+from api.db.tables import MEASURE_COLUMNS, nodes, rollups
 
 CellKey = tuple[str, str, str]  # tier, region code ("" if none), status
 
@@ -56,3 +56,16 @@ def move(connection: Connection, old: Mapping[str, Any] | None, new: Mapping[str
         apply_delta(connection, cell_of(old), contribution(old), -1)
     if new is not None:
         apply_delta(connection, cell_of(new), contribution(new), 1)
+
+
+def rebuild(connection: Connection) -> int:
+    """Recompute every rollup cell from the nodes table (repair, bulk loads); returns the number of cells."""
+    sums = [func.count().label("nodes"), *[func.sum(nodes.c[name]).label(name) for name in MEASURE_COLUMNS]]
+    groups = connection.execute(
+        select(nodes.c.tier, func.coalesce(nodes.c.region_code, UNASSIGNED).label("region_code"), nodes.c.status, *sums)
+        .group_by(nodes.c.tier, nodes.c.region_code, nodes.c.status)
+    ).mappings().all()  # fmt: skip
+    connection.execute(rollups.delete())
+    if groups:
+        connection.execute(rollups.insert(), [dict(g) for g in groups])
+    return len(groups)

@@ -7,7 +7,7 @@ from tests.service import ServiceProcess
 
 
 def test_service_starts_seeds_regions_and_requires_a_token(service: ServiceProcess) -> None:
-    """After start every region of seeds/regions.csv is listed for the admin, and the same call without a token is 401."""
+    """After start every region of seeds/regions.csv is listed for the admin; without a token the call is 401."""
     with service.client() as client:
         regions = client.get("/v1/regions").json()
     assert {r["code"] for r in regions} >= {"CN", "440000", "440100", "440106"}
