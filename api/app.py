@@ -83,6 +83,36 @@ class _TooLarge(Exception):
     pass
 
 
+class Timing:
+    """Record every request's latency (by route template, method and status) and ingest outcomes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            metrics: ServiceMetrics | None = getattr(scope["app"].state, "metrics", None)
+            if metrics is not None:
+                route = getattr(scope.get("route"), "path", "unmatched")
+                outcome = scope.get("state", {}).get("ingest_outcome")
+                metrics.observe(route, scope["method"], status, time.perf_counter() - started,
+                                {"ingest_outcome": outcome})  # fmt: skip
+
+
 def ensure_admin_token(engine: Engine, settings: Settings) -> None:
     """Create the first admin token if there is none: read from `admin_token_file`, or generated and shown once
     on standard error (and written to `admin_token_file` when that names a file that does not exist yet)."""
@@ -153,6 +183,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         finally:
             service.stop.set()
             housekeeper.join(timeout=10)
+            service.ingestor.close()
             if engine is None:
                 db.dispose()
 
@@ -166,17 +197,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     for router in (reports.router, census.router, nodes.router, regions.router, tokens.router, health.router):
         app.include_router(router)
 
-    @app.middleware("http")
-    async def timing(request: Any, call_next: Any) -> Any:  # noqa: ANN401
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics: ServiceMetrics | None = getattr(request.app.state, "metrics", None)
-        if metrics is not None:
-            extra = {"ingest_outcome": getattr(request.state, "ingest_outcome", None)}
-            metrics.observe(path, request.method, response.status_code, time.perf_counter() - started, extra)
-        return response
-
+    app.add_middleware(Timing)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -110,3 +112,38 @@ def count_admins(connection: Connection) -> int:
         select(func.count()).select_from(tokens).where(tokens.c.role == Role.ADMIN.value, tokens.c.revoked_at.is_(None))
     )
     return int(connection.execute(query).scalar_one())
+
+
+class PrincipalCache:
+    """Verified tokens for `ttl` seconds, so a busy agent fleet does not cost a database read per request.
+
+    A revocation made through this service is applied at once (`forget_all`); one made by another replica
+    takes at most `ttl` seconds to reach this one.
+    """
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Principal | None:
+        """The cached principal of `token`, if still fresh."""
+        key = digest(token)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[1] < time.monotonic():
+                self._entries.pop(key, None)
+                return None
+            return entry[0]
+
+    def put(self, token: str, principal: Principal) -> None:
+        """Remember a verified principal."""
+        with self._lock:
+            if len(self._entries) > 100_000:
+                self._entries.clear()
+            self._entries[digest(token)] = (principal, time.monotonic() + self.ttl)
+
+    def forget_all(self) -> None:
+        """Drop every entry (after a revocation or a binding)."""
+        with self._lock:
+            self._entries.clear()

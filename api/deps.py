@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection
 
 from api.auth import Principal, Role, authenticate
@@ -15,7 +16,7 @@ from api.errors import Forbidden, Unauthorised
 from api.state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     """The service state."""
     state: ServiceState = request.app.state.service
     return state
@@ -42,6 +43,11 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
+def _authenticate(state: ServiceState, token: str) -> Principal:
+    with state.engine.connect() as conn:
+        return authenticate(conn, token, datetime.now(tz=UTC))
+
+
 class Require:
     """Dependency that admits only the given roles (admin always). Routes declare it; a test checks every
     non-public route does."""
@@ -49,10 +55,12 @@ class Require:
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset({Role.ADMIN, *roles})
 
-    def __call__(self, request: Request, state: State) -> Principal:
+    async def __call__(self, request: Request, state: State) -> Principal:
         token = bearer_token(request)
-        with state.engine.connect() as conn:
-            principal = authenticate(conn, token, datetime.now(tz=UTC))
+        principal = state.principals.get(token)
+        if principal is None:
+            principal = await run_in_threadpool(_authenticate, state, token)
+            state.principals.put(token, principal)
         if principal.role not in self.roles:
             allowed = ", ".join(sorted(r.value for r in self.roles))
             raise Forbidden(f"role {principal.role.value!r} may not do this (allowed: {allowed})")

@@ -1,30 +1,40 @@
 """Report ingest: validate against the region table, recompute peaks, upsert node state, append history.
 
-One transaction per report: the history row (unique report id: a replay is a no-op), the node's new state
-(only if the report is newer than the stored one) and the rollup deltas commit together or not at all, and
-the agent is answered only after the commit.  The agent's own figures are stored beside the server's but
-never trusted.
+Requests are checked and priced on the caller's thread (`Ingestor.prepare`), then handed to one writer thread
+that stores whatever has queued up in a single transaction (group commit): the history rows (unique report
+id: a replay is a no-op), each node's newest state (an older report never overwrites a newer one) and the
+rollup deltas commit together, and every request is answered only after that commit.  One writer also means
+SQLite never sees two writers.  The agent's own figures are kept beside the server's but never trusted.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from api.auth import Principal, Role, bind_node
+from api.auth import Principal, Role
 from api.db import aware
-from api.db.tables import nodes, reports, tokens
+from api.db.tables import MEASURE_COLUMNS, nodes, reports, tokens
 from api.errors import Forbidden, InvalidReport
-from api.rollups import move
-from census_agent.models import NodePeaks, Precision, Report
+from api.rollups import apply_delta, cell_of, contribution
+from census_agent.models import Precision, Report
 from census_agent.report import ComputeModel
 
+log = logging.getLogger(__name__)
+
 ACTIVE = "active"
+MAX_BATCH = 256
+# Columns of a node's state that the rollups and the ordering rule need (the JSON documents are not read back).
+STATE_COLUMNS = ("node_id", "tier", "region_code", "status", "last_generated_at", "last_sequence", *MEASURE_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +48,43 @@ class IngestResult:
     peaks: dict[str, float]
 
 
+@dataclass
+class Prepared:
+    """A validated, priced report waiting for the writer."""
+
+    report: Report
+    principal: Principal
+    received_at: datetime
+    values: dict[str, Any]
+    state: dict[str, Any]
+    tier: str
+    peaks: dict[str, float]
+    future: Future[IngestResult] = field(default_factory=Future)
+
+    def result(self, outcome: str) -> IngestResult:
+        """The answer for this report."""
+        inv = self.report.inventory
+        return IngestResult(str(self.report.report_id), inv.host.node_id, outcome, self.tier, self.peaks)
+
+
 class Ingestor:
-    """Stores reports. Thread-safe; on SQLite, writes are serialised in-process (one writer at a time)."""
+    """Prices reports on the caller's thread and stores them through one group-committing writer thread."""
 
     def __init__(self, engine: Engine, model: ComputeModel, region_codes: set[str]) -> None:
         self.engine = engine
         self.model = model
         self.region_codes = region_codes
-        self.write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        # Taken by the writer for each batch and by housekeeping, so they never write at the same time.
+        self.write_lock = threading.Lock()
+        self._bindings: dict[int, str] = {}  # agent token id -> the node it is bound to (writer thread only)
+        self._queue: queue.Queue[Prepared | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._run, name="suanli-ingest-writer", daemon=True)
+        self._writer.start()
 
-    def ingest(self, report: Report, principal: Principal, now: datetime) -> IngestResult:
-        """Store one validated report for `principal` (an agent or admin token)."""
+    # --- the caller's side -----------------------------------------------------------------------------
+
+    def prepare(self, report: Report, principal: Principal, now: datetime) -> Prepared:
+        """Check what can be checked without the database and compute the server's figures."""
         inventory = report.inventory
         node_id = inventory.host.node_id
         region = inventory.labels.region
@@ -68,92 +104,176 @@ class Ingestor:
             "fp16_flops": figures[Precision.FP16],
             "int8_ops": figures[Precision.INT8],
         }
-        result = IngestResult(
-            report_id=str(report.report_id), node_id=node_id, outcome="stored", tier=tier.tier.value,
-            peaks={p.value: v for p, v in figures.items()},
-        )  # fmt: skip
-        kwargs: dict[str, Any] = {
-            "values": values, "tier": tier.tier.value, "reason": tier.reason, "peaks": peaks, "result": result,
-        }  # fmt: skip
-        for attempt in (1, 2):
-            try:
-                if self.write_lock is not None:
-                    with self.write_lock:
-                        return self._store(report, principal, now, **kwargs)
-                return self._store(report, principal, now, **kwargs)
-            except IntegrityError:
-                # A concurrent request stored the same report or created the same node first: the retry sees it.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        state = {
+            "node_id": node_id,
+            "source": "agent",
+            "hostname": inventory.host.hostname,
+            "region_code": region,
+            "organisation": inventory.labels.organisation,
+            "site": inventory.labels.site,
+            "tier": tier.tier.value,
+            "tier_reason": tier.reason,
+            "status": ACTIVE,
+            "first_seen_at": now,
+            "last_report_at": now,
+            "last_generated_at": report.generated_at,
+            "last_sequence": report.sequence,
+            "last_report_id": str(report.report_id),
+            "inventory": inventory.model_dump_json(),
+            "peaks": peaks.model_dump_json(),
+            "agent_peaks": report.peaks.model_dump_json(),
+            **values,
+        }
+        return Prepared(
+            report, principal, now, values, state, tier.tier.value, {p.value: v for p, v in figures.items()}
+        )
 
-    def _store(
-        self, report: Report, principal: Principal, now: datetime, *, values: dict[str, Any], tier: str,
-        reason: str, peaks: NodePeaks, result: IngestResult,
-    ) -> IngestResult:  # fmt: skip
-        inventory = report.inventory
-        node_id = inventory.host.node_id
-        with self.engine.begin() as conn:
-            if conn.execute(select(reports.c.id).where(reports.c.report_id == str(report.report_id))).first():
-                return IngestResult(result.report_id, node_id, "duplicate", result.tier, result.peaks)
-            if principal.role is Role.AGENT and principal.node_id is None:
-                self._bind(conn, principal, node_id)
-            current = self._lock_node(conn, node_id)
-            newer = current is None or (aware(report.generated_at), report.sequence) > (
-                aware(current["last_generated_at"]),
-                current["last_sequence"],
-            )
-            conn.execute(
-                reports.insert().values(
-                    report_id=str(report.report_id),
-                    node_id=node_id,
-                    sequence=report.sequence,
-                    generated_at=report.generated_at,
-                    received_at=now,
-                    applied=1 if newer else 0,
-                    tier=tier,
-                    region_code=inventory.labels.region,
-                    **values,
-                )
-            )
-            if not newer:
-                return IngestResult(result.report_id, node_id, "stored-as-history", result.tier, result.peaks)
-            state = {
-                "source": "agent",
-                "hostname": inventory.host.hostname,
-                "region_code": inventory.labels.region,
-                "organisation": inventory.labels.organisation,
-                "site": inventory.labels.site,
-                "tier": tier,
-                "tier_reason": reason,
-                "status": ACTIVE,
-                "last_report_at": now,
-                "last_generated_at": report.generated_at,
-                "last_sequence": report.sequence,
-                "last_report_id": str(report.report_id),
-                "inventory": inventory.model_dump(mode="json"),
-                "peaks": peaks.model_dump(mode="json"),
-                "agent_peaks": report.peaks.model_dump(mode="json"),
-                **values,
-            }
-            if current is None:
-                conn.execute(nodes.insert().values(node_id=node_id, first_seen_at=now, **state))
+    def submit(self, prepared: Prepared) -> Future[IngestResult]:
+        """Queue a prepared report; the future resolves once it is committed (or fails with the reason)."""
+        self._queue.put(prepared)
+        return prepared.future
+
+    def ingest(self, report: Report, principal: Principal, now: datetime) -> IngestResult:
+        """Prepare, submit and wait: the blocking form, for callers outside the event loop."""
+        return self.submit(self.prepare(report, principal, now)).result()
+
+    def close(self) -> None:
+        """Store what is queued, then stop the writer."""
+        self._queue.put(None)
+        self._writer.join(timeout=30)
+
+    # --- the writer ------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[Prepared]) -> None:
+        try:
+            with self.write_lock, self.engine.begin() as conn:
+                outcomes = self._store(conn, batch)
+        except Exception as exc:
+            if len(batch) > 1:  # isolate the culprit: store one by one
+                for item in batch:
+                    self._write([item])
+                return
+            log.exception("could not store report %s", batch[0].report.report_id)
+            batch[0].future.set_exception(exc)
+            return
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                item.future.set_exception(outcome)
             else:
-                conn.execute(nodes.update().where(nodes.c.node_id == node_id).values(**state))
-            move(conn, current, state)
-        return result
+                item.future.set_result(item.result(outcome))
 
-    @staticmethod
-    def _bind(conn: Connection, principal: Principal, node_id: str) -> None:
-        bind_node(conn, principal.token_id, node_id)
-        bound = conn.execute(select(tokens.c.node_id).where(tokens.c.id == principal.token_id)).scalar_one()
-        if bound != node_id:  # another request bound it first
-            raise Forbidden(f"this agent token is bound to node {bound!r}, not {node_id!r}")
-
-    @staticmethod
-    def _lock_node(conn: Connection, node_id: str) -> dict[str, Any] | None:
-        query = select(nodes).where(nodes.c.node_id == node_id)
+    def _store(self, conn: Connection, batch: list[Prepared]) -> list[str | Exception]:
+        ids = [str(item.report.report_id) for item in batch]
+        seen = {row[0] for row in conn.execute(select(reports.c.report_id).where(reports.c.report_id.in_(ids)))}
+        node_ids = sorted({item.state["node_id"] for item in batch})
+        query = select(*[nodes.c[c] for c in STATE_COLUMNS]).where(nodes.c.node_id.in_(node_ids))
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
-        row = conn.execute(query).mappings().first()
-        return dict(row) if row is not None else None
+        current: dict[str, dict[str, Any] | None] = dict.fromkeys(node_ids)
+        for row in conn.execute(query).mappings():
+            current[row["node_id"]] = dict(row)
+        existing = {n for n, row in current.items() if row is not None}
+        before = dict(current)
+        updated: set[str] = set()
+
+        outcomes: list[str | Exception] = []
+        history: list[dict[str, Any]] = []
+        for item in batch:
+            report_id = str(item.report.report_id)
+            node_id = item.state["node_id"]
+            if report_id in seen:
+                outcomes.append("duplicate")
+                continue
+            if item.principal.role is Role.AGENT and item.principal.node_id is None:
+                bound = self._bindings.get(item.principal.token_id) or self._bind(
+                    conn, item.principal.token_id, node_id
+                )
+                self._bindings[item.principal.token_id] = bound
+                if bound != node_id:
+                    outcomes.append(Forbidden(f"this agent token is bound to node {bound!r}, not {node_id!r}"))
+                    continue
+            seen.add(report_id)
+            old = current[node_id]
+            newer = old is None or (aware(item.report.generated_at), item.report.sequence) > (
+                aware(old["last_generated_at"]), old["last_sequence"])  # fmt: skip
+            history.append(
+                {
+                    "report_id": report_id,
+                    "node_id": node_id,
+                    "sequence": item.report.sequence,
+                    "generated_at": item.report.generated_at,
+                    "received_at": item.received_at,
+                    "applied": 1 if newer else 0,
+                    "tier": item.tier,
+                    "region_code": item.state["region_code"],
+                    **item.values,
+                }
+            )
+            if newer:
+                current[node_id] = item.state
+                updated.add(node_id)
+            outcomes.append("stored" if newer else "stored-as-history")
+        if history:
+            conn.execute(reports.insert(), history)
+        states = {n: current[n] for n in sorted(updated)}
+        self._upsert_nodes(conn, [s for s in states.values() if s is not None], existing)
+        self._apply_rollups(conn, before, states)
+        return outcomes
+
+    @staticmethod
+    def _bind(conn: Connection, token_id: int, node_id: str) -> str:
+        conn.execute(tokens.update().where(tokens.c.id == token_id, tokens.c.node_id.is_(None)).values(node_id=node_id))
+        bound: str = conn.execute(select(tokens.c.node_id).where(tokens.c.id == token_id)).scalar_one()
+        return bound
+
+    @staticmethod
+    def _upsert_nodes(conn: Connection, states: list[dict[str, Any]], existing: set[str]) -> None:
+        inserts = [s for s in states if s["node_id"] not in existing]
+        updates = [s for s in states if s["node_id"] in existing]
+        if inserts:
+            conn.execute(nodes.insert(), inserts)
+        if updates:
+            insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            stmt = insert(nodes)
+            keep = {"node_id", "first_seen_at"}
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["node_id"], set_={c.name: stmt.excluded[c.name] for c in nodes.c if c.name not in keep}
+            )
+            conn.execute(stmt, updates)
+
+    @staticmethod
+    def _apply_rollups(
+        conn: Connection, before: dict[str, dict[str, Any] | None], after: dict[str, dict[str, Any] | None]
+    ) -> None:
+        deltas: dict[tuple[str, str, str], dict[str, float]] = {}
+        for node_id, new in after.items():
+            old = before[node_id]
+            for row, sign in ((old, -1.0), (new, 1.0)):
+                if row is None:
+                    continue
+                cell = deltas.setdefault(cell_of(row), dict.fromkeys(("nodes", *MEASURE_COLUMNS), 0.0))
+                for name, value in contribution(row).items():
+                    cell[name] += sign * value
+        for key, values in deltas.items():
+            if any(values.values()):
+                apply_delta(conn, key, values, 1)

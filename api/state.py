@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from api.auth import PrincipalCache
 from api.census import Region
 from api.ingest import Ingestor
 from api.settings import Settings
@@ -20,4 +21,5 @@ class ServiceState:
     engine: Engine
     ingestor: Ingestor
     regions: dict[str, Region]
+    principals: PrincipalCache = field(default_factory=PrincipalCache)
     stop: threading.Event = field(default_factory=threading.Event)

@@ -6,7 +6,6 @@ Units are SI base units; FLOPS are stored as double precision. Only definitions 
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Column,
     DateTime,
@@ -17,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -75,9 +75,10 @@ nodes = Table(
     Column("last_sequence", BigInteger, nullable=False),
     Column("last_report_id", String(36), nullable=False),
     *_measures(),
-    Column("inventory", JSON, nullable=False),
-    Column("peaks", JSON, nullable=False),  # recomputed by the server
-    Column("agent_peaks", JSON, nullable=False),  # as the agent reported them, for comparison only
+    # JSON documents, stored as text exactly as serialised (cheaper than a JSON type's round trip on ingest).
+    Column("inventory", Text, nullable=False),
+    Column("peaks", Text, nullable=False),  # recomputed by the server
+    Column("agent_peaks", Text, nullable=False),  # as the agent reported them, for comparison only
     Index("ix_nodes_tier_region_status", "tier", "region_code", "status"),
     Index("ix_nodes_status_last_report_at", "status", "last_report_at"),
 )

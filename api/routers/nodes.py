@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -70,9 +71,9 @@ def get_node(_: NodeReader, conn: Conn, node_id: str) -> dict[str, Any]:
     ).mappings()  # fmt: skip
     return {
         **_summary(row),
-        "inventory": row["inventory"],
-        "peaks": row["peaks"],
-        "agent_peaks": row["agent_peaks"],
+        "inventory": json.loads(row["inventory"]),
+        "peaks": json.loads(row["peaks"]),
+        "agent_peaks": json.loads(row["agent_peaks"]),
         "recent_reports": [
             {
                 **h,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from api.deps import Reporter, State
@@ -34,7 +34,8 @@ async def submit_report(request: Request, principal: Reporter, state: State) -> 
         errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()[:50]]
         first = errors[0]
         raise InvalidRequest(f"{'.'.join(first['loc']) or 'body'}: {first['msg']}", errors=errors) from None
-    result = await run_in_threadpool(state.ingestor.ingest, report, principal, datetime.now(tz=UTC))
+    prepared = state.ingestor.prepare(report, principal, datetime.now(tz=UTC))
+    result = await asyncio.wrap_future(state.ingestor.submit(prepared))
     request.state.ingest_outcome = result.outcome
     return {
         "report_id": result.report_id,

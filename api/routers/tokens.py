@@ -52,3 +52,4 @@ def revoke_token(_: Admin, state: State, token_id: int) -> None:
     """Revoke a token at once."""
     with state.engine.begin() as conn:
         revoke(conn, token_id, datetime.now(tz=UTC))
+    state.principals.forget_all()

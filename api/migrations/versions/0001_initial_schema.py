@@ -128,9 +128,9 @@ def upgrade() -> None:
         sa.Column("fp32_flops", sa.Float(), nullable=False),
         sa.Column("fp16_flops", sa.Float(), nullable=False),
         sa.Column("int8_ops", sa.Float(), nullable=False),
-        sa.Column("inventory", sa.JSON(), nullable=False),
-        sa.Column("peaks", sa.JSON(), nullable=False),
-        sa.Column("agent_peaks", sa.JSON(), nullable=False),
+        sa.Column("inventory", sa.Text(), nullable=False),
+        sa.Column("peaks", sa.Text(), nullable=False),
+        sa.Column("agent_peaks", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(["region_code"], ["regions.code"], name=op.f("fk_nodes_region_code_regions")),
         sa.PrimaryKeyConstraint("node_id", name=op.f("pk_nodes")),
     )

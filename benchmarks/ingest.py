@@ -1,0 +1,207 @@
+"""Ingest throughput and latency of ``POST /v1/reports``, beside a no-op endpoint on the same server.
+
+    uv run python -m benchmarks.ingest [--seconds 20] [--connections 32] [--database-url URL] [--json]
+
+Method: the census service (one uvicorn worker, SQLite by default) runs with an extra ``POST /bench/noop``
+route (`benchmarks.ingest_server`). `wrk` (Debian package wrk) on 127.0.0.1 sends, for --seconds each and
+with the same connections, (1) distinct, valid reports (a 160-thread Xeon's real inventory; unique report
+ids; --nodes node ids, each reporting with rising sequence and time, so every report upserts a node and
+appends history) to ``/v1/reports``, then (2) the same bytes to ``/bench/noop``.  Printed: requests/s and
+latency percentiles of both, the ratio, every non-2xx answer, and a loss check: the reports stored in the
+database must equal the 2xx answers wrk counted.  Targets: >= 2,000 reports/s and >= half the no-op rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, func, select
+
+from api.db.tables import reports
+from census_agent.collectors.inventory import collect_inventory
+from census_agent.models import Labels
+from census_agent.report import ComputeModel, build_report
+from tests.servers import free_port
+
+FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "hosts" / "xeon-platinum-8380-2s"
+MARK_ID, MARK_NODE, MARK_SEQ, MARK_TIME = "@@ID@@", "@@NODE@@", "987654321", "@@TIME@@"
+
+LUA = r"""
+local template = [==[@TEMPLATE@]==]
+local nodes = @NODES@
+local counter = 0
+local base = @BASE@
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  math.randomseed(os.time() * 1000 + tid)
+end
+function request()
+  counter = counter + 1
+  local id = string.format("%08x-%04x-4%03x-8%03x-%06x%06x", math.random(0, 0x7fffffff), math.random(0, 0xffff),
+    math.random(0, 0xfff), math.random(0, 0xfff), math.random(0, 0xffffff), math.random(0, 0xffffff))
+  local node = string.format("bench-%d-%d", tid, counter % nodes)
+  local t = base + counter
+  local stamp = os.date("!%Y-%m-%dT%H:%M:%S", t) .. "Z"
+  local body = template:gsub("@@ID@@", id, 1):gsub("@@NODE@@", node, 1):gsub("987654321", tostring(counter), 1)
+  body = body:gsub("@@TIME@@", stamp, 1)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["Authorization"] = "Bearer @TOKEN@"}, body)
+end
+"""
+
+
+def report_template() -> str:
+    """A real report document with markers where each request puts its own id, node, sequence and time."""
+    inventory, _ = collect_inventory(FIXTURE, labels=Labels(region="440106"), declared_accelerators=[],
+                                     node_id="placeholder-node", nvml=None)  # fmt: skip
+    report = build_report(inventory, ComputeModel(), report_id=uuid.UUID(int=1), sequence=int(MARK_SEQ),
+                          generated_at=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
+    text = report.model_dump_json()
+    text = text.replace(str(uuid.UUID(int=1)), MARK_ID).replace("placeholder-node", MARK_NODE)
+    return re.sub(r'"generated_at":"[^"]+"', f'"generated_at":"{MARK_TIME}"', text)
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    """Requests/s, latency percentiles (ms), request count and non-2xx count from `wrk --latency` output."""
+
+    def ms(text: str) -> float:
+        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    pct = {p: ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", output, re.MULTILINE)}
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: (.*)", output)
+    return {
+        "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "requests": requests,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1).strip() if errors else "",
+        "latency_ms": {f"p{p}": v for p, v in pct.items()},
+    }
+
+
+def run_wrk(url: str, script: Path, seconds: int, connections: int, threads: int) -> dict[str, Any]:
+    """One wrk run; its parsed figures."""
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True, timeout=seconds + 60,
+    ).stdout  # fmt: skip
+    return parse_wrk(out)
+
+
+def main() -> int:
+    """Run the benchmark and print (or --json) the figures and the verdict."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=20, help="duration of each wrk run (default 20)")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: wrk shares the 2 cores)")
+    parser.add_argument("--nodes", type=int, default=5000, help="distinct node ids per wrk thread (default 5000)")
+    parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("benchmarks.ingest needs wrk: apt-get install wrk", file=sys.stderr)
+        return 2
+
+    work = Path(tempfile.mkdtemp(prefix="suanli-ingest-"))
+    database_url = args.database_url or f"sqlite:///{work / 'suanli.db'}"
+    port = free_port()
+    token_file = work / "admin.token"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.ingest_server", "--database-url", database_url, "--port", str(port),
+         "--admin-token-file", str(token_file)],
+        env=env, stdout=(work / "server.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                print((work / "server.log").read_text(), file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        token = token_file.read_text().strip()
+        template = report_template()
+        script = work / "reports.lua"
+        lua = LUA.replace("@TEMPLATE@", template).replace("@NODES@", str(args.nodes))
+        lua = lua.replace("@BASE@", str(int(time.time()))).replace("@TOKEN@", token)
+        script.write_text(lua)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
+            probe = client.post("/v1/reports", content=template.replace(MARK_ID, str(uuid.uuid4())).replace(
+                MARK_NODE, "probe").replace(MARK_TIME, "2026-01-01T00:00:00Z"))  # fmt: skip
+            if probe.status_code != 200:
+                print(f"the benchmark's report is refused: {probe.status_code} {probe.text}", file=sys.stderr)
+                return 1
+        ingest = run_wrk(f"{url}/v1/reports", script, args.seconds, args.connections, args.threads)
+        noop = run_wrk(f"{url}/bench/noop", script, args.seconds, args.connections, args.threads)
+        engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.connect() as conn:
+            stored = int(conn.execute(select(func.count()).select_from(reports)).scalar_one()) - 1  # minus the probe
+        engine.dispose()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    accepted = ingest["requests"] - ingest["non_2xx"]
+    ratio = ingest["requests_per_second"] / noop["requests_per_second"]
+    result = {
+        "database": "sqlite" if database_url.startswith("sqlite") else "postgresql",
+        "report_bytes": len(template),
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "ingest": ingest,
+        "noop": noop,
+        "ratio_to_noop": ratio,
+        "stored": stored,
+        "acknowledged": accepted,
+        "lost": max(accepted - stored, 0),
+        "targets": {
+            "reports_per_second_at_least_2000": ingest["requests_per_second"] >= 2000,
+            "at_least_half_of_noop": ratio >= 0.5,
+            "nothing_lost": stored >= accepted,
+        },
+    }
+    shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"Ingest benchmark ({result['database']}, {args.connections} connections, {args.seconds} s each, "
+          f"{len(template)} B reports)")  # fmt: skip
+    for name, r in (("POST /v1/reports", ingest), ("POST /bench/noop (baseline)", noop)):
+        lat = r["latency_ms"]
+        print(f"  {name:28} {r['requests_per_second']:8.0f} req/s   p50 {lat.get('p50', 0):6.1f} ms   "
+              f"p99 {lat.get('p99', 0):6.1f} ms   non-2xx {r['non_2xx']}  {r['socket_errors']}")  # fmt: skip
+    print(f"  ratio ingest / no-op: {ratio:.2f}")
+    print(f"  acknowledged {accepted}, stored {stored}, lost {result['lost']}")
+    for target, ok in result["targets"].items():
+        print(f"{'PASS' if ok else 'FAIL'}  {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
