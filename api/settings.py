@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from census_agent.models import Precision, Tier
@@ -36,3 +36,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
+
+    @field_validator("headline")
+    @classmethod
+    def _every_tier(cls, value: dict[Tier, Precision]) -> dict[Tier, Precision]:
+        missing = [t.value for t in Tier if t not in value]
+        if missing:
+            raise ValueError(f"the headline convention must name a precision for every tier; missing: {missing}")
+        return value
