@@ -14,7 +14,7 @@ import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -92,6 +92,7 @@ class Ingestor:
             raise InvalidReport(f"unknown region code {region!r}: see GET /v1/regions", field="inventory.labels.region")
         if principal.role is Role.AGENT and principal.node_id not in (None, node_id):
             raise Forbidden(f"this agent token is bound to node {principal.node_id!r}, not {node_id!r}")
+        generated_at = aware(report.generated_at).astimezone(UTC)  # stored and compared in UTC on every backend
         peaks, tier = self.model.assess(inventory)
         figures = {p: peaks.figures[p].flops for p in Precision}
         values: dict[str, Any] = {
@@ -116,7 +117,7 @@ class Ingestor:
             "status": ACTIVE,
             "first_seen_at": now,
             "last_report_at": now,
-            "last_generated_at": report.generated_at,
+            "last_generated_at": generated_at,
             "last_sequence": report.sequence,
             "last_report_id": str(report.report_id),
             "inventory": inventory.model_dump_json(),
@@ -214,7 +215,8 @@ class Ingestor:
                     continue
             seen.add(report_id)
             old = current[node_id]
-            newer = old is None or (aware(item.report.generated_at), item.report.sequence) > (
+            generated_at = item.state["last_generated_at"]
+            newer = old is None or (generated_at, item.report.sequence) > (
                 aware(old["last_generated_at"]), old["last_sequence"])  # fmt: skip
             history.append(
                 {

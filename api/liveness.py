@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 
+from api.census import UNASSIGNED
 from api.db.tables import MEASURE_COLUMNS, nodes, rollups, snapshots
-from api.rollups import apply_delta
+from api.rollups import apply_delta, contribution
 
 log = logging.getLogger(__name__)
 
@@ -22,22 +23,26 @@ STATUSES = (ACTIVE, STALE, OFFLINE)
 
 
 def _demote(engine: Engine, lock: threading.Lock | None, src: str, dst: str, cutoff: datetime) -> int:
-    """Move every `src` node last heard before `cutoff` to `dst`, moving their totals between rollup cells."""
-    sums = [func.count().label("nodes"), *[func.sum(nodes.c[name]).label(name) for name in MEASURE_COLUMNS]]
+    """Move every `src` node last heard before `cutoff` to `dst`, moving exactly their totals between rollup
+    cells: the UPDATE returns the rows it changed, so a node that reports meanwhile is never miscounted."""
     where = (nodes.c.status == src) & (nodes.c.last_report_at < cutoff)
+    returning = [nodes.c.tier, nodes.c.region_code, *[nodes.c[name] for name in MEASURE_COLUMNS]]
     with lock or _NoLock(), engine.begin() as conn:
-        groups = conn.execute(select(nodes.c.tier, nodes.c.region_code, *sums).where(where).group_by(
-            nodes.c.tier, nodes.c.region_code)).mappings().all()  # fmt: skip
-        if not groups:
+        moved = conn.execute(nodes.update().where(where).values(status=dst).returning(*returning)).mappings().all()
+        if not moved:
             return 0
-        moved = conn.execute(nodes.update().where(where).values(status=dst)).rowcount
-        for group in groups:
-            values = {"nodes": float(group["nodes"]), **{n: float(group[n] or 0) for n in MEASURE_COLUMNS}}
-            region = group["region_code"] or ""
-            apply_delta(conn, (group["tier"], region, src), values, -1)
-            apply_delta(conn, (group["tier"], region, dst), values, 1)
-    log.info("%d node(s) %s -> %s (no report since %s)", moved, src, dst, cutoff.isoformat())
-    return int(moved)
+        groups: dict[tuple[str, str], dict[str, float]] = {}
+        for row in moved:
+            group = groups.setdefault(
+                (row["tier"], row["region_code"] or UNASSIGNED), dict.fromkeys(("nodes", *MEASURE_COLUMNS), 0.0)
+            )
+            for name, value in contribution(row).items():
+                group[name] += value
+        for (tier, region), values in groups.items():
+            apply_delta(conn, (tier, region, src), values, -1)
+            apply_delta(conn, (tier, region, dst), values, 1)
+    log.info("%d node(s) %s -> %s (no report since %s)", len(moved), src, dst, cutoff.isoformat())
+    return len(moved)
 
 
 class _NoLock:

@@ -20,12 +20,12 @@ from api.db.tables import MEASURE_COLUMNS, nodes, rollups
 CellKey = tuple[str, str, str]  # tier, region code ("" if none), status
 
 
-def contribution(row: Mapping[str, Any]) -> dict[str, float]:
+def contribution(row: Mapping[Any, Any]) -> dict[str, float]:
     """What one node (a nodes row or the values about to be written) adds to its cell."""
     return {"nodes": 1.0, **{name: float(row[name]) for name in MEASURE_COLUMNS}}
 
 
-def cell_of(row: Mapping[str, Any]) -> CellKey:
+def cell_of(row: Mapping[Any, Any]) -> CellKey:
     """The cell a node row belongs to."""
     return (str(row["tier"]), row["region_code"] or UNASSIGNED, str(row["status"]))
 

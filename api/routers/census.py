@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from api.census import per_capita
 from api.census_query import census_document, current_census, history_document
+from api.db import aware
 from api.deps import CensusReader, Conn, State
 from api.errors import InvalidRequest
 from api.liveness import ACTIVE, STATUSES
@@ -65,6 +66,8 @@ def history(
 ) -> dict[str, Any]:
     """One point per snapshot (taken every ``snapshot_interval_seconds``) and the growth from first to last."""
     _check_region(state, region)
+    since = aware(since).astimezone(UTC) if since is not None else None  # snapshots are stored in UTC
+    until = aware(until).astimezone(UTC) if until is not None else None
     return history_document(
         conn,
         region_table=state.regions,
@@ -78,9 +81,13 @@ def history(
 
 CSV_COLUMNS = [
     "region_code", "region_name_en", "region_name_zh", "level", "tier", "nodes", "physical_cores", "accelerators",
-    "memory_bytes", *[f"{p.value}_flops" for p in Precision], "headline_precision", "headline_flops", "population",
-    "per_capita_headline_flops",
+    "memory_bytes", "fp64_flops", "fp32_flops", "fp16_flops", "int8_ops", "headline_precision", "headline_flops",
+    "population", "per_capita_headline_flops",
 ]  # fmt: skip
+
+
+def _blank_if_none(value: float | None) -> float | str:
+    return "" if value is None else value
 
 
 @router.get("/export.csv", summary="Census by region and tier as CSV", response_class=Response)
@@ -105,7 +112,7 @@ def export_csv(
             writer.writerow(
                 [r["code"], r["name_en"], r["name_zh"], r["level"], tier, totals["nodes"], totals["physical_cores"],
                  totals["accelerators"], totals["memory_bytes"], *[totals["peak_flops"][p.value] for p in Precision],
-                 precision, headline, r["population"] or "", per_capita(headline, r["population"]) or ""]
+                 precision, headline, r["population"] or "", _blank_if_none(per_capita(headline, r["population"]))]
             )  # fmt: skip
     return Response(
         out.getvalue().encode("utf-8-sig"),  # BOM: spreadsheets then read the Chinese names right

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
+from api.census import ancestors
 from api.db import aware
 from api.db.tables import nodes, reports
-from api.deps import Conn, NodeReader
-from api.errors import NotFound
+from api.deps import Conn, NodeReader, State
+from api.errors import InvalidRequest, NotFound
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 
@@ -35,9 +36,10 @@ def _summary(row: Any) -> dict[str, Any]:  # noqa: ANN401 - a SQLAlchemy row map
 def list_nodes(
     _: NodeReader,
     conn: Conn,
+    state: State,
     *,
     tier: Annotated[str | None, Query(pattern="^(general|ai|hpc|edge)$")] = None,
-    region: Annotated[str | None, Query(max_length=12)] = None,
+    region: Annotated[str | None, Query(max_length=12, description="this region and every region below it")] = None,
     status: Annotated[str | None, Query(pattern="^(active|stale|offline)$")] = None,
     organisation: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -47,9 +49,14 @@ def list_nodes(
 ) -> dict[str, Any]:
     """Nodes ordered by id; pass ``next_after`` back as ``after`` for the next page."""
     query = select(*[nodes.c[k] for k in SUMMARY]).order_by(nodes.c.node_id).limit(limit + 1)
-    for column, value in (("tier", tier), ("region_code", region), ("status", status), ("organisation", organisation)):
+    for column, value in (("tier", tier), ("status", status), ("organisation", organisation)):
         if value is not None:
             query = query.where(nodes.c[column] == value)
+    if region is not None:
+        if region not in state.regions:
+            raise InvalidRequest(f"unknown region code {region!r}: see GET /v1/regions")
+        within = [code for code in state.regions if region in ancestors(code, state.regions)]
+        query = query.where(nodes.c.region_code.in_(within))
     if after is not None:
         query = query.where(nodes.c.node_id > after)
     rows = [_summary(r) for r in conn.execute(query).mappings()]
