@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+
+log = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
@@ -89,6 +92,11 @@ def install_handlers(app: FastAPI) -> None:
             f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         )
         return problem(422, "Validation failed", detail, errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error: %s", exc, exc_info=exc)
+        return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
 
     @app.exception_handler(OperationalError)
     async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:

@@ -14,7 +14,7 @@ import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 ACTIVE = "active"
 MAX_BATCH = 256
+# A report dated further ahead than this is refused: it would otherwise freeze the node's state until then.
+MAX_CLOCK_SKEW = timedelta(minutes=10)
 # Columns of a node's state that the rollups and the ordering rule need (the JSON documents are not read back).
 STATE_COLUMNS = ("node_id", "tier", "region_code", "status", "last_generated_at", "last_sequence", *MEASURE_COLUMNS)
 
@@ -93,6 +95,12 @@ class Ingestor:
         if principal.role is Role.AGENT and principal.node_id not in (None, node_id):
             raise Forbidden(f"this agent token is bound to node {principal.node_id!r}, not {node_id!r}")
         generated_at = aware(report.generated_at).astimezone(UTC)  # stored and compared in UTC on every backend
+        if generated_at > now + MAX_CLOCK_SKEW:
+            raise InvalidReport(
+                f"generated_at {generated_at.isoformat()} is in the future (server time {now.isoformat()}); "
+                "check the node's clock",
+                field="generated_at",
+            )
         peaks, tier = self.model.assess(inventory)
         figures = {p: peaks.figures[p].flops for p in Precision}
         values: dict[str, Any] = {

@@ -24,8 +24,9 @@ MAX_CLOCK_HZ = 20e9
 MAX_FLOPS = 1e20  # 100 EFLOPS for one node is already absurd
 MAX_ACCELERATORS = 1024
 
-Text = Annotated[str, StringConstraints(max_length=256)]
-ShortText = Annotated[str, StringConstraints(max_length=128)]
+# No control characters (NUL cannot even be stored in PostgreSQL text) in any free-text field.
+Text = Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
+ShortText = Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")]
 RegionCode = Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{2,12}$")]
 NodeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Count = Annotated[int, Field(ge=0, le=MAX_CORES)]
@@ -246,14 +247,14 @@ class Measurement(Frozen):
 class Report(Frozen):
     """The document an agent pushes to the census service (``POST /v1/reports``), schema version 1.
 
-    `report_id` makes a replay idempotent; `sequence` orders one agent's reports (an older report never
-    overwrites a newer state).  The service recomputes `peaks` and `tier` itself and keeps the agent's figures
-    only for comparison.
+    `report_id` makes a replay idempotent; reports of a node are ordered by (`generated_at`, `sequence`): an
+    older report never overwrites a newer state, and the service refuses reports dated in the future.  The
+    service recomputes `peaks` and `tier` itself and keeps the agent's figures only for comparison.
     """
 
     schema_version: Literal[1] = REPORT_SCHEMA_VERSION
     report_id: UUID
-    sequence: Annotated[int, Field(ge=0)]
+    sequence: Annotated[int, Field(ge=0, lt=2**63)]
     generated_at: datetime
     agent_version: ShortText
     inventory: NodeInventory

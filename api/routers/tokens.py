@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import Role, create_token, list_tokens, revoke
 from api.db import aware
 from api.deps import Admin, State
+from api.errors import InvalidRequest
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 
@@ -29,9 +31,28 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (aware(v).isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
 
 
-@router.post("", status_code=201, summary="Create a token")
-def create(_: Admin, state: State, body: TokenCreate) -> dict[str, Any]:
-    """Create a token; the answer is the only place its plaintext ever appears."""
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a token",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": TokenCreate.model_json_schema()}}}
+    },
+)
+async def create(_: Admin, state: State, request: Request) -> dict[str, Any]:
+    """Create a token; the answer is the only place its plaintext ever appears. The body is read only after
+    the caller's token is checked, so an anonymous caller learns nothing from validation errors."""
+    try:
+        body = TokenCreate.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise InvalidRequest(
+            f"invalid token request: {exc.errors()[0]['msg']}",
+            errors=exc.errors(include_url=False, include_context=False, include_input=False),
+        ) from None
+    return await run_in_threadpool(_create, state, body)
+
+
+def _create(state: State, body: TokenCreate) -> dict[str, Any]:
     now = datetime.now(tz=UTC)
     expires = now + timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None
     with state.engine.begin() as conn:

@@ -1,0 +1,232 @@
+"""The `suanli` command as an operator runs it: a real process against the real service (SQLite and
+PostgreSQL), real output and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from census_agent.render import human_bytes, human_flops
+from tests.integration.service.helpers import (
+    clean_env,
+    host_inventory,
+    make_report,
+    module_service,
+    planned_inventory,
+    stored,
+)
+from tests.servers import free_port
+from tests.service import ServiceProcess
+
+SUANLI = Path(sys.executable).with_name("suanli")
+TIERS = ("general", "ai", "hpc", "edge")
+TIER_NAMES = ("general 通用", "ai 智算", "hpc 超算", "edge 边缘")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One service per backend for this module."""
+    yield from module_service(request, tmp_path_factory)
+
+
+def suanli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the installed `suanli` entry point with a clean SUANLI_ environment in `cwd` (so no
+    ./suanli-data/admin.token of the checkout is picked up)."""
+    return suanli_all({"": args}, cwd=cwd)[""]
+
+
+def suanli_all(commands: Mapping[str, Sequence[str]], cwd: Path) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Run several independent `suanli` commands at once (each start costs most of a second of imports)."""
+    assert SUANLI.exists(), f"the suanli entry point is not installed next to {sys.executable}"
+    running = {
+        key: subprocess.Popen(
+            [str(SUANLI), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=clean_env()
+        )
+        for key, args in commands.items()
+    }
+    results = {}
+    for key, proc in running.items():
+        out, err = proc.communicate(timeout=60)
+        results[key] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return results
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    """The standard output of a command that must succeed quietly."""
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stdout
+
+
+def refused(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """The one-line message of a command that must fail cleanly: non-zero exit, no traceback."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    return message
+
+
+def test_help_lists_the_commands_and_unusable_connections_fail_cleanly(tmp_path: Path) -> None:
+    """`suanli --help` lists every command (serve, up, census, nodes, token) and how to connect;
+    `suanli token --help` lists create, list and revoke; no command at all is a usage error (exit 2); a
+    missing token file or an unreachable server give a non-zero exit and one clear line, no traceback."""
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    token_file = tmp_path / "some.token"
+    token_file.write_text("sl_user_whatever\n")
+    results = suanli_all(
+        {
+            "help": ["--help"],
+            "token help": ["token", "--help"],
+            "bare": [],
+            "missing file": ["census", "--server", nowhere, "--token-file", str(tmp_path / "no-such.token")],
+            "unreachable": ["census", "--server", nowhere, "--token-file", str(token_file)],
+        },
+        cwd=tmp_path,
+    )
+    out = ok(results["help"])
+    for command in ("serve", "up", "census", "nodes", "token"):
+        assert command in out
+    assert "--token-file" in out
+    assert "SUANLI_SERVER" in out
+    token_help = ok(results["token help"])
+    for action in ("create", "list", "revoke"):
+        assert action in token_help
+    assert results["bare"].returncode == 2
+    assert "usage: suanli" in results["bare"].stderr
+    refused(results["missing file"], "suanli census:", "no-such.token")
+    refused(results["unreachable"], "suanli census:", "cannot reach", nowhere)
+
+
+def test_census_and_nodes_commands_show_the_services_figures(shared: ServiceProcess, tmp_path: Path) -> None:
+    """With three nodes reported (ai, hpc, general in two districts): `census` shows the headline with its
+    unit, node and memory totals and the four tier names; `census --by region` names Guangzhou's regions;
+    `census --json` has the same headline and totals as GET /v1/census; `census --csv` parses with one row per
+    region and tier whose node counts match the census; `nodes` lists the nodes and `nodes --json --tier ai`
+    equals GET /v1/nodes?tier=ai."""
+    server = ["--server", shared.url, "--token-file", str(shared.admin_token_file)]
+    with shared.client() as admin:
+        for report in (
+            make_report(planned_inventory("cli-dgx", region="440112")),
+            make_report(host_inventory("xeon-platinum-8380-2s", "cli-xeon-ib", region="440112")),
+            make_report(host_inventory("epyc-9654-zen4", "cli-epyc", region="440106")),
+        ):
+            stored(admin, report)
+        api = admin.get("/v1/census").json()
+        api_nodes = admin.get("/v1/nodes").json()
+        api_ai_nodes = admin.get("/v1/nodes", params={"tier": "ai"}).json()
+        regions = admin.get("/v1/regions").json()
+
+    results = suanli_all(
+        {
+            "census": ["census", *server],
+            "by region": ["census", "--by", "region", *server],
+            "json": ["census", "--json", *server],
+            "csv": ["census", "--csv", *server],
+            "nodes": ["nodes", *server],
+            "ai nodes": ["nodes", "--json", "--tier", "ai", *server],
+        },
+        cwd=tmp_path,
+    )
+    human = ok(results["census"])
+    assert "Headline compute 算力总量" in human
+    assert human_flops(api["headline"]["flops"]) in human
+    assert "PFLOPS" in human
+    assert f"Nodes {api['totals']['nodes']:,}" in human
+    assert human_bytes(api["totals"]["memory_bytes"]) in human
+    for name in TIER_NAMES:
+        assert name in human
+
+    by_region = ok(results["by region"])
+    for text in ("440112", "黄埔区 Huangpu", "广州市 Guangzhou", "中国 China", "per capita"):
+        assert text in by_region
+
+    document = json.loads(ok(results["json"]))
+    assert document["headline"] == api["headline"]
+    assert document["totals"] == api["totals"]
+
+    rows = list(csv.DictReader(io.StringIO(ok(results["csv"]))))
+    cells = {(r["region_code"], r["tier"]): r for r in rows}
+    assert len(cells) == len(rows), "one row per region and tier"
+    by_code = {r["code"]: r for r in api["by_region"]}
+    for region in regions:
+        for tier in TIERS:
+            row = cells[(region["code"], tier)]
+            assert int(row["nodes"]) == by_code[region["code"]]["by_tier"][tier]["nodes"], (region["code"], tier)
+    assert int(cells[("440112", "ai")]["nodes"]) == 1
+    assert int(cells[("CN", "all")]["nodes"]) == api["totals"]["nodes"]
+    assert float(cells[("CN", "all")]["headline_flops"]) == pytest.approx(api["headline"]["flops"], rel=1e-12)
+
+    listing = ok(results["nodes"])
+    for node in api_nodes["items"]:
+        assert node["node_id"][:16] in listing
+        assert node["hostname"] in listing
+    assert {"cli-dgx", "cli-xeon-ib", "cli-epyc"} <= {n["node_id"] for n in api_nodes["items"]}
+    only_ai = json.loads(ok(results["ai nodes"]))
+    assert only_ai == api_ai_nodes
+    assert {n["tier"] for n in only_ai["items"]} == {"ai"}
+    assert "cli-dgx" in {n["node_id"] for n in only_ai["items"]}
+
+
+def test_token_commands_create_list_and_revoke_and_bad_tokens_fail_cleanly(
+    shared: ServiceProcess, tmp_path: Path
+) -> None:
+    """`token create` prints a working secret once (JSON or human), `token list` shows it by prefix without the
+    secret, `token revoke` makes it fail with 401; a revoked or garbage token and a role that may not list
+    tokens each give a non-zero exit and one clear line on standard error, never a traceback."""
+    admin = ["--server", shared.url, "--token-file", str(shared.admin_token_file)]
+    created = suanli_all(
+        {
+            "planner": ["token", "create", "cli-planner", "--role", "planner", "--json", *admin],
+            "user": ["token", "create", "cli-user", "--role", "user", "--expires-in", "2h", *admin],
+        },
+        cwd=tmp_path,
+    )
+    made = json.loads(ok(created["planner"]))
+    assert made["role"] == "planner"
+    assert made["token"].startswith("sl_planner_")
+    human = ok(created["user"])
+    user_secret = human.strip().splitlines()[-1]
+    assert user_secret.startswith("sl_user_")
+    assert "not shown again" in human
+    with shared.client(user_secret) as client:
+        assert client.get("/v1/census").status_code == 200
+    planner_file = tmp_path / "planner.token"
+    planner_file.write_text(made["token"] + "\n")
+    planner = ["--server", shared.url, "--token-file", str(planner_file)]
+    garbage = tmp_path / "garbage.token"
+    garbage.write_text("sl_admin_not-a-real-token\n")
+
+    first = suanli_all(
+        {
+            "planner census": ["census", "--json", *planner],
+            "list": ["token", "list", *admin],
+            "planner lists": ["token", "list", *planner],
+            "garbage": ["census", "--server", shared.url, "--token-file", str(garbage)],
+        },
+        cwd=tmp_path,
+    )
+    ok(first["planner census"])
+    listing = ok(first["list"])
+    assert "cli-planner" in listing
+    assert "cli-user" in listing
+    assert made["token"][:12] + "..." in listing
+    assert made["token"] not in listing
+    assert user_secret not in listing
+    refused(first["planner lists"], "suanli token:", "HTTP 403", "planner")
+    refused(first["garbage"], "suanli census:", "HTTP 401", "unknown token")
+
+    revoked = ok(suanli("token", "revoke", str(made["id"]), *admin, cwd=tmp_path))
+    assert revoked.strip() == f"token {made['id']} revoked"
+    refused(suanli("census", *planner, cwd=tmp_path), "suanli census:", "HTTP 401", "revoked")
+    with shared.client(made["token"]) as client:
+        assert client.get("/v1/census").status_code == 401
