@@ -183,7 +183,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         finally:
             service.stop.set()
             housekeeper.join(timeout=10)
-            service.ingestor.close()
             if engine is None:
                 db.dispose()
 

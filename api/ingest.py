@@ -1,19 +1,18 @@
 """Report ingest: validate against the region table, recompute peaks, upsert node state, append history.
 
-Requests are checked and priced on the caller's thread (`Ingestor.prepare`), then handed to one writer thread
-that stores whatever has queued up in a single transaction (group commit): the history rows (unique report
+Requests are checked and priced as they arrive (`Ingestor.prepare`); then every report waiting at that moment
+is stored in a single transaction (group commit): the history rows (unique report
 id: a replay is a no-op), each node's newest state (an older report never overwrites a newer one) and the
-rollup deltas commit together, and every request is answered only after that commit.  One writer also means
-SQLite never sees two writers.  The agent's own figures are kept beside the server's but never trusted.
+rollup deltas commit together, and every request is answered only after that commit.  Batches are written one at a
+time, so SQLite never sees two writers.  The agent's own figures are kept beside the server's but never trusted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import queue
 import threading
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -61,7 +60,6 @@ class Prepared:
     state: dict[str, Any]
     tier: str
     peaks: dict[str, float]
-    future: Future[IngestResult] = field(default_factory=Future)
 
     def result(self, outcome: str) -> IngestResult:
         """The answer for this report."""
@@ -70,18 +68,17 @@ class Prepared:
 
 
 class Ingestor:
-    """Prices reports on the caller's thread and stores them through one group-committing writer thread."""
+    """Prices reports and stores them in group commits (one transaction for all reports waiting together)."""
 
     def __init__(self, engine: Engine, model: ComputeModel, region_codes: set[str]) -> None:
         self.engine = engine
         self.model = model
         self.region_codes = region_codes
-        # Taken by the writer for each batch and by housekeeping, so they never write at the same time.
+        # Held for each batch and by housekeeping, so two writers never overlap (SQLite allows one at a time).
         self.write_lock = threading.Lock()
-        self._bindings: dict[int, str] = {}  # agent token id -> the node it is bound to (writer thread only)
-        self._queue: queue.Queue[Prepared | None] = queue.Queue()
-        self._writer = threading.Thread(target=self._run, name="suanli-ingest-writer", daemon=True)
-        self._writer.start()
+        self._bindings: dict[int, str] = {}  # agent token id -> the node it is bound to
+        self._pending: list[tuple[Prepared, asyncio.Future[IngestResult]]] = []
+        self._flush_scheduled = False
 
     # --- the caller's side -----------------------------------------------------------------------------
 
@@ -137,59 +134,53 @@ class Ingestor:
             report, principal, now, values, state, tier.tier.value, {p.value: v for p, v in figures.items()}
         )
 
-    def submit(self, prepared: Prepared) -> Future[IngestResult]:
-        """Queue a prepared report; the future resolves once it is committed (or fails with the reason)."""
-        self._queue.put(prepared)
-        return prepared.future
+    async def store(self, prepared: Prepared) -> IngestResult:
+        """Queue a prepared report and wait until its batch is committed (or fails with the reason).
+
+        The batch is written on the event loop's own thread: a writer thread would have to win the GIL back
+        from the loop for every row it binds, which on a busy server costs far more than the write itself.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[IngestResult] = loop.create_future()
+        self._pending.append((prepared, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await future
 
     def ingest(self, report: Report, principal: Principal, now: datetime) -> IngestResult:
-        """Prepare, submit and wait: the blocking form, for callers outside the event loop."""
-        return self.submit(self.prepare(report, principal, now)).result()
-
-    def close(self) -> None:
-        """Store what is queued, then stop the writer."""
-        self._queue.put(None)
-        self._writer.join(timeout=30)
+        """Prepare and store one report at once: the blocking form, for callers outside the event loop."""
+        outcome = self._write([self.prepare(report, principal, now)])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     # --- the writer ------------------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._write(batch)
-            if stop:
-                return
+    def _flush(self) -> None:
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        self._flush_scheduled = bool(self._pending)
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        outcomes = self._write([prepared for prepared, _ in batch])
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():  # the client went away
+                continue
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
-    def _write(self, batch: list[Prepared]) -> None:
+    def _write(self, batch: list[Prepared]) -> list[IngestResult | Exception]:
         try:
             with self.write_lock, self.engine.begin() as conn:
                 outcomes = self._store(conn, batch)
         except Exception as exc:
             if len(batch) > 1:  # isolate the culprit: store one by one
-                for item in batch:
-                    self._write([item])
-                return
+                return [outcome for item in batch for outcome in self._write([item])]
             log.exception("could not store report %s", batch[0].report.report_id)
-            batch[0].future.set_exception(exc)
-            return
-        for item, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                item.future.set_exception(outcome)
-            else:
-                item.future.set_result(item.result(outcome))
+            return [exc]
+        return [o if isinstance(o, Exception) else item.result(o) for item, o in zip(batch, outcomes, strict=True)]
 
     def _store(self, conn: Connection, batch: list[Prepared]) -> list[str | Exception]:
         ids = [str(item.report.report_id) for item in batch]
