@@ -5,10 +5,11 @@
 Method: the census service (one uvicorn worker, SQLite by default) runs with an extra ``POST /bench/noop``
 route (`benchmarks.ingest_server`). `wrk` (Debian package wrk) on 127.0.0.1 sends, for --seconds each and
 with the same connections, (1) distinct, valid reports (a 160-thread Xeon's real inventory; unique report
-ids; --nodes node ids, each reporting with rising sequence and time (starting a day ago, a second apart), so every report upserts a node and
-appends history) to ``/v1/reports``, then (2) the same bytes to ``/bench/noop``.  Printed: requests/s and
-latency percentiles of both, the ratio, every non-2xx answer, and a loss check: the reports stored in the
-database must equal the 2xx answers wrk counted.  Targets: >= 2,000 reports/s and >= half the no-op rate.
+ids; --nodes node ids, each reporting with rising sequence and time, starting a day ago one second apart, so
+every report upserts a node and appends history) to ``/v1/reports``, then (2) the same bytes to
+``/bench/noop``.  Printed: requests/s and latency percentiles of both, the ratio, every non-2xx answer, and
+a loss check: the reports stored in the database must equal the 2xx answers wrk counted.
+Targets: >= 2,000 reports/s and >= half the no-op rate.
 """
 
 from __future__ import annotations
