@@ -60,7 +60,8 @@ class AgentProcess:
         return body.decode()
 
     def spooled(self) -> list[int]:
-        return sorted(int(p.stem) for p in self.spool.glob("*.json"))
+        # Only complete reports: a write in progress is a ".tmp-<sequence>.json" file (pathlib's * matches it).
+        return sorted(int(p.stem) for p in self.spool.glob("*.json") if p.stem.isdigit())
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None
