@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.client import ApiError, SuanliClient
+from api.client import ApiError, SuanliClient, wait_until_ready
 from census_agent.render import human_bytes, human_flops, table
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -177,8 +177,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         # Own sessions: a terminal's Ctrl-C reaches only this process, which stops the agent, then the service.
         children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], env=env, start_new_session=True))
-        client = SuanliClient(server_url, None)
-        if not _wait_ready(server_url, children[0]):
+        if not wait_until_ready(server_url, children[0]):
             print("suanli up: the service did not become ready; see its log above", file=sys.stderr)
             return EXIT_ERROR
         admin = admin_file.read_text().strip()
@@ -187,7 +186,6 @@ def cmd_up(args: argparse.Namespace) -> int:
             with SuanliClient(server_url, admin) as c:
                 agent_token.write_text(c.create_token("local agent", "agent")["token"] + "\n")
             agent_token.chmod(0o600)
-        client.close()
         children.append(subprocess.Popen(
             [sys.executable, "-m", "census_agent.cli", "run", "--server", server_url, "--token-file", str(agent_token),
              "--spool-dir", str(data / "spool"), "--region", args.region, "--interval", "30"],
@@ -214,20 +212,6 @@ def cmd_up(args: argparse.Namespace) -> int:
                 child.kill()
                 child.wait()
         print("suanli up: stopped the agent and the service", file=sys.stderr)
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
-    import httpx  # noqa: PLC0415
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    return False
 
 
 def _precision_cells(peaks: dict[str, float]) -> list[str]:

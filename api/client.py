@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from typing import Any
 
 import httpx
@@ -96,3 +98,16 @@ class SuanliClient:
     def revoke_token(self, token_id: int) -> None:
         """``DELETE /v1/tokens/{id}``."""
         self._call("DELETE", f"/v1/tokens/{token_id}")
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 60.0) -> bool:
+    """Poll ``url``/readyz until it answers 200 (True), `timeout` passes or `process` exits (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (process is None or process.poll() is None):
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, func, select
 
+from api.client import wait_until_ready
 from api.db.engine import make_engine, migrate
 from api.db.seed import region_rows, seed_regions
 from api.db.tables import MEASURE_COLUMNS, nodes
@@ -102,16 +103,8 @@ def measure(size: int, requests: int, work: Path) -> dict[str, Any]:
                               stdout=(folder / "server.log").open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError((folder / "server.log").read_text()[-2000:])
-            time.sleep(0.2)
+        if not wait_until_ready(base, server, timeout=120):
+            raise RuntimeError((folder / "server.log").read_text()[-2000:])
         token = (folder / "admin.token").read_text().strip()
         latencies = []
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, func, select
 
+from api.client import wait_until_ready
 from api.db.tables import reports
 from census_agent.collectors.inventory import collect_inventory
 from census_agent.models import Labels
@@ -133,17 +134,9 @@ def main() -> int:
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                print((work / "server.log").read_text(), file=sys.stderr)
-                return 1
-            time.sleep(0.2)
+        if not wait_until_ready(url, server):
+            print((work / "server.log").read_text(), file=sys.stderr)
+            return 1
         token = token_file.read_text().strip()
         template = report_template()
         script = work / "reports.lua"

@@ -11,11 +11,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
+from api.client import wait_until_ready
 from tests.servers import free_port
 
 
@@ -115,17 +115,10 @@ class ServiceProcess:
         }
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"service not ready after {timeout} s:\n{self.log.read_text()[-3000:]}")
+        if not wait_until_ready(self.url, self.proc, timeout):
+            self.stop()
+            raise RuntimeError(f"service not ready after {timeout} s:\n{self.log.read_text()[-3000:]}")
+        return self
 
     def client(self, token: str | None = None) -> httpx.Client:
         """An HTTP client for the service with `token` (the admin token by default)."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,16 +57,6 @@ def module_service(
 def backend(service: ServiceProcess) -> str:
     """``sqlite`` or ``postgresql``."""
     return "sqlite" if service.database_url.startswith("sqlite") else "postgresql"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `condition` until true or fail after `timeout` seconds, naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 # --- reports -------------------------------------------------------------------------------------------------

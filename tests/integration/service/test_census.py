@@ -9,7 +9,7 @@ import csv
 import io
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -35,6 +35,7 @@ from tests.fleet import (
     relabel,
     reports,
 )
+from tests.servers import wait_for
 from tests.service import ServiceProcess
 
 pytestmark = pytest.mark.integration
@@ -59,16 +60,6 @@ def close(expected: float, scale: float) -> Any:
     """Equal within 1e-9 relative; a figure expected to be 0 may carry rounding noise of 1e-12 of the fleet's
     figure (rollups are running sums of doubles)."""
     return pytest.approx(expected, rel=1e-9, abs=1e-12 * scale)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def get_json(client: httpx.Client, path: str, **params: str | int) -> Any:

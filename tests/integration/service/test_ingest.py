@@ -37,8 +37,8 @@ from tests.integration.service.helpers import (
     post_report,
     stored,
     token_row,
-    wait_for,
 )
+from tests.servers import wait_for
 from tests.service import ServiceProcess
 
 PROBLEM = "application/problem+json"
