@@ -25,13 +25,16 @@ from api.db import aware
 from api.db.tables import MEASURE_COLUMNS, nodes, reports, tokens
 from api.errors import Forbidden, InvalidReport
 from api.rollups import apply_delta, cell_of, contribution
-from census_agent.models import Precision, Report
+from census_agent.models import NodeInventory, NodePeaks, Precision, Report, TierDecision
 from census_agent.report import ComputeModel
 
 log = logging.getLogger(__name__)
 
 ACTIVE = "active"
 MAX_BATCH = 256
+# What the compute model reads besides memory.total_bytes (host identity and free memory do not matter).
+ASSESSED_FIELDS = {"cpu", "accelerators", "interconnects", "labels"}
+ASSESS_CACHE_SIZE = 4096
 # A report dated further ahead than this is refused: it would otherwise freeze the node's state until then.
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 # Columns of a node's state that the rollups and the ordering rule need (the JSON documents are not read back).
@@ -79,6 +82,7 @@ class Ingestor:
         self._bindings: dict[int, str] = {}  # agent token id -> the node it is bound to
         self._pending: list[tuple[Prepared, asyncio.Future[IngestResult]]] = []
         self._flush_scheduled = False
+        self._assessed: dict[str, tuple[NodePeaks, TierDecision]] = {}
 
     # --- the caller's side -----------------------------------------------------------------------------
 
@@ -98,7 +102,7 @@ class Ingestor:
                 "check the node's clock",
                 field="generated_at",
             )
-        peaks, tier = self.model.assess(inventory)
+        peaks, tier = self._assess(inventory)
         figures = {p: peaks.figures[p].flops for p in Precision}
         values: dict[str, Any] = {
             "physical_cores": inventory.cpu.physical_cores,
@@ -133,6 +137,18 @@ class Ingestor:
         return Prepared(
             report, principal, now, values, state, tier.tier.value, {p.value: v for p, v in figures.items()}
         )
+
+    def _assess(self, inventory: NodeInventory) -> tuple[NodePeaks, TierDecision]:
+        """The compute model's answer, remembered per hardware and labels: a node reports the same machine every
+        interval, and a cluster is made of few machine models, so most reports need no computing at all."""
+        key = inventory.model_dump_json(include=ASSESSED_FIELDS) + str(inventory.memory.total_bytes)
+        answer = self._assessed.get(key)
+        if answer is None:
+            answer = self.model.assess(inventory)
+            if len(self._assessed) >= ASSESS_CACHE_SIZE:
+                self._assessed.pop(next(iter(self._assessed)))
+            self._assessed[key] = answer
+        return answer
 
     async def store(self, prepared: Prepared) -> IngestResult:
         """Queue a prepared report and wait until its batch is committed (or fails with the reason).
