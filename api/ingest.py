@@ -164,13 +164,6 @@ class Ingestor:
             loop.call_soon(self._flush)
         return await future
 
-    def ingest(self, report: Report, principal: Principal, now: datetime) -> IngestResult:
-        """Prepare and store one report at once: the blocking form, for callers outside the event loop."""
-        outcome = self._write([self.prepare(report, principal, now)])[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     # --- the writer ------------------------------------------------------------------------------------
 
     def _flush(self) -> None:
