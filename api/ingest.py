@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from api.auth import Principal, Role
 from api.db import aware
@@ -35,6 +33,10 @@ MAX_BATCH = 256
 # What the compute model reads besides memory.total_bytes (host identity and free memory do not matter).
 ASSESSED_FIELDS = {"cpu", "accelerators", "interconnects", "labels"}
 ASSESS_CACHE_SIZE = 4096
+# Built once: SQLAlchemy then reuses their compiled form for every batch.
+INSERT_NODE = nodes.insert()
+INSERT_REPORT = reports.insert()
+UPDATE_NODE = nodes.update().where(nodes.c.node_id == bindparam("key_node_id"))  # SET from the row's keys
 # A report dated further ahead than this is refused: it would otherwise freeze the node's state until then.
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 # Columns of a node's state that the rollups and the ordering rule need (the JSON documents are not read back).
@@ -244,7 +246,7 @@ class Ingestor:
                 updated.add(node_id)
             outcomes.append("stored" if newer else "stored-as-history")
         if history:
-            conn.execute(reports.insert(), history)
+            conn.execute(INSERT_REPORT, history)
         states = {n: current[n] for n in sorted(updated)}
         self._upsert_nodes(conn, [s for s in states.values() if s is not None], existing)
         self._apply_rollups(conn, before, states)
@@ -261,15 +263,12 @@ class Ingestor:
         inserts = [s for s in states if s["node_id"] not in existing]
         updates = [s for s in states if s["node_id"] in existing]
         if inserts:
-            conn.execute(nodes.insert(), inserts)
+            conn.execute(INSERT_NODE, inserts)
         if updates:
-            insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-            stmt = insert(nodes)
-            keep = {"node_id", "first_seen_at"}
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["node_id"], set_={c.name: stmt.excluded[c.name] for c in nodes.c if c.name not in keep}
-            )
-            conn.execute(stmt, updates)
+            rows = [
+                {k: v for k, v in s.items() if k != "first_seen_at"} | {"key_node_id": s["node_id"]} for s in updates
+            ]
+            conn.execute(UPDATE_NODE, rows)
 
     @staticmethod
     def _apply_rollups(
