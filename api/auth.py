@@ -86,11 +86,14 @@ def authenticate(connection: Connection, text: str, now: datetime) -> Principal:
     return Principal(token_id=row.id, name=row.name, role=Role(row.role), node_id=row.node_id)
 
 
-def bind_node(connection: Connection, token_id: int, node_id: str) -> None:
-    """Bind an agent token to the node it first reports for."""
+def bind_node(connection: Connection, token_id: int, node_id: str) -> str:
+    """Bind an agent token to the node it first reports for; returns the node it is bound to (an earlier
+    binding wins)."""
     connection.execute(
         tokens.update().where(tokens.c.id == token_id, tokens.c.node_id.is_(None)).values(node_id=node_id)
     )
+    bound: str = connection.execute(select(tokens.c.node_id).where(tokens.c.id == token_id)).scalar_one()
+    return bound
 
 
 def revoke(connection: Connection, token_id: int, now: datetime) -> None:

@@ -18,11 +18,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, select
 
-from api.auth import Principal, Role
+from api.auth import Principal, Role, bind_node
 from api.db import aware
-from api.db.tables import MEASURE_COLUMNS, nodes, reports, tokens
+from api.db.tables import MEASURE_COLUMNS, nodes, reports
 from api.errors import Forbidden, InvalidReport
-from api.rollups import apply_delta, cell_of, contribution
+from api.rollups import Deltas, cell_of
 from census_agent.models import NodeInventory, NodePeaks, Precision, Report, TierDecision
 from census_agent.report import ComputeModel
 
@@ -216,9 +216,7 @@ class Ingestor:
                 outcomes.append("duplicate")
                 continue
             if item.principal.role is Role.AGENT and item.principal.node_id is None:
-                bound = self._bindings.get(item.principal.token_id) or self._bind(
-                    conn, item.principal.token_id, node_id
-                )
+                bound = self._bindings.get(item.principal.token_id) or bind_node(conn, item.principal.token_id, node_id)
                 self._bindings[item.principal.token_id] = bound
                 if bound != node_id:
                     outcomes.append(Forbidden(f"this agent token is bound to node {bound!r}, not {node_id!r}"))
@@ -253,12 +251,6 @@ class Ingestor:
         return outcomes
 
     @staticmethod
-    def _bind(conn: Connection, token_id: int, node_id: str) -> str:
-        conn.execute(tokens.update().where(tokens.c.id == token_id, tokens.c.node_id.is_(None)).values(node_id=node_id))
-        bound: str = conn.execute(select(tokens.c.node_id).where(tokens.c.id == token_id)).scalar_one()
-        return bound
-
-    @staticmethod
     def _upsert_nodes(conn: Connection, states: list[dict[str, Any]], existing: set[str]) -> None:
         inserts = [s for s in states if s["node_id"] not in existing]
         updates = [s for s in states if s["node_id"] in existing]
@@ -274,15 +266,11 @@ class Ingestor:
     def _apply_rollups(
         conn: Connection, before: dict[str, dict[str, Any] | None], after: dict[str, dict[str, Any] | None]
     ) -> None:
-        deltas: dict[tuple[str, str, str], dict[str, float]] = {}
+        deltas = Deltas()
         for node_id, new in after.items():
             old = before[node_id]
-            for row, sign in ((old, -1.0), (new, 1.0)):
-                if row is None:
-                    continue
-                cell = deltas.setdefault(cell_of(row), dict.fromkeys(("nodes", *MEASURE_COLUMNS), 0.0))
-                for name, value in contribution(row).items():
-                    cell[name] += sign * value
-        for key, values in deltas.items():
-            if any(values.values()):
-                apply_delta(conn, key, values, 1)
+            if old is not None:
+                deltas.add(cell_of(old), old, -1)
+            if new is not None:
+                deltas.add(cell_of(new), new, 1)
+        deltas.apply(conn)

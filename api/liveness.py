@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 
 from api.census import UNASSIGNED
 from api.db.tables import MEASURE_COLUMNS, nodes, rollups, snapshots
-from api.rollups import apply_delta, contribution
+from api.rollups import Deltas
 
 log = logging.getLogger(__name__)
 
@@ -27,30 +28,18 @@ def _demote(engine: Engine, lock: threading.Lock | None, src: str, dst: str, cut
     cells: the UPDATE returns the rows it changed, so a node that reports meanwhile is never miscounted."""
     where = (nodes.c.status == src) & (nodes.c.last_report_at < cutoff)
     returning = [nodes.c.tier, nodes.c.region_code, *[nodes.c[name] for name in MEASURE_COLUMNS]]
-    with lock or _NoLock(), engine.begin() as conn:
+    with lock or nullcontext(), engine.begin() as conn:
         moved = conn.execute(nodes.update().where(where).values(status=dst).returning(*returning)).mappings().all()
         if not moved:
             return 0
-        groups: dict[tuple[str, str], dict[str, float]] = {}
+        deltas = Deltas()
         for row in moved:
-            group = groups.setdefault(
-                (row["tier"], row["region_code"] or UNASSIGNED), dict.fromkeys(("nodes", *MEASURE_COLUMNS), 0.0)
-            )
-            for name, value in contribution(row).items():
-                group[name] += value
-        for (tier, region), values in groups.items():
-            apply_delta(conn, (tier, region, src), values, -1)
-            apply_delta(conn, (tier, region, dst), values, 1)
+            tier, region = row["tier"], row["region_code"] or UNASSIGNED
+            deltas.add((tier, region, src), row, -1)
+            deltas.add((tier, region, dst), row, 1)
+        deltas.apply(conn)
     log.info("%d node(s) %s -> %s (no report since %s)", len(moved), src, dst, cutoff.isoformat())
     return len(moved)
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def sweep(
@@ -66,7 +55,7 @@ def sweep(
 def snapshot(engine: Engine, now: datetime, lock: threading.Lock | None = None) -> int:
     """Copy every rollup cell into the snapshots table at time `now`; returns the number of cells."""
     columns = ["tier", "region_code", "status", "nodes", *MEASURE_COLUMNS]
-    with lock or _NoLock(), engine.begin() as conn:
+    with lock or nullcontext(), engine.begin() as conn:
         rows = [dict(r) for r in conn.execute(select(*[rollups.c[c] for c in columns])).mappings()]
         if rows:
             conn.execute(snapshots.insert(), [{"taken_at": now, **row} for row in rows])

@@ -1,7 +1,7 @@
 """Keeping the rollups table in step with node state: every change is a delta applied in the same transaction.
 
 A node contributes its counts and peaks to exactly one (tier, region, status) cell; when it changes (a new
-report, a status change) its old contribution is subtracted and the new one added, so the census never
+report, a status change) its old contribution is subtracted and the new one added (`Deltas`), so the census never
 needs to scan nodes.
 """
 
@@ -44,18 +44,23 @@ def apply_delta(connection: Connection, key: CellKey, values: Mapping[str, float
     connection.execute(stmt)
 
 
-def move(connection: Connection, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> None:
-    """Replace a node's old contribution (None for a new node) by its new one (None for a removed node)."""
-    if old is not None and new is not None and cell_of(old) == cell_of(new):
-        before, after = contribution(old), contribution(new)
-        delta = {name: after[name] - before[name] for name in after}
-        if any(delta.values()):
-            apply_delta(connection, cell_of(new), delta, 1)
-        return
-    if old is not None:
-        apply_delta(connection, cell_of(old), contribution(old), -1)
-    if new is not None:
-        apply_delta(connection, cell_of(new), contribution(new), 1)
+class Deltas:
+    """Changes to rollup cells gathered over many nodes, then applied with one statement per changed cell."""
+
+    def __init__(self) -> None:
+        self.cells: dict[CellKey, dict[str, float]] = {}
+
+    def add(self, key: CellKey, row: Mapping[Any, Any], sign: float) -> None:
+        """Add (sign 1) or remove (sign -1) a node's contribution, read from `row`, to the cell `key`."""
+        cell = self.cells.setdefault(key, dict.fromkeys(("nodes", *MEASURE_COLUMNS), 0.0))
+        for name, value in contribution(row).items():
+            cell[name] += sign * value
+
+    def apply(self, connection: Connection) -> None:
+        """Write every non-zero change."""
+        for key, values in self.cells.items():
+            if any(values.values()):
+                apply_delta(connection, key, values, 1)
 
 
 def rebuild(connection: Connection) -> int:
