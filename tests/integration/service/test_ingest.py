@@ -10,7 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -513,3 +513,17 @@ def test_report_dated_in_the_future_is_refused_and_stores_nothing(shared: Servic
             make_report(planned_inventory("clock-ahead"), generated_at=datetime.now(tz=UTC) + timedelta(minutes=1))
         )
         assert post_report(admin, skewed).status_code == 200
+
+
+def test_report_dated_with_a_utc_offset_is_kept_at_the_same_instant_in_history(shared: ServiceProcess) -> None:
+    """An agent whose clock writes +08:00 (Beijing time) is stored at the same instant: the node's history and
+    its state both give the report's time in UTC, not the local wall time read as UTC."""
+    beijing = timezone(timedelta(hours=8))
+    generated = datetime.now(tz=beijing).replace(microsecond=0) - timedelta(minutes=5)
+    report = make_report(planned_inventory("beijing-clock"), generated_at=generated)
+    with shared.client() as admin:
+        assert stored(admin, report)["outcome"] == "stored"
+        detail = node(admin, "beijing-clock")
+    assert detail is not None
+    [history] = detail["recent_reports"]
+    assert datetime.fromisoformat(history["generated_at"]) == generated
