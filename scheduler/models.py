@@ -1,0 +1,140 @@
+"""The job model: workload classes, a job's specification and state, and the views the policy decides over.
+
+Pure: no I/O, no Ray, no database. A `JobSpec` is what a user submits (validated here, so the API, the CLI and the
+SDK share one contract); `JobState` is the lifecycle the dispatcher persists; `NodeView` and `RunningJob` are
+the facts the routing policy and the queue decide over, built by the dispatcher from Ray's live view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from census_agent.models import RegionCode, ShortText, Tier
+
+# An entrypoint is stored and shown verbatim and only ever run by Ray on a node: no control characters but tab
+# and newline (a script may span lines), bounded so a queue of them stays small.
+Entrypoint = Annotated[str, StringConstraints(min_length=1, max_length=8192, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+EnvValue = Annotated[str, StringConstraints(max_length=4096, pattern=r"^[^\x00]*$")]
+PipRequirement = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+MAX_CPUS_PER_NODE = 4096.0
+MAX_GPUS_PER_NODE = 64
+MAX_MEMORY_BYTES = 64 * 2**40  # 64 TiB on one node is beyond any machine built
+MAX_NODES = 4096
+MAX_TIME_LIMIT_SECONDS = 30 * 24 * 3600
+DEFAULT_TIME_LIMIT_SECONDS = 3600
+
+
+class WorkloadClass(StrEnum):
+    """The five services the plan names; each is routed to tiers by the policy."""
+
+    GENERAL = "general"
+    IN_MEMORY = "in-memory"
+    HPC = "hpc"
+    AI = "ai"
+    EDGE = "edge"
+
+
+class JobState(StrEnum):
+    """A job's lifecycle: queued -> dispatching -> running -> succeeded | failed | cancelled."""
+
+    QUEUED = "queued"
+    DISPATCHING = "dispatching"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the job will never change again."""
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+class Resources(BaseModel):
+    """What a job needs on each of its nodes (`nodes` > 1: a gang of that many distinct nodes)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpus: float = Field(default=1.0, gt=0, le=MAX_CPUS_PER_NODE, description="logical CPUs per node")
+    gpus: int = Field(default=0, ge=0, le=MAX_GPUS_PER_NODE, description="GPUs per node")
+    memory_bytes: int = Field(default=0, ge=0, le=MAX_MEMORY_BYTES, description="memory per node, bytes")
+    nodes: int = Field(default=1, ge=1, le=MAX_NODES, description="nodes in the gang (hpc); 1 otherwise")
+
+
+class RuntimeEnv(BaseModel):
+    """Where and with what the entrypoint runs (passed to Ray's runtime environment)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    working_dir: ShortText | None = Field(default=None, description="a directory on the nodes (not uploaded)")
+    env_vars: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=256)
+    pip: list[PipRequirement] = Field(default_factory=list, max_length=256)
+
+
+class JobSpec(BaseModel):
+    """A job as submitted: the contract of `POST /v1/jobs`, the SDK and `suanli submit`. Its JSON names the
+    workload class ``class``, as the CLI's ``--class`` does."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True)
+
+    name: ShortText = Field(min_length=1)
+    workload_class: WorkloadClass = Field(alias="class")
+    entrypoint: Entrypoint = Field(description="shell command run by Ray on the chosen node, stored verbatim")
+    runtime_env: RuntimeEnv = Field(default_factory=RuntimeEnv)
+    resources: Resources = Field(default_factory=Resources)
+    priority: int = Field(default=0, ge=-1000, le=1000, description="higher runs first")
+    organisation: ShortText = Field(default="default", min_length=1)
+    region: RegionCode | None = Field(default=None, description="edge locality: nodes in this region first")
+    time_limit_seconds: int = Field(default=DEFAULT_TIME_LIMIT_SECONDS, gt=0, le=MAX_TIME_LIMIT_SECONDS)
+    max_retries: int = Field(default=0, ge=0, le=10)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One node that can run jobs, as the scheduler sees it: its tier, totals and what is free now."""
+
+    node_id: str
+    tier: Tier
+    cpus: float
+    gpus: float
+    memory_bytes: float
+    free_cpus: float
+    free_gpus: float
+    free_memory_bytes: float
+    region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A waiting job as the queue sees it."""
+
+    job_id: str
+    spec: JobSpec
+    submitted_at: float  # seconds since the epoch; FIFO within a priority and organisation
+
+
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    """A dispatched job holding resources on its nodes until it ends (at the latest at its time limit)."""
+
+    job_id: str
+    organisation: str
+    tier: Tier
+    node_ids: tuple[str, ...]
+    resources: Resources
+    started_at: float
+    time_limit_seconds: int
+
+    @property
+    def ends_by(self) -> float:
+        """When its time limit stops it, at the latest."""
+        return self.started_at + self.time_limit_seconds
