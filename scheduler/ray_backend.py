@@ -1,0 +1,386 @@
+"""The tiers as Ray Jobs API targets: submit, follow, stop and read jobs, and list each tier's alive nodes.
+
+A tier is either a label selector inside one shared Ray cluster (``{"suanli.io/tier": "hpc"}``) or a whole Ray
+cluster of its own (``label_selector=None``); `TierTarget` names the cluster's dashboard either way. Jobs are Ray
+submissions whose submission id is Suanli's job id, so a retried dispatch is recognised instead of run twice.
+
+Must not: call `ray.init` (the service is not a Ray driver; everything goes through the dashboard's HTTP APIs),
+import `api`, or raise Ray's own exceptions to callers: an unreachable cluster is `RayUnavailable` (keep the job
+queued and retry), an error answer is `RayRequestFailed`.
+
+What Ray 2.60 does (observed with `scheduler.local_cluster`, 5 raylets and a 0-CPU head on 2 cores):
+
+- With ``entrypoint_label_selector`` the job's supervisor actor, and so the entrypoint process, runs on a node of
+  that tier even when no CPUs are asked for: ``JobDetails.driver_node_id`` is a node of the tier. If the
+  entrypoint itself calls ``ray.init()``, its driver attaches to the head's raylet (same IP; Ray prefers the head),
+  so the tasks and placement groups it makes must carry the tier's label selector too (a 2-bundle STRICT_SPREAD
+  group with ``bundle_label_selector`` lands on the two hpc raylets).
+- `submit_job` takes 0.02-0.05 s on a warm client; PENDING -> RUNNING 3.5-4.5 s; a trivial job ends 4-5 s after
+  submission. Every node carries the label ``ray.io/node-id``, so a selector can also pin the entrypoint to one
+  chosen node (`submit`'s `node_id`).
+- A non-zero exit gives FAILED, ``driver_exit_code`` N and the message "Job entrypoint command failed with exit
+  code N, last available logs ..." (the code is taken from that message when the field is empty).
+- `stop_job` on a RUNNING job answers at once and the job is STOPPED ("Job was intentionally stopped.") about
+  1.5 s later. A job whose resources no node of the selector can ever offer stays PENDING, and `stop_job` on it
+  answers True yet leaves it PENDING: check feasibility before submitting.
+- A job's log (`logs`, `tail_logs`) holds Ray's own "Runtime env is setting up." and "Running entrypoint for job
+  ..." lines besides the entrypoint's output; the tail ends when the job does (a few seconds after it).
+- Ray answers a second submission with the same submission id with HTTP 500 (not 409), and an unknown
+  submission with 404; an invalid label selector is a 500 as well. `JobSubmissionClient` sets no HTTP timeout of
+  its own, hence `_TimedJobClient`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient, JobType
+from ray.util.state import list_nodes
+from ray.util.state.exception import RayStateApiException, ServerUnavailable
+
+from census_agent.models import Tier
+from scheduler.local_cluster import REGION_LABEL, TIER_LABEL
+
+__all__ = [
+    "NODE_ID_LABEL",
+    "REGION_LABEL",
+    "TIER_LABEL",
+    "RayBackendError",
+    "RayJobState",
+    "RayJobStatus",
+    "RayJobsBackend",
+    "RayNode",
+    "RayRequestFailed",
+    "RayUnavailable",
+    "TierTarget",
+    "label_matches",
+]
+
+NODE_ID_LABEL = "ray.io/node-id"  # set by Ray on every node
+_EXIT_CODE = re.compile(r"failed with exit code (-?\d+)")
+_HTTP_STATUS = re.compile(r"status code (\d{3})")
+_UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+
+
+@dataclass(frozen=True)
+class TierTarget:
+    """Where a tier's jobs go: a Ray dashboard URL and, in a shared cluster, the selector of the tier's nodes."""
+
+    address: str  # e.g. "http://127.0.0.1:8265"
+    label_selector: Mapping[str, str] | None = None  # {"suanli.io/tier": "hpc"}, or None: the whole cluster
+
+
+@dataclass(frozen=True)
+class RayNode:
+    """One alive Ray node serving a tier, with the resources it was started with."""
+
+    node_id: str
+    cpus: float
+    gpus: float
+    memory_bytes: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+    name: str = ""
+
+
+class RayJobState(StrEnum):
+    """A submission's state in Ray; MISSING when Ray has no such submission."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    MISSING = "MISSING"
+
+    @property
+    def terminal(self) -> bool:
+        """True for the states a submission never leaves."""
+        return self in (RayJobState.STOPPED, RayJobState.SUCCEEDED, RayJobState.FAILED)
+
+
+@dataclass(frozen=True)
+class RayJobStatus:
+    """Ray's view of one submission."""
+
+    state: RayJobState
+    message: str = ""
+    driver_node_id: str | None = None
+    exit_code: int | None = None  # the entrypoint's exit code once it has exited, when Ray knows it
+    start_time: float | None = None  # seconds since the epoch
+    end_time: float | None = None
+
+    @classmethod
+    def from_details(cls, details: JobDetails) -> RayJobStatus:
+        """From Ray's job details (times in ms, exit code from the field or from the failure message)."""
+        message = details.message or ""
+        exit_code = details.driver_exit_code
+        if exit_code is None and details.status == JobStatus.FAILED:
+            match = _EXIT_CODE.search(message)
+            exit_code = int(match.group(1)) if match else None
+        return cls(
+            state=RayJobState(details.status.value),
+            message=message,
+            driver_node_id=details.driver_node_id or None,
+            exit_code=exit_code,
+            start_time=details.start_time / 1000 if details.start_time else None,
+            end_time=details.end_time / 1000 if details.end_time else None,
+        )
+
+
+MISSING = RayJobStatus(RayJobState.MISSING, "Ray has no such submission")
+
+
+class RayBackendError(Exception):
+    """A Ray call for a tier did not do what was asked."""
+
+    def __init__(self, tier: str, reason: str) -> None:
+        super().__init__(f"{tier}: {reason}")
+        self.tier = tier
+        self.reason = reason
+
+
+class RayUnavailable(RayBackendError):
+    """The tier's Ray cluster cannot be reached now (connection refused, timeout, 502-504): try again later."""
+
+
+class RayRequestFailed(RayBackendError):
+    """Ray answered with an error (an unknown submission for logs, a bad request, ...)."""
+
+    def __init__(self, tier: str, reason: str, status_code: int | None = None) -> None:
+        super().__init__(tier, reason)
+        self.status_code = status_code
+
+
+class _TimedJobClient(JobSubmissionClient):
+    """`JobSubmissionClient` with a timeout on every HTTP request (the SDK leaves `requests` without one)."""
+
+    def __init__(self, address: str, timeout_s: float) -> None:
+        self._timeout_s = timeout_s  # before super().__init__, which already checks the version over HTTP
+        super().__init__(address)
+
+    def _do_request(self, method: str, endpoint: str, **kwargs: Any) -> Any:  # noqa: ANN401 - requests.Response
+        kwargs.setdefault("timeout", self._timeout_s)
+        return super()._do_request(method, endpoint, **kwargs)
+
+
+def _status_code(exc: BaseException) -> int | None:
+    """The HTTP status in the SDK's "Request failed with status code N: ..." errors."""
+    match = _HTTP_STATUS.search(str(exc))
+    return int(match.group(1)) if match else None
+
+
+def _short(exc: BaseException) -> str:
+    """The gist of an error: Ray's 500 answers carry a whole server traceback; keep its last line."""
+    text = str(exc).strip().rstrip(".")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:
+        return f"{lines[0][:120]} ... {lines[-1][:300]}"
+    return text[:400]
+
+
+def label_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """Whether node `labels` satisfy a Ray label selector: ``v``, ``!v``, ``in(a,b)`` and ``!in(a,b)`` values."""
+    for key, wanted in selector.items():
+        value = labels.get(key)
+        negate = wanted.startswith("!")
+        spec = wanted[1:] if negate else wanted
+        if spec.startswith("in(") and spec.endswith(")"):
+            ok = value in {v.strip() for v in spec[3:-1].split(",")}
+        else:
+            ok = value == spec
+        if ok == negate:
+            return False
+    return True
+
+
+class RayJobsBackend:
+    """Ray Jobs API calls per tier, one cached `JobSubmissionClient` per dashboard address; thread-safe."""
+
+    def __init__(self, targets: Mapping[str, TierTarget] | Mapping[Tier, TierTarget], *, timeout_s: float = 10) -> None:
+        self.targets: dict[str, TierTarget] = {str(tier): target for tier, target in targets.items()}
+        self.timeout_s = timeout_s
+        self._clients: dict[str, _TimedJobClient] = {}
+        self._lock = threading.Lock()
+
+    # -- plumbing ----------------------------------------------------------------------------------------------
+
+    def _target(self, tier: str) -> TierTarget:
+        try:
+            return self.targets[str(tier)]
+        except KeyError:
+            raise ValueError(f"tier {tier!r} is not served (served: {', '.join(sorted(self.targets))})") from None
+
+    def _client(self, tier: str) -> _TimedJobClient:
+        address = self._target(tier).address
+        with self._lock:
+            client = self._clients.get(address)
+        if client is not None:
+            return client
+        with self._errors(tier, "connect"):
+            client = _TimedJobClient(address, self.timeout_s)
+        with self._lock:
+            return self._clients.setdefault(address, client)
+
+    @contextlib.contextmanager
+    def _errors(self, tier: str, what: str) -> Iterator[None]:
+        """Ray's and the HTTP libraries' exceptions as `RayUnavailable` / `RayRequestFailed`."""
+        try:
+            yield
+        except RayBackendError:
+            raise
+        except ServerUnavailable as exc:
+            raise RayUnavailable(tier, f"{what}: {_short(exc)}") from exc
+        except RayStateApiException as exc:
+            raise RayRequestFailed(tier, f"{what}: {_short(exc)}") from exc
+        except (OSError, aiohttp.ClientConnectionError, TimeoutError) as exc:  # requests' errors are OSErrors
+            raise RayUnavailable(tier, f"{what}: {_short(exc)}") from exc
+        except aiohttp.ClientResponseError as exc:
+            if exc.status in _UNAVAILABLE_STATUSES:
+                raise RayUnavailable(tier, f"{what}: HTTP {exc.status}") from exc
+            raise RayRequestFailed(tier, f"{what}: HTTP {exc.status} {exc.message}", exc.status) from exc
+        except RuntimeError as exc:  # the SDK's "Request failed with status code N: ..."
+            status = _status_code(exc)
+            if status is None or status in _UNAVAILABLE_STATUSES:
+                raise RayUnavailable(tier, f"{what}: {_short(exc)}") from exc
+            raise RayRequestFailed(tier, f"{what}: {_short(exc)}", status) from exc
+
+    @staticmethod
+    def _details(client: JobSubmissionClient, job_id: str) -> JobDetails | None:
+        """The submission's details, or None if Ray has no such submission."""
+        try:
+            return client.get_job_info(job_id)
+        except RuntimeError as exc:
+            if _status_code(exc) == 404:
+                return None
+            raise
+
+    # -- jobs --------------------------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        *,
+        job_id: str,
+        tier: str,
+        entrypoint: str,
+        cpus: float,
+        gpus: float,
+        memory_bytes: int,
+        runtime_env: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        node_id: str | None = None,
+    ) -> bool:
+        """Submit `entrypoint` as submission `job_id` with the resources its entrypoint reserves, on `tier`'s nodes
+        (on node `node_id` when given). False, and nothing submitted, if Ray already has that submission: a retried
+        dispatch never runs twice. True when submitted now.
+        """
+        selector = dict(self._target(tier).label_selector or {})
+        if node_id is not None:
+            selector[NODE_ID_LABEL] = node_id
+        client = self._client(tier)
+        with self._errors(tier, f"submit {job_id}"):
+            if self._details(client, job_id) is not None:
+                return False
+            try:
+                client.submit_job(
+                    entrypoint=entrypoint,
+                    submission_id=job_id,
+                    runtime_env=dict(runtime_env) if runtime_env else None,
+                    metadata={**(metadata or {}), TIER_LABEL: str(tier)},
+                    entrypoint_num_cpus=cpus,
+                    entrypoint_num_gpus=gpus,
+                    entrypoint_memory=memory_bytes,
+                    entrypoint_label_selector=selector or None,
+                )
+            except (RuntimeError, OSError):
+                # Refused because it exists (a concurrent or timed-out earlier try got in) is not an error.
+                if self._details(client, job_id) is not None:
+                    return False
+                raise
+            return True
+
+    def status(self, job_id: str, tier: str) -> RayJobStatus:
+        """Ray's view of submission `job_id`; state MISSING if Ray has none."""
+        client = self._client(tier)
+        with self._errors(tier, f"status of {job_id}"):
+            details = self._details(client, job_id)
+        return MISSING if details is None else RayJobStatus.from_details(details)
+
+    def stop(self, job_id: str, tier: str) -> bool:
+        """Ask Ray to stop the submission; False if it had already ended or Ray has none."""
+        client = self._client(tier)
+        with self._errors(tier, f"stop {job_id}"):
+            try:
+                return client.stop_job(job_id)
+            except RuntimeError as exc:
+                if _status_code(exc) == 404:
+                    return False
+                raise
+
+    def logs(self, job_id: str, tier: str) -> str:
+        """The submission's output so far (Ray's setup lines included); `RayRequestFailed` (404) if Ray has none."""
+        client = self._client(tier)
+        with self._errors(tier, f"logs of {job_id}"):
+            return client.get_job_logs(job_id)
+
+    async def tail_logs(self, job_id: str, tier: str) -> AsyncIterator[str]:
+        """The submission's output in chunks as it is written, ending when the job ends."""
+        client = self._client(tier)  # blocking on first use only (a version check over HTTP)
+        with self._errors(tier, f"tail logs of {job_id}"):
+            async for chunk in client.tail_job_logs(job_id):
+                yield chunk
+
+    def jobs(self, tier: str) -> dict[str, RayJobStatus]:
+        """The submissions made for `tier` (submission id -> status), to reconcile after a restart."""
+        client = self._client(tier)
+        with self._errors(tier, "list jobs"):
+            listed = client.list_jobs()
+        return {
+            job.submission_id: RayJobStatus.from_details(job)
+            for job in listed
+            if job.type == JobType.SUBMISSION
+            and job.submission_id is not None
+            and (job.metadata or {}).get(TIER_LABEL) == str(tier)
+        }
+
+    # -- nodes -------------------------------------------------------------------------------------------------
+
+    def nodes(self, tier: str) -> list[RayNode]:
+        """The tier's alive nodes: those matching its selector, or, for a cluster of its own, every alive node
+        with CPUs or GPUs (a 0-CPU head is left out)."""
+        target = self._target(tier)
+        with self._errors(tier, "list nodes"):
+            states = list_nodes(
+                address=target.address,
+                limit=10_000,
+                timeout=max(1, math.ceil(self.timeout_s)),
+                detail=True,
+                raise_on_missing_output=False,
+            )
+        found = []
+        for state in states:
+            if state.state != "ALIVE":
+                continue
+            resources = {str(k): float(v) for k, v in (state.resources_total or {}).items()}
+            labels = {str(k): str(v) for k, v in (state.labels or {}).items()}
+            node = RayNode(
+                node_id=state.node_id,
+                cpus=resources.get("CPU", 0.0),
+                gpus=resources.get("GPU", 0.0),
+                memory_bytes=resources.get("memory", 0.0),
+                labels=labels,
+                name=state.node_name or "",
+            )
+            if target.label_selector is not None:
+                if label_matches(target.label_selector, labels):
+                    found.append(node)
+            elif node.cpus > 0 or node.gpus > 0:
+                found.append(node)
+        return sorted(found, key=lambda n: (n.name, n.node_id))

@@ -1,0 +1,15 @@
+"""Fixtures for the Ray backend tests; the cluster itself (`ray_cluster`) is tests/integration/conftest.py's."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler.local_cluster import TIER_LABEL, LocalRayCluster
+from scheduler.ray_backend import RayJobsBackend, TierTarget
+from tests.ray_cluster import TIERS
+
+
+@pytest.fixture(scope="session")
+def backend(ray_cluster: LocalRayCluster) -> RayJobsBackend:
+    """Single-cluster mode: each tier is a label selector on the session's cluster."""
+    return RayJobsBackend({tier: TierTarget(ray_cluster.dashboard_url, {TIER_LABEL: tier}) for tier in TIERS})

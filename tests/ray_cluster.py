@@ -1,0 +1,99 @@
+"""The real local Ray cluster the integration tests share, and helpers to follow jobs on it.
+
+The raylets: general (2 CPUs), ai (2 CPUs and 2 logical GPUs: this machine has no GPU, Ray only counts them),
+hpc-0 and hpc-1 (2 CPUs each, so a 2-node gang can STRICT_SPREAD), edge (1 CPU, region 440106); 512 MiB of
+memory and an 80 MiB object store each, and a head with no CPUs. Starting it takes about 40-55 s on 2 cores, so
+one cluster serves the whole session (fixture `ray_cluster` in tests/integration/conftest.py); its teardown checks
+that `LocalRayCluster.stop` leaves none of its processes running, a running job's entrypoint included.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import psutil
+
+from scheduler.local_cluster import MIB, REGION_LABEL, TIER_LABEL, LocalRayCluster, RayletSpec
+from scheduler.ray_backend import RayJobsBackend, RayJobState, RayJobStatus, TierTarget
+
+TIERS = ("general", "ai", "hpc", "edge")
+RAYLETS = (
+    RayletSpec("general", cpus=2, memory_bytes=512 * MIB, object_store_bytes=80 * MIB),
+    RayletSpec("ai", cpus=2, gpus=2, memory_bytes=512 * MIB, object_store_bytes=80 * MIB),
+    RayletSpec("hpc", cpus=2, memory_bytes=512 * MIB, object_store_bytes=80 * MIB),
+    RayletSpec("hpc", cpus=2, memory_bytes=512 * MIB, object_store_bytes=80 * MIB),
+    RayletSpec("edge", cpus=1, memory_bytes=512 * MIB, object_store_bytes=80 * MIB, labels={REGION_LABEL: "440106"}),
+)
+
+log = logging.getLogger(__name__)
+
+
+def start_cluster(workdir: Path) -> LocalRayCluster:
+    """The test cluster, started (logs how long that took)."""
+    cluster = LocalRayCluster(workdir, RAYLETS)
+    began = time.monotonic()
+    cluster.start()
+    log.warning("test Ray cluster up in %.1f s at %s", time.monotonic() - began, cluster.dashboard_url)
+    return cluster
+
+
+def stop_and_check(cluster: LocalRayCluster) -> None:
+    """Stop the cluster with a job running, then check by pid that every process it had is gone."""
+    backend = RayJobsBackend({"edge": TierTarget(cluster.dashboard_url, {TIER_LABEL: "edge"})})
+    job_id = unique("teardown")
+    backend.submit(job_id=job_id, tier="edge", entrypoint="sleep 120", cpus=0.1, gpus=0, memory_bytes=0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _has_sleep(cluster.pids()):
+        time.sleep(0.2)
+    pids = cluster.pids()
+    entrypoint_seen = _has_sleep(pids)
+    status = backend.status(job_id, "edge")
+    cluster.stop()
+    assert entrypoint_seen, f"the running job's entrypoint was not among the cluster's processes ({status})"
+    left = [pid for pid in pids if _running(pid)]
+    assert not left, f"LocalRayCluster.stop left processes running: {left}"
+
+
+def _has_sleep(pids: set[int]) -> bool:
+    for pid in pids:
+        try:
+            if psutil.Process(pid).cmdline()[:2] == ["sleep", "120"]:
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def unique(name: str) -> str:
+    """A submission id no other test (or earlier run against the same cluster) uses."""
+    return f"{name}-{time.time_ns()}"
+
+
+def wait_for_state(
+    backend: RayJobsBackend, job_id: str, tier: str, states: set[RayJobState], timeout: float = 90
+) -> RayJobStatus:
+    """Poll the job until it is in one of `states`; fail with its last status after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    status = backend.status(job_id, tier)
+    while status.state not in states:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{job_id} still {status.state} after {timeout:.0f} s: {status.message}")
+        time.sleep(0.2)
+        status = backend.status(job_id, tier)
+    return status
+
+
+def wait_until_done(backend: RayJobsBackend, job_id: str, tier: str, timeout: float = 90) -> RayJobStatus:
+    """Poll the job until it has ended."""
+    return wait_for_state(
+        backend, job_id, tier, {RayJobState.SUCCEEDED, RayJobState.FAILED, RayJobState.STOPPED}, timeout
+    )

@@ -1,0 +1,76 @@
+"""The pure parts of `scheduler.ray_backend`: label selectors, Ray's job details and its error answers (no Ray)."""
+
+from __future__ import annotations
+
+import pytest
+from ray.job_submission import JobDetails, JobStatus, JobType
+
+from scheduler.ray_backend import (
+    RayJobsBackend,
+    RayJobState,
+    RayJobStatus,
+    RayRequestFailed,
+    RayUnavailable,
+    TierTarget,
+    label_matches,
+)
+
+LABELS = {"suanli.io/tier": "hpc", "suanli.io/region": "440106"}
+
+
+@pytest.mark.parametrize(
+    ("selector", "matches"),
+    [
+        ({"suanli.io/tier": "hpc"}, True),
+        ({"suanli.io/tier": "ai"}, False),
+        ({"suanli.io/tier": "!ai"}, True),
+        ({"suanli.io/tier": "!hpc"}, False),
+        ({"suanli.io/tier": "in(ai,hpc)"}, True),
+        ({"suanli.io/tier": "!in(ai,hpc)"}, False),
+        ({"suanli.io/tier": "hpc", "suanli.io/region": "440106"}, True),
+        ({"suanli.io/tier": "hpc", "suanli.io/region": "110000"}, False),
+        ({"missing": "x"}, False),
+        ({"missing": "!x"}, True),
+        ({}, True),
+    ],
+)
+def test_label_selectors_match_as_ray_does(selector: dict[str, str], matches: bool) -> None:
+    """Equality, `!v`, `in(...)` and `!in(...)`; every key of the selector must hold."""
+    assert label_matches(selector, LABELS) is matches
+
+
+def details(status: JobStatus, message: str, exit_code: int | None = None) -> JobDetails:
+    return JobDetails(type=JobType.SUBMISSION, submission_id="j", status=status, entrypoint="x", message=message,
+                      start_time=1_700_000_000_000, end_time=1_700_000_004_500, driver_node_id="n1",
+                      driver_exit_code=exit_code)  # fmt: skip
+
+
+def test_a_failed_jobs_exit_code_comes_from_the_field_or_from_rays_message() -> None:
+    """driver_exit_code when Ray sets it, else N from "Job entrypoint command failed with exit code N"."""
+    message = "Job entrypoint command failed with exit code 3, last available logs (truncated to 20,000 chars):\n"
+    assert RayJobStatus.from_details(details(JobStatus.FAILED, message)).exit_code == 3
+    assert RayJobStatus.from_details(details(JobStatus.FAILED, message, exit_code=7)).exit_code == 7
+    assert RayJobStatus.from_details(details(JobStatus.FAILED, "Job supervisor actor died")).exit_code is None
+
+
+def test_job_times_are_seconds_and_states_map_one_to_one() -> None:
+    """Ray's millisecond times become seconds; each JobStatus has its RayJobState."""
+    status = RayJobStatus.from_details(details(JobStatus.SUCCEEDED, "Job finished successfully.", exit_code=0))
+    assert (status.start_time, status.end_time, status.driver_node_id) == (1_700_000_000.0, 1_700_000_004.5, "n1")
+    for ray_status in JobStatus:
+        assert RayJobState(ray_status.value).value == ray_status.value
+    assert RayJobState.STOPPED.terminal
+    assert not RayJobState.PENDING.terminal
+
+
+def test_rays_error_answers_become_domain_exceptions() -> None:
+    """Connection errors and 502-504 are RayUnavailable; other HTTP errors RayRequestFailed with the status."""
+    backend = RayJobsBackend({"hpc": TierTarget("http://127.0.0.1:9", None)})
+    with pytest.raises(RayUnavailable), backend._errors("hpc", "x"):
+        raise ConnectionError("refused")
+    with pytest.raises(RayUnavailable), backend._errors("hpc", "x"):
+        raise RuntimeError("Request failed with status code 503: busy.")
+    with pytest.raises(RayRequestFailed) as caught, backend._errors("hpc", "x"):
+        raise RuntimeError("Request failed with status code 500: Traceback (most recent call last):\n  ...\nBoom: it")
+    assert caught.value.status_code == 500
+    assert caught.value.reason.endswith("Boom: it")
