@@ -29,10 +29,12 @@ from api.errors import install_handlers, problem
 from api.ingest import Ingestor
 from api.liveness import last_snapshot_at, snapshot, sweep
 from api.metrics import ServiceMetrics
-from api.routers import census, health, nodes, regions, reports, tokens
+from api.routers import census, health, jobs, nodes, regions, reports, tiers, tokens
+from api.scheduling import Scheduling
 from api.settings import Settings
 from api.state import ServiceState
 from census_agent.report import ComputeModel
+from scheduler.config import SchedulerConfig
 
 log = logging.getLogger("api")
 
@@ -173,6 +175,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             settings=settings, engine=db, ingestor=Ingestor(db, ComputeModel(), set(region_table)),
             regions=region_table,
         )  # fmt: skip
+        if settings.scheduler_config is not None:
+            config = SchedulerConfig.load(settings.scheduler_config)
+            lock = service.ingestor.write_lock
+            service.scheduling = Scheduling(config, db, lock, settings.dispatch_interval_seconds)
+            service.scheduling.start()
         app.state.service = service
         app.state.metrics = ServiceMetrics(db)
         housekeeper = Housekeeper(service)
@@ -182,6 +189,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             yield
         finally:
             service.stop.set()
+            if service.scheduling is not None:
+                service.scheduling.stop()
             housekeeper.join(timeout=10)
             if engine is None:
                 db.dispose()
@@ -193,7 +202,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_handlers(app)
-    for router in (reports.router, census.router, nodes.router, regions.router, tokens.router, health.router):
+    for router in (reports.router, census.router, nodes.router, regions.router, tokens.router, jobs.router,
+                   tiers.router, health.router):  # fmt: skip
         app.include_router(router)
 
     app.add_middleware(Timing)

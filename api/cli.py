@@ -5,6 +5,7 @@ suanli serve                   the census service alone
 suanli census [--by tier|region] [--json|--csv]
 suanli nodes [--tier T --region R --status S]
 suanli token create|list|revoke
+suanli submit|jobs|job|logs|cancel|tiers   jobs on the tiers (see api.cli_jobs)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from api import cli_jobs
 from api.client import ApiError, SuanliClient, wait_until_ready
 from census_agent.render import human_bytes, human_flops, table
 
@@ -44,6 +46,8 @@ examples:
   suanli census                               # headline, composition by tier
   suanli census --by region --csv > census.csv
   suanli token create rack7-agents --role agent
+  suanli submit --class ai --gpus 1 --time-limit 2h -- python train.py
+  suanli jobs; suanli job JOB_ID; suanli logs JOB_ID --follow; suanli cancel JOB_ID; suanli tiers
 """
 
 
@@ -51,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
     parser = argparse.ArgumentParser(
         prog="suanli",
-        description="Suanli compute census: run the service, read the census, manage tokens.",
+        description="Suanli compute census and tiered jobs: run the service, read the census, submit and follow "
+        "jobs, manage tokens.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -66,14 +71,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the census service", description="Run the census service (uvicorn).")
     service_flags(serve)
-    up = sub.add_parser("up", help="the service (SQLite) and an agent reporting this machine",
-                        description="Start the census service on SQLite in --data-dir and a census agent reporting "
-                        "this machine to it; Ctrl-C stops both.")  # fmt: skip
+    up = sub.add_parser("up", help="the whole system on this machine: service, agent, a Ray raylet per tier",
+                        description="Start the census service on SQLite in --data-dir, a local Ray cluster of one "
+                        "head and one raylet per tier (general, ai, hpc, edge; this machine's CPUs and memory "
+                        "shared out between them) that the service dispatches jobs to, and a census agent "
+                        "reporting this machine. The census counts the physical machine once. Ctrl-C stops "
+                        "everything it started and nothing else.")  # fmt: skip
     service_flags(up)
     up.add_argument(
         "--data-dir", type=Path, default=Path("suanli-data"), help="database, tokens, spool (default ./suanli-data)"
     )
     up.add_argument("--region", default="440106", help="region code of this machine (default 440106, Tianhe)")
+    up.add_argument("--no-ray", dest="ray", action="store_false",
+                    help="census only: no local Ray cluster, so no job routes")  # fmt: skip
+    up.add_argument(
+        "--ray-cpus",
+        dest="ray_cpus",
+        type=int,
+        help="logical CPUs shared out over the four tier raylets (default: this machine's, at least 4)",
+    )
+    up.add_argument(
+        "--ray-memory",
+        dest="ray_memory",
+        type=cli_jobs.parse_bytes,
+        help="memory shared out over the raylets (default: half this machine's, at most 8 GiB)",
+    )
+    up.add_argument("--ray-gpus", dest="ray_gpus", type=int, default=0,
+                    help="GPUs given to the ai raylet (default 0; logical GPUs need no real GPU)")  # fmt: skip
 
     def client_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--server", help="service URL (default $SUANLI_SERVER or http://127.0.0.1:8080)")
@@ -109,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("id", type=int)
     for p in (create, listing, revoke):
         client_flags(p)
+    cli_jobs.add_commands(sub, client_flags, parse_duration)
     return parser
 
 
@@ -171,10 +196,17 @@ def cmd_up(args: argparse.Namespace) -> int:
            "SUANLI_HOST": settings.host, "SUANLI_PORT": str(settings.port)}  # fmt: skip
     server_url = f"http://{settings.host}:{settings.port}"
     children: list[subprocess.Popen[bytes]] = []
+    cluster = None
     # Ctrl-C and SIGTERM both stop everything (SIGINT explicitly: a shell may start us with it ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        if args.ray:
+            cluster = _ray_cluster(args, data)
+            cluster.start()  # assigned first: a Ctrl-C during the start still stops what it started
+            config = data / "scheduler.toml"
+            config.write_text(f'# written by `suanli up`\n[ray]\naddress = "{cluster.dashboard_url}"\n')
+            env["SUANLI_SCHEDULER_CONFIG"] = str(config)
         # Own sessions: a terminal's Ctrl-C reaches only this process, which stops the agent, then the service.
         children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], env=env, start_new_session=True))
         if not wait_until_ready(server_url, children[0]):
@@ -191,8 +223,10 @@ def cmd_up(args: argparse.Namespace) -> int:
              "--spool-dir", str(data / "spool"), "--region", args.region, "--interval", "30"],
             start_new_session=True,
         ))  # fmt: skip
+        ray = f"Ray dashboard {cluster.dashboard_url} (a raylet per tier)\n" if cluster else ""
         print(f"\nSuanli is up: service {server_url} (docs {server_url}/docs), database {settings.database_url}\n"
-              f"admin token in {admin_file}; try `suanli census` in another terminal. Ctrl-C stops both.\n",
+              f"{ray}admin token in {admin_file}; try `suanli census`, `suanli tiers` and "
+              f"`suanli submit --class general -- echo hello` in another terminal. Ctrl-C stops everything.\n",
               file=sys.stderr, flush=True)  # fmt: skip
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
@@ -211,7 +245,25 @@ def cmd_up(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        print("suanli up: stopped the agent and the service", file=sys.stderr)
+        if cluster is not None:
+            cluster.stop()
+        print("suanli up: stopped the agent and the service" + (" and the Ray cluster" if cluster else ""),
+              file=sys.stderr)  # fmt: skip
+
+
+def _ray_cluster(args: argparse.Namespace, data: Path) -> Any:  # noqa: ANN401 - scheduler.local_cluster.LocalRayCluster
+    """A head and one raylet per tier, sharing out --ray-cpus and --ray-memory (the figures stay honest)."""
+    import psutil  # noqa: PLC0415 - server-side commands only
+
+    from scheduler.local_cluster import LocalRayCluster, split_machine  # noqa: PLC0415
+
+    tiers = ["general", "ai", "hpc", "edge"]
+    cpus = args.ray_cpus or max(os.cpu_count() or 1, len(tiers))
+    memory = args.ray_memory or min(psutil.virtual_memory().total // 2, 8 * 2**30)
+    specs = split_machine(cpus, memory, tiers, gpus_for_ai=args.ray_gpus)
+    print(f"suanli up: starting Ray: a head and {len(specs)} raylets ({cpus} CPUs, {human_bytes(memory)} shared "
+          "out; about 20-60 s)...", file=sys.stderr, flush=True)  # fmt: skip
+    return LocalRayCluster(data / "ray", specs)
 
 
 def _precision_cells(peaks: dict[str, float]) -> list[str]:
@@ -306,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     handlers = {"serve": cmd_serve, "up": cmd_up, "census": cmd_census, "nodes": cmd_nodes, "token": cmd_token}
     try:
+        if args.command in cli_jobs.COMMANDS:
+            return cli_jobs.run(args, _client)
         return handlers[args.command](args)
     except ApiError as exc:
         print(f"suanli {args.command}: {exc}", file=sys.stderr)

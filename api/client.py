@@ -1,9 +1,11 @@
-"""A small typed client of the census service, used by the `suanli` command (and usable as a Python SDK)."""
+"""A small typed client of the Suanli service (census and jobs), used by the `suanli` command and usable as a
+Python SDK."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -41,12 +43,16 @@ class SuanliClient:
         except httpx.HTTPError as exc:
             raise ApiError(0, f"cannot reach {self._http.base_url}: {exc}") from exc
         if response.status_code >= 400:
-            try:
-                detail = str(response.json().get("detail", response.text))
-            except ValueError:
-                detail = response.text
-            raise ApiError(response.status_code, detail)
+            self._raise(response)
         return response
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> None:
+        try:
+            detail = str(response.json().get("detail", response.text))
+        except ValueError:
+            detail = response.text
+        raise ApiError(response.status_code, detail)
 
     def census(self, *, include: str = "active", region: str | None = None) -> dict[str, Any]:
         """``GET /v1/census``."""
@@ -98,6 +104,49 @@ class SuanliClient:
     def revoke_token(self, token_id: int) -> None:
         """``DELETE /v1/tokens/{id}``."""
         self._call("DELETE", f"/v1/tokens/{token_id}")
+
+    # --- jobs ------------------------------------------------------------------------------------------------
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/jobs`` with a job document (`scheduler.models.JobSpec`: name, class, entrypoint, ...)."""
+        result: dict[str, Any] = self._call("POST", "/v1/jobs", json=spec).json()
+        return result
+
+    def jobs(self, **filters: str | int | None) -> dict[str, Any]:
+        """``GET /v1/jobs`` with filters (state, class, tier, organisation, owner, limit, before)."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        result: dict[str, Any] = self._call("GET", "/v1/jobs", params=params).json()
+        return result
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """``GET /v1/jobs/{id}``: the job, its events and, while queued, why it waits."""
+        result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}").json()
+        return result
+
+    def logs(self, job_id: str) -> str:
+        """``GET /v1/jobs/{id}/logs``: the output so far."""
+        return self._call("GET", f"/v1/jobs/{job_id}/logs").text
+
+    def follow_logs(self, job_id: str) -> Iterator[str]:
+        """``GET /v1/jobs/{id}/logs?follow=true``: the output as it is written, until the job ends."""
+        try:
+            with self._http.stream("GET", f"/v1/jobs/{job_id}/logs", params={"follow": "true"}, timeout=None) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    self._raise(r)
+                yield from r.iter_text()
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach {self._http.base_url}: {exc}") from exc
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """``POST /v1/jobs/{id}/cancel``."""
+        result: dict[str, Any] = self._call("POST", f"/v1/jobs/{job_id}/cancel").json()
+        return result
+
+    def tiers(self) -> dict[str, Any]:
+        """``GET /v1/tiers``: capacity, free, running and queued per tier."""
+        result: dict[str, Any] = self._call("GET", "/v1/tiers").json()
+        return result
 
 
 def wait_until_ready(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 60.0) -> bool:

@@ -73,9 +73,13 @@ READ_NODES = Require(Role.OPERATOR, Role.PLANNER)
 REPORT = Require(Role.AGENT)
 ADMIN = Require()
 OPERATE = Require(Role.OPERATOR)
+RUN_JOBS = Require(Role.USER, Role.OPERATOR)
+READ_TIERS = Require(Role.USER, Role.OPERATOR, Role.PLANNER)
 
 CensusReader = Annotated[Principal, Depends(READ_CENSUS)]
 NodeReader = Annotated[Principal, Depends(READ_NODES)]
 Reporter = Annotated[Principal, Depends(REPORT)]
 Admin = Annotated[Principal, Depends(ADMIN)]
 Operator = Annotated[Principal, Depends(OPERATE)]
+JobUser = Annotated[Principal, Depends(RUN_JOBS)]
+TierReader = Annotated[Principal, Depends(READ_TIERS)]

@@ -67,6 +67,27 @@ class InvalidRequest(ServiceError):
     title = "Invalid request"
 
 
+class JobRejected(ServiceError):
+    """A job that no tier could ever run (or one the scheduler cannot judge): refused at submission."""
+
+    status = 422
+    title = "Job rejected"
+
+
+class Conflict(ServiceError):
+    """The resource is in a state that does not allow this (e.g. cancelling a finished job)."""
+
+    status = 409
+    title = "Conflict"
+
+
+class SchedulerUnavailable(ServiceError):
+    """No scheduler is configured, or Ray cannot be reached for this request."""
+
+    status = 503
+    title = "Scheduler unavailable"
+
+
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:  # noqa: ANN401
     """A problem+json response."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     snapshot_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 3600.0  # history: at least daily
     headline: dict[Tier, Precision] = DEFAULT_HEADLINE
     log_level: str = "INFO"
+    scheduler_config: Path | None = None  # the scheduler's file (scheduler.config); none: no job routes
+    dispatch_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
 

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from api.auth import PrincipalCache
 from api.census import Region
 from api.ingest import Ingestor
+from api.scheduling import Scheduling
 from api.settings import Settings
 
 
@@ -21,5 +22,6 @@ class ServiceState:
     engine: Engine
     ingestor: Ingestor
     regions: dict[str, Region]
+    scheduling: Scheduling | None = None  # None when no scheduler is configured
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     stop: threading.Event = field(default_factory=threading.Event)

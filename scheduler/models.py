@@ -120,6 +120,7 @@ class QueuedJob:
     job_id: str
     spec: JobSpec
     submitted_at: float  # seconds since the epoch; FIFO within a priority and organisation
+    attempt: int = 0  # 0 for the first run, +1 for each retry
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,10 +76,12 @@ class Policy:
 
     @classmethod
     def from_toml(cls, text: str) -> Policy:
-        """A policy from TOML (see ``deploy/scheduler-policy.example.toml``); what it leaves out keeps the default.
+        """A policy from TOML text (the ``[policy]`` table of the scheduler's file, see `scheduler.config`)."""
+        return cls.from_mapping(tomllib.loads(text))
 
-        Raises ValueError naming the offending key."""
-        data = tomllib.loads(text)
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Policy:
+        """A policy from parsed TOML; what it leaves out keeps the default. ValueError names the offending key."""
         unknown = set(data) - {"classes", "quotas", "backfill"}
         if unknown:
             raise ValueError(f"unknown policy keys: {', '.join(sorted(unknown))}")

@@ -138,3 +138,47 @@ tokens = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("token_hash"),
 )
+
+# Jobs submitted to the scheduler: the spec as submitted, the current state and the dispatcher's decision.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", String(36), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("workload_class", String(16), nullable=False),
+    Column("owner", String(128), nullable=False),  # the submitting token's name: users see their own jobs
+    Column("organisation", String(128), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("spec", Text, nullable=False),  # scheduler.models.JobSpec as JSON, verbatim
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),  # why it is in its state: the routing decision, why it waits, how it ended
+    Column("position", Integer, nullable=True),  # place in its tier's queue while waiting (1 = next)
+    Column("tier", String(16), nullable=True),  # home tier while waiting; the tier it runs on once dispatched
+    Column("node_ids", Text, nullable=True),  # JSON list of the nodes it was dispatched to
+    Column("attempt", Integer, nullable=False),  # 0 for the first run, +1 per retry
+    Column("submission_id", String(64), nullable=True),  # Ray's submission id for the current attempt
+    Column("driver_node_id", String(64), nullable=True),  # where Ray ran the entrypoint
+    Column("exit_code", Integer, nullable=True),
+    # Set before asking Ray to stop it: the state to record once stopped (cancelled, or failed past its time
+    # limit) and why.
+    Column("stop_state", String(16), nullable=True),
+    Column("stop_reason", Text, nullable=True),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("dispatched_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_jobs_state_priority", "state", "priority"),
+    Index("ix_jobs_owner_submitted", "owner", "submitted_at"),
+)
+
+# Every state change of every job, written before the dispatcher acts on it.
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(36), ForeignKey("jobs.job_id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_job_events_job", "job_id", "id"),
+)

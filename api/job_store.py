@@ -1,0 +1,274 @@
+"""Jobs in the service's database: submission, queries for the API, and the dispatcher's `JobStore`.
+
+Every state change is a conditional UPDATE (only from the states the caller saw) plus a `job_events` row in
+the same transaction, so a change is recorded exactly once and before anyone acts on it. Times are stored as
+UTC datetimes and handed to the scheduler as seconds since the epoch.
+
+Must not: talk to Ray (the dispatcher does), or decide anything (the scheduler does).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
+
+from api.db import aware
+from api.db.tables import job_events, jobs
+from census_agent.models import Tier
+from scheduler.dispatcher import ActiveJob
+from scheduler.models import JobSpec, JobState, QueuedJob
+from scheduler.queue import Wait
+
+DISPATCHED = (JobState.DISPATCHING.value, JobState.RUNNING.value)
+
+
+def _time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _seconds(value: datetime | None) -> float | None:
+    return None if value is None else aware(value).timestamp()
+
+
+def new_job_id() -> str:
+    """A fresh job id (also the stem of Ray's submission ids)."""
+    return "job-" + uuid.uuid4().hex[:16]
+
+
+def create(conn: Connection, spec: JobSpec, owner: str, now: datetime, reason: str) -> str:
+    """Store a new queued job and its first event; returns its id."""
+    job_id = new_job_id()
+    home = None
+    conn.execute(
+        jobs.insert().values(
+            job_id=job_id, name=spec.name, workload_class=spec.workload_class.value, owner=owner,
+            organisation=spec.organisation, priority=spec.priority, spec=spec.model_dump_json(),
+            state=JobState.QUEUED.value, reason=reason, position=None, tier=home, node_ids=None, attempt=0,
+            submitted_at=now,
+        )
+    )  # fmt: skip
+    conn.execute(job_events.insert().values(job_id=job_id, at=now, state=JobState.QUEUED.value, reason=reason))
+    return job_id
+
+
+def document(row: Any) -> dict[str, Any]:  # noqa: ANN401 - a SQLAlchemy row mapping
+    """A jobs row as the API shows it."""
+
+    def when(value: datetime | None) -> str | None:
+        return None if value is None else aware(value).isoformat()
+
+    return {
+        "job_id": row["job_id"],
+        "name": row["name"],
+        "class": row["workload_class"],
+        "owner": row["owner"],
+        "organisation": row["organisation"],
+        "priority": row["priority"],
+        "state": row["state"],
+        "reason": row["reason"],
+        "position": row["position"] if row["state"] == JobState.QUEUED.value else None,
+        "tier": row["tier"],
+        "node_ids": json.loads(row["node_ids"]) if row["node_ids"] else [],
+        "attempt": row["attempt"],
+        "submission_id": row["submission_id"],
+        "driver_node_id": row["driver_node_id"],
+        "exit_code": row["exit_code"],
+        "submitted_at": when(row["submitted_at"]),
+        "dispatched_at": when(row["dispatched_at"]),
+        "started_at": when(row["started_at"]),
+        "finished_at": when(row["finished_at"]),
+        "spec": json.loads(row["spec"]),
+    }
+
+
+def get(conn: Connection, job_id: str) -> dict[str, Any] | None:
+    """One job with its events, or None."""
+    row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
+    if row is None:
+        return None
+    events = conn.execute(
+        select(job_events.c.at, job_events.c.state, job_events.c.reason)
+        .where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+    ).mappings()  # fmt: skip
+    return {
+        **document(row),
+        "events": [{"at": aware(e["at"]).isoformat(), "state": e["state"], "reason": e["reason"]} for e in events],
+    }
+
+
+def search(conn: Connection, *, owner: str | None = None, state: str | None = None, klass: str | None = None,
+           tier: str | None = None, organisation: str | None = None, limit: int = 100,
+           before: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Jobs newest first, filtered; paginated by job id (`before`: the `next_before` of the previous page)."""
+    query = select(jobs)
+    for column, value in ((jobs.c.owner, owner), (jobs.c.state, state), (jobs.c.workload_class, klass),
+                          (jobs.c.tier, tier), (jobs.c.organisation, organisation)):  # fmt: skip
+        if value is not None:
+            query = query.where(column == value)
+    if before is not None:
+        anchor = conn.execute(select(jobs.c.submitted_at).where(jobs.c.job_id == before)).scalar()
+        if anchor is not None:
+            query = query.where(
+                (jobs.c.submitted_at < anchor) | and_(jobs.c.submitted_at == anchor, jobs.c.job_id < before)
+            )
+    rows = conn.execute(query.order_by(jobs.c.submitted_at.desc(), jobs.c.job_id.desc()).limit(limit + 1)).mappings()
+    items = [document(r) for r in rows]
+    more = len(items) > limit
+    items = items[:limit]
+    return {"items": items, "next_before": items[-1]["job_id"] if more else None}
+
+
+def counts(conn: Connection) -> dict[tuple[str | None, str], int]:
+    """Jobs per (tier, state) for the states that are not over."""
+    open_states = (JobState.QUEUED.value, *DISPATCHED)
+    rows = conn.execute(
+        select(jobs.c.tier, jobs.c.state, func.count()).where(jobs.c.state.in_(open_states))
+        .group_by(jobs.c.tier, jobs.c.state)
+    )  # fmt: skip
+    return {(tier, state): int(n) for tier, state, n in rows}
+
+
+def cancel(conn: Connection, job_id: str, by: str, now: datetime) -> str:
+    """Cancel a job: a queued one at once; a dispatched one is marked for the dispatcher to stop. Returns the
+    job's state afterwards (a finished job is left as it was)."""
+    reason = f"cancelled by {by}"
+    done = conn.execute(
+        update(jobs).where(jobs.c.job_id == job_id, jobs.c.state == JobState.QUEUED.value)
+        .values(state=JobState.CANCELLED.value, reason=reason, finished_at=now, position=None)
+    ).rowcount  # fmt: skip
+    if done:
+        conn.execute(job_events.insert().values(job_id=job_id, at=now, state=JobState.CANCELLED.value, reason=reason))
+        return JobState.CANCELLED.value
+    conn.execute(
+        update(jobs).where(jobs.c.job_id == job_id, jobs.c.state.in_(DISPATCHED), jobs.c.stop_state.is_(None))
+        .values(stop_state=JobState.CANCELLED.value, stop_reason=reason)
+    )  # fmt: skip
+    return str(conn.execute(select(jobs.c.state).where(jobs.c.job_id == job_id)).scalar_one())
+
+
+class SqlJobStore:
+    """The dispatcher's `scheduler.dispatcher.JobStore` over the service's database."""
+
+    def __init__(self, engine: Engine, write_lock: threading.Lock | None = None) -> None:
+        self.engine = engine
+        self.write_lock = write_lock
+
+    def _writing(self) -> AbstractContextManager[Any]:
+        return self.write_lock if self.write_lock is not None else nullcontext()
+
+    def waiting(self) -> list[QueuedJob]:
+        """Jobs in state queued."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(jobs.c.job_id, jobs.c.spec, jobs.c.submitted_at, jobs.c.attempt)
+                .where(jobs.c.state == JobState.QUEUED.value)
+            ).all()  # fmt: skip
+        return [QueuedJob(r[0], JobSpec.model_validate_json(r[1]), aware(r[2]).timestamp(), r[3]) for r in rows]
+
+    def active(self) -> list[ActiveJob]:
+        """Jobs in state dispatching or running."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.state.in_(DISPATCHED))).mappings().all()
+        return [
+            ActiveJob(
+                job_id=r["job_id"], spec=JobSpec.model_validate_json(r["spec"]), state=JobState(r["state"]),
+                tier=Tier(r["tier"]), node_ids=tuple(json.loads(r["node_ids"] or "[]")), attempt=r["attempt"],
+                submission_id=r["submission_id"], dispatched_at=aware(r["dispatched_at"]).timestamp(),
+                started_at=_seconds(r["started_at"]),
+                stop_state=JobState(r["stop_state"]) if r["stop_state"] else None, stop_reason=r["stop_reason"],
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    def _move(self, job_id: str, from_states: Sequence[str], state: JobState, reason: str, now: float,
+              **values: Any) -> bool:  # noqa: ANN401  # fmt: skip
+        at = _time(now)
+        with self._writing(), self.engine.begin() as conn:
+            moved = conn.execute(
+                update(jobs).where(jobs.c.job_id == job_id, jobs.c.state.in_(from_states))
+                .values(state=state.value, reason=reason, **values)
+            ).rowcount  # fmt: skip
+            if moved:
+                conn.execute(job_events.insert().values(job_id=job_id, at=at, state=state.value, reason=reason))
+        return bool(moved)
+
+    def dispatch(self, job_id: str, *, attempt: int, tier: Tier, node_ids: Sequence[str], submission_id: str,
+                 reason: str, now: float) -> bool:  # fmt: skip
+        """queued -> dispatching, with the decision (only for the attempt the plan saw)."""
+        at = _time(now)
+        with self._writing(), self.engine.begin() as conn:
+            moved = conn.execute(
+                update(jobs).where(jobs.c.job_id == job_id, jobs.c.state == JobState.QUEUED.value,
+                                   jobs.c.attempt == attempt)
+                .values(state=JobState.DISPATCHING.value, reason=reason, tier=tier.value,
+                        node_ids=json.dumps(list(node_ids)), submission_id=submission_id, dispatched_at=at,
+                        position=None)
+            ).rowcount  # fmt: skip
+            if moved:
+                conn.execute(
+                    job_events.insert().values(job_id=job_id, at=at, state=JobState.DISPATCHING.value, reason=reason)
+                )
+        return bool(moved)
+
+    def started(self, job_id: str, driver_node_id: str | None, now: float) -> bool:
+        """dispatching -> running."""
+        with self.engine.connect() as conn:
+            reason = conn.execute(select(jobs.c.reason).where(jobs.c.job_id == job_id)).scalar() or "running"
+        where = f" (driver on node {driver_node_id})" if driver_node_id else ""
+        return self._move(job_id, [JobState.DISPATCHING.value], JobState.RUNNING, f"running{where}; {reason}", now,
+                          started_at=_time(now), driver_node_id=driver_node_id)  # fmt: skip
+
+    def finish(self, job_id: str, state: JobState, reason: str, exit_code: int | None, now: float) -> bool:
+        """dispatching or running -> succeeded, failed or cancelled."""
+        return self._move(job_id, DISPATCHED, state, reason, now, finished_at=_time(now), exit_code=exit_code)
+
+    def requeue(self, job_id: str, reason: str, now: float) -> bool:
+        """dispatching or running -> queued for the next attempt."""
+        return self._move(
+            job_id, DISPATCHED, JobState.QUEUED, reason, now, attempt=jobs.c.attempt + 1, submission_id=None,
+            node_ids=None, dispatched_at=None, started_at=None, driver_node_id=None, exit_code=None,
+        )  # fmt: skip
+
+    def request_stop(self, job_id: str, state: JobState, reason: str) -> bool:
+        """Mark a dispatched job to be stopped and recorded as `state`."""
+        with self._writing(), self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.job_id == job_id, jobs.c.state.in_(DISPATCHED), jobs.c.stop_state.is_(None))
+                    .values(stop_state=state.value, stop_reason=reason)
+                ).rowcount
+            )
+
+    def record_waits(self, waits: Sequence[Wait]) -> None:
+        """Store each waiting job's reason, home tier and place in line (only rows that changed are written)."""
+        if not waits:
+            return
+        with self.engine.connect() as conn:
+            current = {
+                r[0]: (r[1], r[2], r[3])
+                for r in conn.execute(
+                    select(jobs.c.job_id, jobs.c.reason, jobs.c.position, jobs.c.tier)
+                    .where(jobs.c.state == JobState.QUEUED.value)
+                )
+            }  # fmt: skip
+        changed = [
+            {"key": w.job_id, "reason": w.reason, "position": w.position, "tier": w.tier.value}
+            for w in waits
+            if w.job_id in current and current[w.job_id] != (w.reason, w.position, w.tier.value)
+        ]
+        if not changed:
+            return
+        statement = (
+            update(jobs).where(jobs.c.job_id == bindparam("key"), jobs.c.state == JobState.QUEUED.value)
+            .values(reason=bindparam("reason"), position=bindparam("position"), tier=bindparam("tier"))
+        )  # fmt: skip
+        with self._writing(), self.engine.begin() as conn:
+            conn.execute(statement, changed)

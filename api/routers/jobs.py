@@ -1,0 +1,152 @@
+"""``/v1/jobs``: submit, list, follow, read the logs of and cancel jobs.
+
+Role ``user`` sees and cancels only its own jobs (by token name); ``operator`` and ``admin`` see and cancel all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import ValidationError
+from sqlalchemy import Connection
+
+from api import job_store
+from api.auth import Principal, Role
+from api.deps import Conn, JobUser, State
+from api.errors import Conflict, InvalidRequest, JobRejected, NotFound, SchedulerUnavailable
+from api.scheduling import Scheduling
+from api.state import ServiceState
+from scheduler.models import JobSpec, JobState, WorkloadClass
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+def _scheduling(state: ServiceState) -> Scheduling:
+    if state.scheduling is None:
+        raise SchedulerUnavailable("no scheduler is configured on this service (SUANLI_SCHEDULER_CONFIG)")
+    return state.scheduling
+
+
+def _sees_all(principal: Principal) -> bool:
+    return principal.role in (Role.ADMIN, Role.OPERATOR)
+
+
+def _visible(conn: Connection, job_id: str, principal: Principal) -> dict[str, Any]:
+    job = job_store.get(conn, job_id)
+    if job is None or (not _sees_all(principal) and job["owner"] != principal.name):
+        raise NotFound(f"no job {job_id!r}")  # another user's job is not acknowledged to exist
+    return job
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Submit a job",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": JobSpec.model_json_schema(by_alias=True)}}}},
+)  # fmt: skip
+async def submit(request: Request, principal: JobUser, state: State) -> dict[str, Any]:
+    """Validate the job, refuse it at once if no tier could ever run it, else queue it (201, the job)."""
+    scheduling = _scheduling(state)
+    try:
+        spec = JobSpec.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()[:50]]
+        first = errors[0]
+        raise InvalidRequest(f"{'.'.join(first['loc']) or 'body'}: {first['msg']}", errors=errors) from None
+    if spec.region is not None and spec.region not in state.regions:
+        raise InvalidRequest(f"unknown region code {spec.region!r}: see GET /v1/regions", field="region")
+    refusal = await run_in_threadpool(scheduling.refusal, spec)
+    if refusal is not None:
+        raise JobRejected(refusal)
+
+    def store() -> dict[str, Any]:
+        now = datetime.now(tz=UTC)
+        with state.ingestor.write_lock, state.engine.begin() as conn:
+            job_id = job_store.create(conn, spec, principal.name, now, "queued: waiting for the dispatcher")
+        with state.engine.connect() as conn:
+            job = job_store.get(conn, job_id)
+        assert job is not None
+        return job
+
+    job = await run_in_threadpool(store)
+    scheduling.wake()
+    return job
+
+
+@router.get("", summary="List jobs (a user sees its own)")
+def list_jobs(
+    principal: JobUser,
+    conn: Conn,
+    *,
+    state: JobState | None = None,
+    klass: Annotated[WorkloadClass | None, Query(alias="class")] = None,
+    tier: str | None = None,
+    organisation: str | None = None,
+    owner: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: str | None = None,
+) -> dict[str, Any]:
+    """Newest first; `next_before` pages on."""
+    if not _sees_all(principal):
+        if owner not in (None, principal.name):
+            raise NotFound(f"no jobs of {owner!r} are visible to this token")
+        owner = principal.name
+    return job_store.search(
+        conn, owner=owner, state=state.value if state else None, klass=klass.value if klass else None, tier=tier,
+        organisation=organisation, limit=limit, before=before,
+    )  # fmt: skip
+
+
+@router.get("/{job_id}", summary="One job with its events and, while it waits, why and its place in line")
+def get_job(principal: JobUser, conn: Conn, job_id: str) -> dict[str, Any]:
+    """The job, every state change with its reason, and (queued) why it waits and its position."""
+    return _visible(conn, job_id, principal)
+
+
+@router.get("/{job_id}/logs", summary="The job's output (follow=true streams it until the job ends)")
+async def job_logs(principal: JobUser, state: State, job_id: str, follow: bool = False) -> Any:  # noqa: ANN401
+    """The driver's stdout and stderr from Ray, as text."""
+    scheduling = _scheduling(state)
+
+    def find() -> dict[str, Any]:
+        with state.engine.connect() as conn:
+            return _visible(conn, job_id, principal)
+
+    job = await run_in_threadpool(find)
+    if job["submission_id"] is None:
+        raise Conflict(f"job {job_id} has not been dispatched yet ({job['state']}): no logs")
+    if not follow:
+        text = await run_in_threadpool(scheduling.logs, job["submission_id"], job["tier"])
+        return PlainTextResponse(text)
+
+    async def stream() -> AsyncIterator[bytes]:
+        async for chunk in scheduling.tail(job["submission_id"], job["tier"]):
+            yield chunk.encode()
+
+    return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")
+
+
+@router.post("/{job_id}/cancel", summary="Cancel a job in any state before it ends")
+async def cancel_job(principal: JobUser, state: State, job_id: str) -> dict[str, Any]:
+    """Queued: cancelled at once. Dispatched: stopped on Ray, then recorded cancelled. Finished: 409."""
+    scheduling = _scheduling(state)
+
+    def cancel() -> dict[str, Any]:
+        with state.engine.connect() as conn:
+            job = _visible(conn, job_id, principal)
+        if JobState(job["state"]).terminal:
+            raise Conflict(f"job {job_id} has already ended ({job['state']})")
+        with state.ingestor.write_lock, state.engine.begin() as conn:
+            job_store.cancel(conn, job_id, principal.name, datetime.now(tz=UTC))
+        with state.engine.connect() as conn:
+            return _visible(conn, job_id, principal)
+
+    job = await run_in_threadpool(cancel)
+    scheduling.wake()
+    return job

@@ -1,0 +1,285 @@
+"""The dispatcher: follows dispatched jobs on Ray, plans the queue, and hands Ray only the jobs that fit now.
+
+Each `step`:
+1. reads every tier's nodes from Ray's live view (a tier whose cluster cannot be reached has no nodes this
+   step: its jobs wait, the others carry on);
+2. follows each dispatched job: Ray's status moves it on (running, succeeded, failed with its exit code,
+   retried while it has retries left); a job past its time limit, or whose cancel was asked, is stopped;
+3. plans the queue (`scheduler.queue.plan`) against what is free, and for each job to start records the
+   decision (state ``dispatching``, tier, nodes, Ray submission id) *before* submitting it to Ray.
+
+Every state change goes through the `JobStore` first and is acted on after, so a dispatcher killed at any
+point and started again finds each job where it left it: a ``dispatching`` job Ray does not know is submitted
+again under the same submission id (Ray refuses a second submission of an id, so it never runs twice); one Ray
+knows is followed. Retries get a new submission id per attempt (``<job id>-<attempt>``).
+
+Must not: hold jobs in memory between steps (the store is the truth), submit a job Ray could not start now,
+or call ``ray.init`` (the service is not a Ray driver).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from census_agent.models import Tier
+from scheduler.models import JobSpec, JobState, NodeView, QueuedJob, RunningJob
+from scheduler.policy import Policy
+from scheduler.queue import Plan, Wait, net_of_running, overdue, plan
+from scheduler.ray_backend import REGION_LABEL, RayJobState, RayJobStatus, RayNode, RayUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveJob:
+    """A dispatched job (dispatching or running) as stored."""
+
+    job_id: str
+    spec: JobSpec
+    state: JobState
+    tier: Tier
+    node_ids: tuple[str, ...]
+    attempt: int
+    submission_id: str
+    dispatched_at: float
+    started_at: float | None
+    stop_state: JobState | None = None
+    stop_reason: str | None = None
+
+    def holding(self) -> RunningJob:
+        """What it holds, for the queue: its nodes until its time limit (counted from dispatch until it runs)."""
+        started = self.started_at if self.started_at is not None else self.dispatched_at
+        return RunningJob(self.job_id, self.spec.organisation, self.tier, self.node_ids, self.spec.resources,
+                          started, self.spec.time_limit_seconds)  # fmt: skip
+
+
+class JobStore(Protocol):
+    """Where jobs live (the service's database). Every transition is conditional on the state the caller
+    saw and records an event; it returns False (and changes nothing) when the job had moved on."""
+
+    def waiting(self) -> list[QueuedJob]:
+        """Jobs in state queued."""
+        ...
+
+    def active(self) -> list[ActiveJob]:
+        """Jobs in state dispatching or running."""
+        ...
+
+    def dispatch(self, job_id: str, *, attempt: int, tier: Tier, node_ids: Sequence[str], submission_id: str,
+                 reason: str, now: float) -> bool:  # fmt: skip
+        """queued -> dispatching, with the decision."""
+        ...
+
+    def started(self, job_id: str, driver_node_id: str | None, now: float) -> bool:
+        """dispatching -> running."""
+        ...
+
+    def finish(self, job_id: str, state: JobState, reason: str, exit_code: int | None, now: float) -> bool:
+        """dispatching or running -> succeeded, failed or cancelled."""
+        ...
+
+    def requeue(self, job_id: str, reason: str, now: float) -> bool:
+        """dispatching or running -> queued for another attempt (attempt + 1)."""
+        ...
+
+    def request_stop(self, job_id: str, state: JobState, reason: str) -> bool:
+        """Mark a dispatched job to be stopped and recorded as `state` (cancelled, or failed by time limit)."""
+        ...
+
+    def record_waits(self, waits: Sequence[Wait]) -> None:
+        """Store why each waiting job waits and its place in line (no event: this changes every step)."""
+        ...
+
+
+class Backend(Protocol):
+    """What the dispatcher needs of Ray (`scheduler.ray_backend.RayJobsBackend`)."""
+
+    def submit(self, *, job_id: str, tier: str, entrypoint: str, cpus: float, gpus: float, memory_bytes: int,
+               runtime_env: Mapping[str, Any] | None = None, metadata: Mapping[str, str] | None = None,
+               node_id: str | None = None) -> bool:  # fmt: skip
+        """Submit under `job_id` (Ray's submission id); False if Ray already has it."""
+        ...
+
+    def status(self, job_id: str, tier: str) -> RayJobStatus:
+        """Ray's view of a submission."""
+        ...
+
+    def stop(self, job_id: str, tier: str) -> bool:
+        """Ask Ray to stop a submission."""
+        ...
+
+    def nodes(self, tier: str) -> list[RayNode]:
+        """The tier's alive nodes."""
+        ...
+
+
+@dataclass
+class StepReport:
+    """What one step did (for logs, metrics and tests)."""
+
+    nodes: dict[Tier, int] = field(default_factory=dict)
+    unreachable: list[Tier] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    finished: dict[str, JobState] = field(default_factory=dict)
+    requeued: list[str] = field(default_factory=list)
+    stopping: list[str] = field(default_factory=list)
+    waiting: int = 0
+    plan: Plan | None = None
+
+
+def node_views(tier: Tier, nodes: Sequence[RayNode]) -> list[NodeView]:
+    """Ray's nodes of a tier as the scheduler's (idle) node views."""
+    return [
+        NodeView(
+            n.node_id, tier, n.cpus, n.gpus, n.memory_bytes, n.cpus, n.gpus, n.memory_bytes, n.labels.get(REGION_LABEL)
+        )
+        for n in nodes
+    ]
+
+
+class Dispatcher:
+    """Moves jobs through their lifecycle, one `step` at a time (the service calls it on a timer)."""
+
+    def __init__(self, store: JobStore, backend: Backend, policy: Policy, tiers: Sequence[Tier]) -> None:
+        self.store = store
+        self.backend = backend
+        self.policy = policy
+        self.tiers = tuple(tiers)
+        self.last_nodes: dict[Tier, list[NodeView]] = {}  # the last view of each tier, for feasibility checks
+        self._stop_sent: set[str] = set()
+
+    def cluster(self, report: StepReport) -> list[NodeView]:
+        """Every reachable tier's nodes now."""
+        views: list[NodeView] = []
+        for tier in self.tiers:
+            try:
+                tier_nodes = node_views(tier, self.backend.nodes(tier.value))
+            except RayUnavailable as exc:
+                report.unreachable.append(tier)
+                log.warning("tier %s: Ray unreachable (%s); its jobs wait", tier, exc)
+                continue
+            self.last_nodes[tier] = tier_nodes
+            report.nodes[tier] = len(tier_nodes)
+            views.extend(tier_nodes)
+        return views
+
+    def step(self, now: float) -> StepReport:
+        """One round: follow, stop, plan, dispatch."""
+        report = StepReport()
+        nodes = self.cluster(report)
+        still = [job for job in self.store.active() if self._follow(job, now, report)]
+        holding = [job.holding() for job in still]
+        for job_id in overdue([h for h, j in zip(holding, still, strict=True) if j.state is JobState.RUNNING], now):
+            job = next(j for j in still if j.job_id == job_id)
+            if job.stop_state is None:
+                reason = f"stopped: time limit of {job.spec.time_limit_seconds} s reached"
+                if self.store.request_stop(job_id, JobState.FAILED, reason):
+                    self._send_stop(job, report)
+        waiting = self.store.waiting()
+        result = plan(waiting, holding, net_of_running(nodes, holding), self.policy, now)
+        report.plan = result
+        by_id = {q.job_id: q for q in waiting}
+        for start in result.starts:
+            attempt = by_id[start.job_id].attempt
+            submission_id = f"{start.job_id}-{attempt}"
+            if not self.store.dispatch(start.job_id, attempt=attempt, tier=start.tier, node_ids=start.node_ids,
+                                       submission_id=submission_id, reason=start.reason, now=now):  # fmt: skip
+                continue  # cancelled meanwhile
+            self._submit(by_id[start.job_id].spec, start.tier, start.node_ids, submission_id)
+            report.started.append(start.job_id)
+        self.store.record_waits(result.waits)
+        report.waiting = len(result.waits)
+        return report
+
+    def _submit(self, spec: JobSpec, tier: Tier, node_ids: Sequence[str], submission_id: str) -> None:
+        r = spec.resources
+        env = spec.runtime_env
+        runtime_env: dict[str, Any] = {}
+        if env.working_dir:
+            runtime_env["working_dir"] = env.working_dir
+        if env.env_vars:
+            runtime_env["env_vars"] = dict(env.env_vars)
+        if env.pip:
+            runtime_env["pip"] = list(env.pip)
+        try:
+            self.backend.submit(
+                job_id=submission_id, tier=tier.value, entrypoint=spec.entrypoint, cpus=r.cpus, gpus=r.gpus,
+                memory_bytes=r.memory_bytes, runtime_env=runtime_env or None,
+                metadata={"suanli_job": submission_id.rsplit("-", 1)[0], "name": spec.name},
+                node_id=node_ids[0],
+            )  # fmt: skip
+        except RayUnavailable as exc:
+            # Recorded as dispatching already: the next step finds Ray without it and submits again.
+            log.warning("could not submit %s to %s now (%s); will retry", submission_id, tier, exc)
+
+    def _send_stop(self, job: ActiveJob, report: StepReport) -> None:
+        if job.job_id in self._stop_sent:
+            return
+        try:
+            self.backend.stop(job.submission_id, job.tier.value)
+        except RayUnavailable as exc:
+            log.warning("could not stop %s now (%s); will retry", job.submission_id, exc)
+            return
+        self._stop_sent.add(job.job_id)
+        report.stopping.append(job.job_id)
+
+    def _follow(self, job: ActiveJob, now: float, report: StepReport) -> bool:
+        """Move a dispatched job on from Ray's status; True if it is still dispatched afterwards."""
+        try:
+            status = self.backend.status(job.submission_id, job.tier.value)
+        except RayUnavailable:
+            return True  # keep holding its nodes; nothing known
+        state = status.state
+        if job.stop_state is not None and state in (RayJobState.PENDING, RayJobState.RUNNING):
+            self._send_stop(job, report)
+            return True
+        if state is RayJobState.MISSING:
+            if job.stop_state is not None:
+                return self._finish(job, job.stop_state, job.stop_reason or "stopped", None, now=now, report=report)
+            if job.state is JobState.DISPATCHING:
+                log.info("%s: Ray has no submission %s yet; submitting (again)", job.job_id, job.submission_id)
+                self._submit(job.spec, job.tier, job.node_ids, job.submission_id)
+                return True
+            return self._retry_or_fail(job, "Ray has no record of it (its cluster restarted?)", None, now, report)
+        if state is RayJobState.PENDING:
+            return True
+        if job.state is JobState.DISPATCHING and (state is RayJobState.RUNNING or status.start_time is not None):
+            # A short job can go from PENDING to its end between two steps: its start is recorded from Ray's
+            # times, so every job's history reads queued -> dispatching -> running -> its end.
+            self.store.started(job.job_id, status.driver_node_id, status.start_time or now)
+        if state is RayJobState.RUNNING:
+            return True
+        if state is RayJobState.SUCCEEDED:
+            return self._finish(job, JobState.SUCCEEDED, "succeeded: exit code 0", 0, now=now, report=report)
+        if job.stop_state is not None:
+            return self._finish(
+                job, job.stop_state, job.stop_reason or "stopped", status.exit_code, now=now, report=report
+            )
+        if state is RayJobState.STOPPED:
+            return self._finish(
+                job, JobState.FAILED, "stopped outside Suanli (ray job stop)", None, now=now, report=report
+            )
+        # FAILED
+        what = f"exit code {status.exit_code}" if status.exit_code is not None else (status.message or "failed")
+        return self._retry_or_fail(job, what, status.exit_code, now, report)
+
+    def _finish(self, job: ActiveJob, state: JobState, reason: str, exit_code: int | None, *, now: float,
+                report: StepReport) -> bool:  # fmt: skip
+        if self.store.finish(job.job_id, state, reason, exit_code, now):
+            report.finished[job.job_id] = state
+            self._stop_sent.discard(job.job_id)
+        return False
+
+    def _retry_or_fail(self, job: ActiveJob, what: str, exit_code: int | None, now: float,
+                       report: StepReport) -> bool:  # fmt: skip
+        tries = job.attempt + 1
+        if job.attempt < job.spec.max_retries:
+            reason = f"attempt {tries} failed ({what}); retry {tries} of {job.spec.max_retries}"
+            if self.store.requeue(job.job_id, reason, now):
+                report.requeued.append(job.job_id)
+            return False
+        reason = f"failed: {what}" + (f" after {tries} attempts" if tries > 1 else "")
+        return self._finish(job, JobState.FAILED, reason, exit_code, now=now, report=report)

@@ -1,0 +1,285 @@
+"""Jobs end to end: the service (uvicorn, SQLite) dispatching to a real local Ray cluster of tier raylets.
+
+The cluster (`tests.integration.conftest.ray_cluster`) has general, ai (2 logical GPUs: this machine has no
+GPU), two hpc and an edge raylet (region 440106). Each test submits through the HTTP API, as users do, and
+checks what Ray did (the node a job's driver ran on, its exit code, its submissions).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from scheduler.local_cluster import LocalRayCluster
+from scheduler.ray_backend import RayJobsBackend, TierTarget
+from tests.servers import wait_for
+from tests.service import ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+QUOTA_ORG = "capped"
+
+
+def backend_for(cluster: LocalRayCluster) -> RayJobsBackend:
+    return RayJobsBackend({t: TierTarget(cluster.dashboard_url, {"suanli.io/tier": t})
+                           for t in ("general", "ai", "hpc", "edge")})  # fmt: skip
+
+
+def start_service(cluster: LocalRayCluster, workdir: Path) -> ServiceProcess:
+    config = workdir / "scheduler.toml"
+    config.write_text(
+        f'[ray]\naddress = "{cluster.dashboard_url}"\n'
+        f'[policy.quotas.{QUOTA_ORG}.general]\njobs = 1\n'
+    )  # fmt: skip
+    return ServiceProcess(f"sqlite:///{workdir / 'suanli.db'}", workdir, scheduler_config=str(config),
+                          dispatch_interval_seconds="0.3").start()  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def service(ray_cluster: LocalRayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """The service with the scheduler configured for the session's Ray cluster."""
+    process = start_service(ray_cluster, tmp_path_factory.mktemp("jobs-service"))
+    yield process
+    process.stop()
+
+
+def job_doc(klass: str, command: str, **extra: Any) -> dict[str, Any]:
+    return {"name": extra.pop("name", f"{klass}-test"), "class": klass, "entrypoint": command, **extra}
+
+
+def submit(client: httpx.Client, doc: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/v1/jobs", json=doc)
+    assert response.status_code == 201, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def wait_state(client: httpx.Client, job_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def reached() -> bool:
+        seen.update(client.get(f"/v1/jobs/{job_id}").json())
+        return seen["state"] in states
+
+    wait_for(reached, timeout, f"job {job_id} in {states} (last: {seen.get('state')}: {seen.get('reason')})")
+    return seen
+
+
+def tier_nodes(cluster: LocalRayCluster, tier: str) -> set[str]:
+    return {n.node_id for n in backend_for(cluster).nodes(tier)}
+
+
+def test_each_class_runs_on_the_tier_its_policy_names(service: ServiceProcess, ray_cluster: LocalRayCluster) -> None:
+    """general, hpc, ai (1 GPU), edge (region 440106) and in-memory jobs all succeed, each with its driver on a
+    node of the tier the default policy names; the job says where and why."""
+    cases = {
+        "general": (job_doc("general", "echo general"), "general"),
+        "hpc": (job_doc("hpc", "echo hpc"), "hpc"),
+        "ai": (job_doc("ai", "echo ai", resources={"gpus": 1}), "ai"),
+        "edge": (job_doc("edge", "echo edge", region="440106"), "edge"),
+        "in-memory": (job_doc("in-memory", "echo mem", resources={"memory_bytes": 64 * 2**20}), None),
+    }
+    with service.client() as client:
+        submitted = {k: submit(client, doc)["job_id"] for k, (doc, _) in cases.items()}
+        for klass, job_id in submitted.items():
+            job = wait_state(client, job_id, {"succeeded", "failed"}, timeout=90)
+            assert job["state"] == "succeeded", job
+            expected = cases[klass][1] or job["tier"]
+            assert job["tier"] == expected
+            assert job["driver_node_id"] in tier_nodes(ray_cluster, expected), job
+            assert job["node_ids"] == [job["driver_node_id"]]
+            assert f"on {expected} node" in job["events"][1]["reason"]
+            assert [e["state"] for e in job["events"]] == ["queued", "dispatching", "running", "succeeded"]
+            assert job["exit_code"] == 0
+            assert klass.split("-")[0] in client.get(f"/v1/jobs/{job_id}/logs").text
+
+
+def test_impossible_job_is_rejected_at_submission_with_the_reason(service: ServiceProcess) -> None:
+    """8 GPUs per node where the ai raylet has 2, or a gang of 3 hpc nodes where there are 2: 422 with the
+    reason, and nothing is stored."""
+    with service.client() as client:
+        before = client.get("/v1/jobs").json()["items"]
+        for doc, words in [
+            (job_doc("ai", "train", resources={"gpus": 8}), "8 GPUs"),
+            (job_doc("hpc", "mpirun", resources={"nodes": 3}), "0 of 2 node(s) big enough"),
+        ]:
+            response = client.post("/v1/jobs", json=doc)
+            assert response.status_code == 422, response.text
+            assert response.json()["title"] == "Job rejected"
+            assert words in response.json()["detail"] or "big enough" in response.json()["detail"]
+        assert client.get("/v1/jobs").json()["items"] == before
+
+
+def test_full_tier_queues_then_drains_in_priority_order(service: ServiceProcess) -> None:
+    """The edge tier has one CPU: while a blocker runs, jobs of priority 0, 9 and 5 wait (saying why, in
+    places 1-3 by priority) and then run one at a time in the order 9, 5, 0."""
+    with service.client() as client:
+        blocker = submit(client, job_doc("edge", "sleep 4", resources={"cpus": 1}))
+        wait_state(client, blocker["job_id"], {"running"})
+        ids = {p: submit(client, job_doc("edge", f"echo p{p}", priority=p, resources={"cpus": 1}))["job_id"]
+               for p in (0, 9, 5)}  # fmt: skip
+        time.sleep(1.0)  # a dispatcher step or more
+        waiting = {p: client.get(f"/v1/jobs/{i}").json() for p, i in ids.items()}
+        assert {p: j["state"] for p, j in waiting.items()} == {0: "queued", 9: "queued", 5: "queued"}
+        assert {p: j["position"] for p, j in waiting.items()} == {9: 1, 5: 2, 0: 3}
+        assert all("waits for edge" in j["reason"] for j in waiting.values())
+        done = {p: wait_state(client, i, {"succeeded"}, timeout=90) for p, i in ids.items()}
+    order = sorted(done, key=lambda p: done[p]["started_at"])
+    assert order == [9, 5, 0]
+
+
+def test_quota_holds_while_other_organisations_run(service: ServiceProcess) -> None:
+    """The `capped` organisation may run one general job at a time (the file's quota): its second job waits for
+    quota while the first runs, then runs."""
+    with service.client() as client:
+        first = submit(client, job_doc("general", "sleep 3", organisation=QUOTA_ORG))
+        wait_state(client, first["job_id"], {"running"})
+        second = submit(client, job_doc("general", "echo second", organisation=QUOTA_ORG))
+        time.sleep(1.0)
+        held = client.get(f"/v1/jobs/{second['job_id']}").json()
+        assert held["state"] == "queued"
+        assert "quota" in held["reason"]
+        finished = wait_state(client, second["job_id"], {"succeeded"}, timeout=60)
+        first_done = client.get(f"/v1/jobs/{first['job_id']}").json()
+    assert finished["started_at"] >= first_done["finished_at"]
+
+
+def test_time_limit_stops_the_job_and_marks_it_failed_so(service: ServiceProcess) -> None:
+    """A `sleep 120` with a 3 s limit is stopped by the dispatcher and recorded failed, saying why."""
+    with service.client() as client:
+        job = submit(client, job_doc("general", "sleep 120", time_limit_seconds=3))
+        ended = wait_state(client, job["job_id"], {"succeeded", "failed", "cancelled"}, timeout=60)
+    assert ended["state"] == "failed"
+    assert "time limit of 3 s" in ended["reason"]
+
+
+def test_failing_job_is_retried_then_fails_with_its_exit_code(service: ServiceProcess,
+                                                             ray_cluster: LocalRayCluster) -> None:  # fmt: skip
+    """`exit 3` with one retry: it runs twice (two Ray submissions), then fails saying exit code 3."""
+    with service.client() as client:
+        job = submit(client, job_doc("general", "sh -c 'echo trying; exit 3'", max_retries=1))
+        ended = wait_state(client, job["job_id"], {"succeeded", "failed"}, timeout=90)
+    assert ended["state"] == "failed"
+    assert ended["exit_code"] == 3
+    assert "exit code 3" in ended["reason"]
+    assert ended["attempt"] == 1
+    states = [e["state"] for e in ended["events"]]
+    assert states.count("dispatching") == 2
+    assert "retry 1 of 1" in " ".join(e["reason"] for e in ended["events"])
+    submissions = [s for s in backend_for(ray_cluster).jobs("general") if s.startswith(job["job_id"])]
+    assert sorted(submissions) == [f"{job['job_id']}-0", f"{job['job_id']}-1"]
+
+
+def test_cancel_works_while_queued_and_while_running_and_not_after_the_end(service: ServiceProcess) -> None:
+    """A queued job (edge full) is cancelled at once; a running one is stopped on Ray and then recorded
+    cancelled; cancelling a finished job answers 409."""
+    with service.client() as client:
+        running = submit(client, job_doc("edge", "sleep 60", resources={"cpus": 1}))
+        wait_state(client, running["job_id"], {"running"})
+        queued = submit(client, job_doc("edge", "echo never", resources={"cpus": 1}))
+        answer = client.post(f"/v1/jobs/{queued['job_id']}/cancel").json()
+        assert answer["state"] == "cancelled"
+        client.post(f"/v1/jobs/{running['job_id']}/cancel").raise_for_status()
+        stopped = wait_state(client, running["job_id"], {"cancelled", "failed", "succeeded"}, timeout=60)
+        assert stopped["state"] == "cancelled"
+        again = client.post(f"/v1/jobs/{running['job_id']}/cancel")
+        assert again.status_code == 409
+        assert client.get(f"/v1/jobs/{queued['job_id']}").json()["submission_id"] is None  # never reached Ray
+
+
+def test_a_user_sees_and_cancels_only_its_own_jobs(service: ServiceProcess) -> None:
+    """User B cannot see (404) or cancel (404) user A's job nor list it; an operator sees both."""
+    with service.client() as admin:
+        tokens = {name: admin.post("/v1/tokens", json={"name": name, "role": role}).json()["token"]
+                  for name, role in (("alice", "user"), ("bob", "user"), ("ops", "operator"))}  # fmt: skip
+    with service.client(tokens["alice"]) as alice, service.client(tokens["bob"]) as bob:
+        job = submit(alice, job_doc("general", "echo mine"))
+        assert job["owner"] == "alice"
+        assert bob.get(f"/v1/jobs/{job['job_id']}").status_code == 404
+        assert bob.post(f"/v1/jobs/{job['job_id']}/cancel").status_code == 404
+        assert job["job_id"] not in {j["job_id"] for j in bob.get("/v1/jobs").json()["items"]}
+        assert job["job_id"] in {j["job_id"] for j in alice.get("/v1/jobs").json()["items"]}
+    with service.client(tokens["ops"]) as ops:
+        assert ops.get(f"/v1/jobs/{job['job_id']}").status_code == 200
+
+
+def test_tiers_show_capacity_free_and_jobs(service: ServiceProcess) -> None:
+    """`GET /v1/tiers`: every tier served and reachable, with Ray's CPUs (2 hpc raylets of 2 CPUs = 4) and
+    the ai raylet's 2 logical GPUs."""
+    with service.client() as client:
+        tiers = {t["tier"]: t for t in client.get("/v1/tiers").json()["tiers"]}
+    assert all(t["served"] and t["reachable"] for t in tiers.values())
+    assert tiers["hpc"]["nodes"] == 2
+    assert tiers["hpc"]["capacity"]["cpus"] == 4
+    assert tiers["ai"]["capacity"]["gpus"] == 2
+
+
+def test_dispatcher_killed_mid_dispatch_and_restarted_runs_each_job_exactly_once(
+    ray_cluster: LocalRayCluster, tmp_path: Path
+) -> None:
+    """Two crash points, made exact by editing the database while the service is down: a job recorded
+    `dispatching` that never reached Ray (killed between the write and the submit), and one Ray is already
+    running (killed after the submit). After a restart both succeed, and Ray holds exactly one submission each."""
+    service = start_service(ray_cluster, tmp_path)
+    backend = backend_for(ray_cluster)
+    try:
+        with service.client() as client:
+            never_sent = submit(client, job_doc("general", "echo resumed", name="never-sent"))["job_id"]
+            already = submit(client, job_doc("general", "sleep 3; echo followed", name="already-sent"))["job_id"]
+            wait_state(client, already, {"running"})
+    finally:
+        service.proc.kill()  # type: ignore[union-attr]  # SIGKILL: no clean shutdown
+        service.proc.wait()  # type: ignore[union-attr]
+    # The first job as if the kill came between persisting `dispatching` and calling Ray.
+    db = sqlite3.connect(tmp_path / "suanli.db")
+    with db:
+        state = db.execute("SELECT state, submission_id FROM jobs WHERE job_id = ?", (never_sent,)).fetchone()
+        if state[0] != "queued":  # it may have been dispatched before the kill: undo that on Ray's side too
+            backend.stop(state[1], "general")
+            pytest.skip("the job was dispatched before the kill; the crash point could not be staged")
+        db.execute(
+            "UPDATE jobs SET state='dispatching', tier='general', node_ids=?, submission_id=?, dispatched_at="
+            "submitted_at, reason='staged crash' WHERE job_id=?",
+            (json.dumps([next(iter(tier_nodes(ray_cluster, "general")))]), f"{never_sent}-0", never_sent),
+        )
+    db.close()
+    assert backend.status(f"{never_sent}-0", "general").state.value == "MISSING"
+    service.start()
+    try:
+        with service.client() as client:
+            for job_id in (never_sent, already):
+                job = wait_state(client, job_id, {"succeeded", "failed"}, timeout=90)
+                assert job["state"] == "succeeded", job
+    finally:
+        service.stop()
+    submissions = backend.jobs("general")
+    for job_id in (never_sent, already):
+        assert [s for s in submissions if s.startswith(job_id)] == [f"{job_id}-0"]
+
+
+def test_cli_submits_follows_and_cancels(service: ServiceProcess, tmp_path: Path,
+                                         run_cli: Callable[..., Any]) -> None:  # fmt: skip
+    """`suanli submit -- CMD` queues a job whose entrypoint is the command verbatim; `job`, `logs`, `jobs`,
+    `tiers` and `cancel` show and change it."""
+    token = tmp_path / "token"
+    token.write_text(service.admin_token)
+    flags = ["--server", service.url, "--token-file", str(token)]
+    out = run_cli("submit", "--class", "general", "--time-limit", "1m", *flags, "--json", "--", "sh", "-c",
+                  "echo 'quoted $HOME' | tr a-z A-Z")  # fmt: skip
+    job = json.loads(out)
+    assert job["spec"]["entrypoint"] == "sh -c 'echo '\"'\"'quoted $HOME'\"'\"' | tr a-z A-Z'"
+    with service.client() as client:
+        wait_state(client, job["job_id"], {"succeeded"})
+    assert "QUOTED $HOME" in run_cli("logs", job["job_id"], *flags)
+    assert "succeeded" in run_cli("job", job["job_id"], *flags)
+    assert job["job_id"] in run_cli("jobs", *flags)
+    assert "hpc" in run_cli("tiers", *flags)
+    later = json.loads(run_cli("submit", "--class", "edge", "--cpus", "1", *flags, "--json", "--", "sleep", "30"))
+    assert "cancel" in run_cli("cancel", later["job_id"], *flags)
