@@ -175,39 +175,57 @@ def render_tiers(doc: dict[str, Any]) -> str:
                         "census nodes"])  # fmt: skip
 
 
+def _dump(doc: object) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def _submit(client: SuanliClient, args: argparse.Namespace) -> None:
+    job = client.submit(spec_from(args))
+    print(_dump(job) if args.json else f"submitted {job['job_id']} ({job['class']}): {job['state']}; follow it "
+          f"with `suanli job {job['job_id']}`")  # fmt: skip
+
+
+def _jobs(client: SuanliClient, args: argparse.Namespace) -> None:
+    page = client.jobs(state=args.state, **{"class": args.klass}, tier=args.tier, limit=args.limit)
+    headers = ["job", "name", "class", "state", "tier", "owner", "submitted (UTC)", "reason"]
+    print(_dump(page) if args.json else table([_line(j) for j in page["items"]], headers))
+
+
+def _job(client: SuanliClient, args: argparse.Namespace) -> None:
+    job = client.job(args.job_id)
+    print(_dump(job) if args.json else render_job(job))
+
+
+def _logs(client: SuanliClient, args: argparse.Namespace) -> None:
+    if not args.follow:
+        sys.stdout.write(client.logs(args.job_id))
+        return
+    for chunk in client.follow_logs(args.job_id):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+
+def _cancel(client: SuanliClient, args: argparse.Namespace) -> None:
+    job = client.cancel(args.job_id)
+    if job["state"] == "cancelled":
+        print(f"{job['job_id']}: cancelled")
+    else:
+        print(f"{job['job_id']}: cancel requested; stopping it on Ray (now {job['state']})")
+
+
+def _tiers(client: SuanliClient, args: argparse.Namespace) -> None:
+    doc = client.tiers()
+    print(_dump(doc) if args.json else render_tiers(doc))
+
+
+HANDLERS: dict[str, Callable[[SuanliClient, argparse.Namespace], None]] = {
+    "submit": _submit, "jobs": _jobs, "job": _job, "logs": _logs, "cancel": _cancel, "tiers": _tiers,
+}  # fmt: skip
+COMMANDS = tuple(HANDLERS)
+
+
 def run(args: argparse.Namespace, client_for: ClientFactory) -> int:
     """Run one job command; returns the exit code."""
     with client_for(args) as client:
-        command = args.command
-        if command == "submit":
-            job = client.submit(spec_from(args))
-            print(json.dumps(job, indent=2, ensure_ascii=False) if args.json else
-                  f"submitted {job['job_id']} ({job['class']}): {job['state']}; follow it with "
-                  f"`suanli job {job['job_id']}`")  # fmt: skip
-        elif command == "jobs":
-            page = client.jobs(state=args.state, **{"class": args.klass}, tier=args.tier, limit=args.limit)
-            if args.json:
-                print(json.dumps(page, indent=2, ensure_ascii=False))
-            else:
-                headers = ["job", "name", "class", "state", "tier", "owner", "submitted (UTC)", "reason"]
-                print(table([_line(j) for j in page["items"]], headers))
-        elif command == "job":
-            job = client.job(args.job_id)
-            print(json.dumps(job, indent=2, ensure_ascii=False) if args.json else render_job(job))
-        elif command == "logs":
-            if args.follow:
-                for chunk in client.follow_logs(args.job_id):
-                    sys.stdout.write(chunk)
-                    sys.stdout.flush()
-            else:
-                sys.stdout.write(client.logs(args.job_id))
-        elif command == "cancel":
-            job = client.cancel(args.job_id)
-            print(f"{job['job_id']}: {job['state']}" + ("" if job["state"] == "cancelled" else " (stopping on Ray)"))
-        else:
-            doc = client.tiers()
-            print(json.dumps(doc, indent=2) if args.json else render_tiers(doc))
+        HANDLERS[args.command](client, args)
     return 0
-
-
-COMMANDS = ("submit", "jobs", "job", "logs", "cancel", "tiers")

@@ -8,16 +8,21 @@ checks what Ray did (the node a job's driver ran on, its exit code, its submissi
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from api import job_store
+from api.db.engine import make_engine
+from api.job_store import SqlJobStore
+from census_agent.models import Tier
 from scheduler.local_cluster import LocalRayCluster
+from scheduler.models import JobSpec
 from scheduler.ray_backend import RayJobsBackend, TierTarget
 from tests.servers import wait_for
 from tests.service import ServiceProcess
@@ -36,7 +41,7 @@ def start_service(cluster: LocalRayCluster, workdir: Path) -> ServiceProcess:
     config = workdir / "scheduler.toml"
     config.write_text(
         f'[ray]\naddress = "{cluster.dashboard_url}"\n'
-        f'[policy.quotas.{QUOTA_ORG}.general]\njobs = 1\n'
+        f'[policy.quotas.{QUOTA_ORG}.hpc]\njobs = 1\n'
     )  # fmt: skip
     return ServiceProcess(f"sqlite:///{workdir / 'suanli.db'}", workdir, scheduler_config=str(config),
                           dispatch_interval_seconds="0.3").start()  # fmt: skip
@@ -136,19 +141,27 @@ def test_full_tier_queues_then_drains_in_priority_order(service: ServiceProcess)
 
 
 def test_quota_holds_while_other_organisations_run(service: ServiceProcess) -> None:
-    """The `capped` organisation may run one general job at a time (the file's quota): its second job waits for
-    quota while the first runs, then runs."""
+    """The `capped` organisation may run one hpc job at a time (the file's quota): its second job waits for quota
+    while the first runs although an hpc node is free, then runs; another organisation's job starts at once."""
     with service.client() as client:
-        first = submit(client, job_doc("general", "sleep 3", organisation=QUOTA_ORG))
+        first = submit(client, job_doc("hpc", "sleep 10", organisation=QUOTA_ORG))
         wait_state(client, first["job_id"], {"running"})
-        second = submit(client, job_doc("general", "echo second", organisation=QUOTA_ORG))
+        second = submit(client, job_doc("hpc", "echo second", organisation=QUOTA_ORG))
+        other = submit(client, job_doc("hpc", "echo other", organisation="uncapped"))
         time.sleep(1.0)
         held = client.get(f"/v1/jobs/{second['job_id']}").json()
         assert held["state"] == "queued"
         assert "quota" in held["reason"]
+        other_started = wait_state(client, other["job_id"], {"running", "succeeded"})["started_at"]
+        assert other_started < first_done_at(client, first)
         finished = wait_state(client, second["job_id"], {"succeeded"}, timeout=60)
         first_done = client.get(f"/v1/jobs/{first['job_id']}").json()
     assert finished["started_at"] >= first_done["finished_at"]
+
+
+def first_done_at(client: httpx.Client, job: dict[str, Any]) -> str:
+    """When `job` finished (waiting for it)."""
+    return str(wait_state(client, job["job_id"], {"succeeded"}, timeout=60)["finished_at"])
 
 
 def test_time_limit_stops_the_job_and_marks_it_failed_so(service: ServiceProcess) -> None:
@@ -224,32 +237,27 @@ def test_tiers_show_capacity_free_and_jobs(service: ServiceProcess) -> None:
 def test_dispatcher_killed_mid_dispatch_and_restarted_runs_each_job_exactly_once(
     ray_cluster: LocalRayCluster, tmp_path: Path
 ) -> None:
-    """Two crash points, made exact by editing the database while the service is down: a job recorded
-    `dispatching` that never reached Ray (killed between the write and the submit), and one Ray is already
-    running (killed after the submit). After a restart both succeed, and Ray holds exactly one submission each."""
+    """Two crash points. One job is running on Ray when the service is killed (SIGKILL). The other is left
+    exactly as a kill between the dispatcher's two acts leaves it: while the service is down, the real store
+    code queues it and records it `dispatching` (decision persisted), and Ray is never called. After a restart
+    both succeed, and Ray holds exactly one submission of each."""
     service = start_service(ray_cluster, tmp_path)
     backend = backend_for(ray_cluster)
     try:
         with service.client() as client:
-            never_sent = submit(client, job_doc("general", "echo resumed", name="never-sent"))["job_id"]
             already = submit(client, job_doc("general", "sleep 3; echo followed", name="already-sent"))["job_id"]
             wait_state(client, already, {"running"})
     finally:
         service.proc.kill()  # type: ignore[union-attr]  # SIGKILL: no clean shutdown
         service.proc.wait()  # type: ignore[union-attr]
-    # The first job as if the kill came between persisting `dispatching` and calling Ray.
-    db = sqlite3.connect(tmp_path / "suanli.db")
-    with db:
-        state = db.execute("SELECT state, submission_id FROM jobs WHERE job_id = ?", (never_sent,)).fetchone()
-        if state[0] != "queued":  # it may have been dispatched before the kill: undo that on Ray's side too
-            backend.stop(state[1], "general")
-            pytest.skip("the job was dispatched before the kill; the crash point could not be staged")
-        db.execute(
-            "UPDATE jobs SET state='dispatching', tier='general', node_ids=?, submission_id=?, dispatched_at="
-            "submitted_at, reason='staged crash' WHERE job_id=?",
-            (json.dumps([next(iter(tier_nodes(ray_cluster, "general")))]), f"{never_sent}-0", never_sent),
-        )
-    db.close()
+    engine = make_engine(f"sqlite:///{tmp_path / 'suanli.db'}")
+    spec = JobSpec.model_validate(job_doc("general", "echo resumed", name="never-sent"))
+    with engine.begin() as conn:
+        never_sent = job_store.create(conn, spec, "admin", datetime.now(tz=UTC), "queued")
+    node = next(iter(tier_nodes(ray_cluster, "general")))
+    assert SqlJobStore(engine).dispatch(never_sent, attempt=0, tier=Tier.GENERAL, node_ids=[node],
+                                        submission_id=f"{never_sent}-0", reason="staged", now=time.time())  # fmt: skip
+    engine.dispose()
     assert backend.status(f"{never_sent}-0", "general").state.value == "MISSING"
     service.start()
     try:
