@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from census_agent.models import Tier
+from scheduler import gang
 from scheduler.models import JobSpec, JobState, NodeView, QueuedJob, RunningJob
 from scheduler.policy import Policy
 from scheduler.queue import Plan, Wait, net_of_running, overdue, plan
@@ -204,10 +205,16 @@ class Dispatcher:
             runtime_env["env_vars"] = dict(env.env_vars)
         if env.pip:
             runtime_env["pip"] = list(env.pip)
+        entrypoint, cpus, gpus, memory = spec.entrypoint, r.cpus, float(r.gpus), r.memory_bytes
+        if r.nodes > 1:
+            # A gang: its entrypoint reserves the nodes with a STRICT_SPREAD placement group, then runs the command
+            # (scheduler.gang); the group holds the resources, so the entrypoint itself asks for none.
+            entrypoint = gang.command_line(spec.entrypoint, r.cpus, r.gpus, r.memory_bytes, node_ids)
+            cpus, gpus, memory = 0.0, 0.0, 0
         try:
             self.backend.submit(
-                job_id=submission_id, tier=tier.value, entrypoint=spec.entrypoint, cpus=r.cpus, gpus=r.gpus,
-                memory_bytes=r.memory_bytes, runtime_env=runtime_env or None,
+                job_id=submission_id, tier=tier.value, entrypoint=entrypoint, cpus=cpus, gpus=gpus,
+                memory_bytes=memory, runtime_env=runtime_env or None,
                 metadata={"suanli_job": submission_id.rsplit("-", 1)[0], "name": spec.name},
                 node_id=node_ids[0],
             )  # fmt: skip

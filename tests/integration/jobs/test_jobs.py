@@ -106,6 +106,23 @@ def test_each_class_runs_on_the_tier_its_policy_names(service: ServiceProcess, r
             assert klass.split("-")[0] in client.get(f"/v1/jobs/{job_id}/logs").text
 
 
+def test_hpc_gang_reserves_distinct_hpc_nodes_with_a_placement_group(service: ServiceProcess,
+                                                                     ray_cluster: LocalRayCluster) -> None:  # fmt: skip
+    """A 2-node hpc job runs once its STRICT_SPREAD placement group holds one bundle on each hpc raylet: the
+    command sees both node ids in SUANLI_GANG_NODES, and they are the job's two nodes."""
+    with service.client() as client:
+        job = submit(client, job_doc("hpc", 'echo "gang of $SUANLI_GANG_SIZE: $SUANLI_GANG_NODES"',
+                                     resources={"cpus": 1, "nodes": 2}))  # fmt: skip
+        done = wait_state(client, job["job_id"], {"succeeded", "failed"}, timeout=120)
+        logs = client.get(f"/v1/jobs/{job['job_id']}/logs").text
+    assert done["state"] == "succeeded", (done, logs)
+    hpc = tier_nodes(ray_cluster, "hpc")
+    assert set(done["node_ids"]) == hpc
+    line = next(x for x in logs.splitlines() if x.startswith("gang of 2: "))
+    assert set(line.removeprefix("gang of 2: ").split(",")) == hpc
+    assert done["spec"]["entrypoint"].startswith("echo")  # the user's command is stored as given
+
+
 def test_impossible_job_is_rejected_at_submission_with_the_reason(service: ServiceProcess) -> None:
     """8 GPUs per node where the ai raylet has 2, or a gang of 3 hpc nodes where there are 2: 422 with the
     reason, and nothing is stored."""
