@@ -1,7 +1,8 @@
-"""`suanli up`, the README's main command: the service and a local agent, stopped together by one Ctrl-C."""
+"""`suanli up`, the README's main command: service, local agent and a Ray raylet per tier, stopped by one Ctrl-C."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,12 +12,29 @@ from pathlib import Path
 import httpx
 import psutil
 
+from scheduler.local_cluster import CLUSTER_ENV
 from tests.servers import free_port, wait_for
 
 
-def test_up_starts_service_and_agent_then_ctrl_c_stops_both(tmp_path: Path) -> None:
-    """Within a minute the census counts this machine (one active node in region 440106, reported by the local
-    agent with its own bound token); SIGINT then stops the agent and the service and `up` exits 0."""
+def ray_clusters() -> dict[str, set[int]]:
+    """Processes of local Ray clusters started by Suanli, by cluster (their SUANLI_RAY_CLUSTER value)."""
+    found: dict[str, set[int]] = {}
+    for proc in psutil.process_iter():
+        try:
+            tag = proc.environ().get(CLUSTER_ENV)
+        except (psutil.Error, OSError):
+            continue
+        if tag:
+            found.setdefault(tag, set()).add(proc.pid)
+    return found
+
+
+def test_up_starts_service_agent_and_ray_tiers_then_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    """`suanli up`: the census counts this machine (one active node in region 440106, reported by the local
+    agent with its own bound token), every tier is served by a raylet of the local Ray cluster, and a job
+    submitted with `suanli submit` runs; SIGINT then stops the agent, the service and every Ray process it
+    started (and no other), and `up` exits 0."""
+    before = set(ray_clusters())
     port = free_port()
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
@@ -27,7 +45,7 @@ def test_up_starts_service_and_agent_then_ctrl_c_stops_both(tmp_path: Path) -> N
     )  # fmt: skip
     try:
         token_file = data / "admin.token"
-        wait_for(token_file.exists, 60, "the admin token file")
+        wait_for(token_file.exists, 240, "the admin token file (written once Ray's tiers and the service are up)")
 
         def census_nodes() -> int:
             try:
@@ -43,11 +61,34 @@ def test_up_starts_service_and_agent_then_ctrl_c_stops_both(tmp_path: Path) -> N
         assert nodes[0]["region_code"] == "440106"
         tokens = httpx.get(f"http://127.0.0.1:{port}/v1/tokens", headers=headers, timeout=5).json()
         assert any(t["role"] == "agent" and t["node_id"] == nodes[0]["node_id"] for t in tokens)
+        tiers = httpx.get(f"http://127.0.0.1:{port}/v1/tiers", headers=headers, timeout=10).json()["tiers"]
+        assert {t["tier"]: (t["served"], t["reachable"], t["nodes"]) for t in tiers} == {
+            tier: (True, True, 1) for tier in ("general", "ai", "hpc", "edge")
+        }
+        submitted = subprocess.run(
+            [sys.executable, "-m", "api.cli", "submit", "--class", "general", "--server", f"http://127.0.0.1:{port}",
+             "--token-file", str(token_file), "--json", "--", "echo", "hello from up"],
+            capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        job_id = json.loads(submitted.stdout)["job_id"]
+
+        def job_state() -> str:
+            return str(
+                httpx.get(f"http://127.0.0.1:{port}/v1/jobs/{job_id}", headers=headers, timeout=5).json()["state"]
+            )
+
+        wait_for(lambda: job_state() == "succeeded", 90, "the job submitted to `suanli up`")
+        mine = {tag: pids for tag, pids in ray_clusters().items() if tag not in before}
+        assert len(mine) == 1, mine
+        ray_pids = next(iter(mine.values()))
+        others = {tag: pids for tag, pids in ray_clusters().items() if tag in before}
         children = psutil.Process(up.pid).children()
         assert len(children) == 2
         up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=60) == 0
+        assert up.wait(timeout=90) == 0
         assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        assert not [p for p in ray_pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        assert all(psutil.pid_exists(p) for pids in others.values() for p in pids)  # nothing else stopped
     finally:
         if up.poll() is None:  # the test failed: stop what `up` started (they run in sessions of their own)
             for child in psutil.Process(up.pid).children():
@@ -55,4 +96,4 @@ def test_up_starts_service_and_agent_then_ctrl_c_stops_both(tmp_path: Path) -> N
             up.kill()
             up.wait()
         log.close()
-    assert "stopped the agent and the service" in (tmp_path / "up.log").read_text()
+    assert "stopped the agent and the service and the Ray cluster" in (tmp_path / "up.log").read_text()
