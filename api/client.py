@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,9 +108,20 @@ class SuanliClient:
 
     # --- jobs ------------------------------------------------------------------------------------------------
 
-    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """``POST /v1/jobs`` with a job document (`scheduler.models.JobSpec`: name, class, entrypoint, ...)."""
-        result: dict[str, Any] = self._call("POST", "/v1/jobs", json=spec).json()
+    def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """``POST /v1/jobs`` with a job document (`scheduler.models.JobSpec`: name, class, entrypoint, ...).
+
+        The submission is retried once on a lost connection; with an `idempotency_key` (one is made if not
+        given) the retry returns the job already queued instead of queueing it twice."""
+        key = idempotency_key or uuid.uuid4().hex
+        headers = {"Idempotency-Key": key}
+        try:
+            response = self._call("POST", "/v1/jobs", json=spec, headers=headers)
+        except ApiError as exc:
+            if exc.status != 0:
+                raise
+            response = self._call("POST", "/v1/jobs", json=spec, headers=headers)
+        result: dict[str, Any] = response.json()
         return result
 
     def jobs(self, **filters: str | int | None) -> dict[str, Any]:

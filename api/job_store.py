@@ -42,7 +42,15 @@ def new_job_id() -> str:
     return "job-" + uuid.uuid4().hex[:16]
 
 
-def create(conn: Connection, spec: JobSpec, owner: str, now: datetime, reason: str) -> str:
+def by_key(conn: Connection, owner: str, key: str) -> tuple[str, str] | None:
+    """The (job id, spec JSON) `owner` submitted under idempotency key `key`, if any."""
+    row = conn.execute(
+        select(jobs.c.job_id, jobs.c.spec).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def create(conn: Connection, spec: JobSpec, owner: str, now: datetime, reason: str, *, key: str | None = None) -> str:
     """Store a new queued job and its first event; returns its id."""
     job_id = new_job_id()
     home = None
@@ -51,7 +59,7 @@ def create(conn: Connection, spec: JobSpec, owner: str, now: datetime, reason: s
             job_id=job_id, name=spec.name, workload_class=spec.workload_class.value, owner=owner,
             organisation=spec.organisation, priority=spec.priority, spec=spec.model_dump_json(),
             state=JobState.QUEUED.value, reason=reason, position=None, tier=home, node_ids=None, attempt=0,
-            submitted_at=now,
+            submitted_at=now, idempotency_key=key,
         )
     )  # fmt: skip
     conn.execute(job_events.insert().values(job_id=job_id, at=now, state=JobState.QUEUED.value, reason=reason))

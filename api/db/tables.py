@@ -168,7 +168,10 @@ jobs = Table(
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Index("ix_jobs_state_priority", "state", "priority"),
+    # A client's key for this submission (header Idempotency-Key): a retried POST returns the same job.
+    Column("idempotency_key", String(128), nullable=True),
     Index("ix_jobs_owner_submitted", "owner", "submitted_at"),
+    UniqueConstraint("owner", "idempotency_key"),
 )
 
 # Every state change of every job, written before the dispatcher acts on it.

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
@@ -50,8 +50,14 @@ def _visible(conn: Connection, job_id: str, principal: Principal) -> dict[str, A
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
         "schema": JobSpec.model_json_schema(by_alias=True)}}}},
 )  # fmt: skip
-async def submit(request: Request, principal: JobUser, state: State) -> dict[str, Any]:
-    """Validate the job, refuse it at once if no tier could ever run it, else queue it (201, the job)."""
+async def submit(request: Request, response: Response, principal: JobUser, state: State,
+                 idempotency_key: Annotated[str | None, Header(max_length=128, pattern=r"^[\x21-\x7e]+$")] = None,
+                 ) -> dict[str, Any]:  # fmt: skip
+    """Validate the job, refuse it at once if no tier could ever run it, else queue it (201, the job).
+
+    With an ``Idempotency-Key`` header, a retry of the same submission (same key, same body, same token name)
+    answers 200 with the job already queued instead of queueing another; the same key with another body is 409.
+    """
     scheduling = _scheduling(state)
     try:
         spec = JobSpec.model_validate_json(await request.body())
@@ -65,17 +71,28 @@ async def submit(request: Request, principal: JobUser, state: State) -> dict[str
     if refusal is not None:
         raise JobRejected(refusal)
 
-    def store() -> dict[str, Any]:
+    def store() -> tuple[dict[str, Any], bool]:
         now = datetime.now(tz=UTC)
+        created = True
         with state.ingestor.write_lock, state.engine.begin() as conn:
-            job_id = job_store.create(conn, spec, principal.name, now, "queued: waiting for the dispatcher")
+            earlier = job_store.by_key(conn, principal.name, idempotency_key) if idempotency_key else None
+            if earlier is not None:
+                job_id, created = earlier[0], False
+                if JobSpec.model_validate_json(earlier[1]) != spec:
+                    raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for another job ({job_id})")
+            else:
+                job_id = job_store.create(conn, spec, principal.name, now, "queued: waiting for the dispatcher",
+                                          key=idempotency_key)  # fmt: skip
         with state.engine.connect() as conn:
             job = job_store.get(conn, job_id)
         assert job is not None
-        return job
+        return job, created
 
-    job = await run_in_threadpool(store)
-    scheduling.wake()
+    job, created = await run_in_threadpool(store)
+    if created:
+        scheduling.wake()
+    else:
+        response.status_code = 200
     return job
 
 

@@ -42,7 +42,9 @@ def upgrade() -> None:
         sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=128), nullable=True),
         sa.PrimaryKeyConstraint("job_id", name=op.f("pk_jobs")),
+        sa.UniqueConstraint("owner", "idempotency_key", name=op.f("uq_jobs_owner")),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index("ix_jobs_owner_submitted", ["owner", "submitted_at"], unique=False)

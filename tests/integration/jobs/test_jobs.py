@@ -240,6 +240,24 @@ def test_a_user_sees_and_cancels_only_its_own_jobs(service: ServiceProcess) -> N
         assert ops.get(f"/v1/jobs/{job['job_id']}").status_code == 200
 
 
+def test_a_retried_submission_with_the_same_idempotency_key_queues_one_job(service: ServiceProcess) -> None:
+    """The same POST twice with one Idempotency-Key: 201 then 200 with the same job, one job stored; the key
+    with another body is 409; another user's identical key is their own."""
+    doc = job_doc("edge", "sleep 1", resources={"cpus": 0.5}, name="idempotent")
+    with service.client() as client:
+        first = client.post("/v1/jobs", json=doc, headers={"Idempotency-Key": "submit-42"})
+        again = client.post("/v1/jobs", json=doc, headers={"Idempotency-Key": "submit-42"})
+        other = client.post("/v1/jobs", json={**doc, "entrypoint": "sleep 2"}, headers={"Idempotency-Key": "submit-42"})
+        assert (first.status_code, again.status_code, other.status_code) == (201, 200, 409)
+        assert again.json()["job_id"] == first.json()["job_id"]
+        named = [j for j in client.get("/v1/jobs", params={"limit": 1000}).json()["items"] if j["name"] == "idempotent"]
+        assert len(named) == 1
+        user = client.post("/v1/tokens", json={"name": "carol", "role": "user"}).json()["token"]
+        client.post(f"/v1/jobs/{first.json()['job_id']}/cancel")
+    with service.client(user) as carol:
+        assert carol.post("/v1/jobs", json=doc, headers={"Idempotency-Key": "submit-42"}).status_code == 201
+
+
 def test_tiers_show_capacity_free_and_jobs(service: ServiceProcess) -> None:
     """`GET /v1/tiers`: every tier served and reachable, with Ray's CPUs (2 hpc raylets of 2 CPUs = 4) and
     the ai raylet's 2 logical GPUs."""
