@@ -309,8 +309,8 @@ def test_dispatcher_killed_mid_dispatch_and_restarted_runs_each_job_exactly_once
 
 def test_cli_submits_follows_and_cancels(service: ServiceProcess, tmp_path: Path,
                                          run_cli: Callable[..., Any]) -> None:  # fmt: skip
-    """`suanli submit -- CMD` queues a job whose entrypoint is the command verbatim; `job`, `logs`, `jobs`,
-    `tiers` and `cancel` show and change it."""
+    """`suanli submit -- CMD` queues a job whose entrypoint is the command verbatim; `job`, `logs` (and
+    `logs --follow`), `jobs`, `tiers` and `cancel` show and change it."""
     token = tmp_path / "token"
     token.write_text(service.admin_token)
     flags = ["--server", service.url, "--token-file", str(token)]
@@ -321,6 +321,7 @@ def test_cli_submits_follows_and_cancels(service: ServiceProcess, tmp_path: Path
     with service.client() as client:
         wait_state(client, job["job_id"], {"succeeded"})
     assert "QUOTED $HOME" in run_cli("logs", job["job_id"], *flags)
+    assert "QUOTED $HOME" in run_cli("logs", job["job_id"], "--follow", *flags)  # a finished job's stream ends
     assert "succeeded" in run_cli("job", job["job_id"], *flags)
     assert job["job_id"] in run_cli("jobs", *flags)
     assert "hpc" in run_cli("tiers", *flags)
