@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,13 @@ class SchedulerUnavailable(ServiceError):
 
     status = 503
     title = "Scheduler unavailable"
+
+
+def invalid_body(exc: ValidationError) -> InvalidRequest:
+    """A body that failed its model's validation, as a 422 naming the first bad field (and listing up to 50)."""
+    errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()[:50]]
+    first = errors[0]
+    return InvalidRequest(f"{'.'.join(first['loc']) or 'body'}: {first['msg']}", errors=errors)
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:  # noqa: ANN401

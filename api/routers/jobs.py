@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 from api import job_store
 from api.auth import Principal, Role
 from api.deps import Conn, JobUser, State
-from api.errors import Conflict, InvalidRequest, JobRejected, NotFound, SchedulerUnavailable
+from api.errors import Conflict, InvalidRequest, JobRejected, NotFound, SchedulerUnavailable, invalid_body
 from api.scheduling import Scheduling
 from api.state import ServiceState
 from scheduler.models import JobSpec, JobState, WorkloadClass
@@ -62,9 +62,7 @@ async def submit(request: Request, response: Response, principal: JobUser, state
     try:
         spec = JobSpec.model_validate_json(await request.body())
     except ValidationError as exc:
-        errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()[:50]]
-        first = errors[0]
-        raise InvalidRequest(f"{'.'.join(first['loc']) or 'body'}: {first['msg']}", errors=errors) from None
+        raise invalid_body(exc) from None
     if spec.region is not None and spec.region not in state.regions:
         raise InvalidRequest(f"unknown region code {spec.region!r}: see GET /v1/regions", field="region")
     refusal = await run_in_threadpool(scheduling.refusal, spec)

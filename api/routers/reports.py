@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from api.deps import Reporter, State
-from api.errors import InvalidRequest
+from api.errors import invalid_body
 from census_agent.models import Report
 from census_agent.schema import report_json_schema
 
@@ -31,9 +31,7 @@ async def submit_report(request: Request, principal: Reporter, state: State) -> 
     try:
         report = Report.model_validate_json(body)
     except ValidationError as exc:
-        errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()[:50]]
-        first = errors[0]
-        raise InvalidRequest(f"{'.'.join(first['loc']) or 'body'}: {first['msg']}", errors=errors) from None
+        raise invalid_body(exc) from None
     prepared = state.ingestor.prepare(report, principal, datetime.now(tz=UTC))
     result = await state.ingestor.store(prepared)
     request.state.ingest_outcome = result.outcome

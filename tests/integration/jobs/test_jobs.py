@@ -125,7 +125,7 @@ def test_hpc_gang_reserves_distinct_hpc_nodes_with_a_placement_group(service: Se
 
 def test_impossible_job_is_rejected_at_submission_with_the_reason(service: ServiceProcess) -> None:
     """8 GPUs per node where the ai raylet has 2, or a gang of 3 hpc nodes where there are 2: 422 with the
-    reason, and nothing is stored."""
+    reason; an unknown class, negative CPUs or an unknown region: 422 naming the field; nothing is stored."""
     with service.client() as client:
         before = client.get("/v1/jobs").json()["items"]
         for doc, words in [
@@ -136,6 +136,12 @@ def test_impossible_job_is_rejected_at_submission_with_the_reason(service: Servi
             assert response.status_code == 422, response.text
             assert response.json()["title"] == "Job rejected"
             assert words in response.json()["detail"] or "big enough" in response.json()["detail"]
+        for bad, field in [({"name": "x", "class": "quantum", "entrypoint": "true"}, "class"),
+                           (job_doc("general", "true", resources={"cpus": -1}), "resources.cpus"),
+                           (job_doc("edge", "true", region="999999"), "region")]:  # fmt: skip
+            response = client.post("/v1/jobs", json=bad)
+            assert response.status_code == 422, response.text
+            assert response.json()["detail"].startswith(field) or field in response.json()["detail"]
         assert client.get("/v1/jobs").json()["items"] == before
 
 
