@@ -215,7 +215,8 @@ def test_failing_job_is_retried_then_fails_with_its_exit_code(service: ServicePr
 
 def test_cancel_works_while_queued_and_while_running_and_not_after_the_end(service: ServiceProcess) -> None:
     """A queued job (edge full) is cancelled at once; a running one is stopped on Ray and then recorded
-    cancelled; cancelling a finished job answers 409."""
+    cancelled; cancelling a finished job answers 409; one caught while dispatching (Ray still starting it, about
+    4 s here) is stopped and recorded cancelled too."""
     with service.client() as client:
         running = submit(client, job_doc("edge", "sleep 60", resources={"cpus": 1}))
         wait_state(client, running["job_id"], {"running"})
@@ -227,6 +228,12 @@ def test_cancel_works_while_queued_and_while_running_and_not_after_the_end(servi
         assert stopped["state"] == "cancelled"
         again = client.post(f"/v1/jobs/{running['job_id']}/cancel")
         assert again.status_code == 409
+        dispatching = submit(client, job_doc("general", "sleep 60", resources={"cpus": 0.5}))
+        caught = wait_state(client, dispatching["job_id"], {"dispatching", "running"})
+        assert caught["state"] == "dispatching"  # Ray takes seconds to start it; polled every 50 ms
+        client.post(f"/v1/jobs/{dispatching['job_id']}/cancel").raise_for_status()
+        ended = wait_state(client, dispatching["job_id"], {"cancelled", "failed", "succeeded"}, timeout=60)
+        assert ended["state"] == "cancelled", (caught["state"], ended)
         assert client.get(f"/v1/jobs/{queued['job_id']}").json()["submission_id"] is None  # never reached Ray
 
 
