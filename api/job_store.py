@@ -143,6 +143,16 @@ def counts(conn: Connection) -> dict[tuple[str | None, str], int]:
     return {(tier, state): int(n) for tier, state, n in rows}
 
 
+def finished_counts(conn: Connection) -> dict[tuple[str | None, str], int]:
+    """Jobs per (tier, state) that have ended: succeeded, failed or cancelled (monotonic: rows are kept)."""
+    ended = (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value)
+    rows = conn.execute(
+        select(jobs.c.tier, jobs.c.state, func.count()).where(jobs.c.state.in_(ended))
+        .group_by(jobs.c.tier, jobs.c.state)
+    )  # fmt: skip
+    return {(tier, state): int(n) for tier, state, n in rows}
+
+
 def cancel(conn: Connection, job_id: str, by: str, now: datetime) -> str:
     """Cancel a job: a queued one at once; a dispatched one is marked for the dispatcher to stop. Returns the
     job's state afterwards (a finished job is left as it was)."""

@@ -1,5 +1,6 @@
-"""The service's Prometheus metrics: census gauges read from the rollups at scrape time, ingest counters and
-request latency histograms.  Names follow Prometheus conventions and pass ``promtool check metrics``."""
+"""The service's Prometheus metrics: census gauges read from the rollups and job gauges and counters read from
+the jobs table at scrape time, ingest counters and request latency histograms.  Names follow Prometheus
+conventions and pass ``promtool check metrics``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from api import job_store
 from api.census_query import load_rollups
 from api.db.tables import PRECISION_COLUMNS
 
@@ -45,12 +47,36 @@ class CensusCollector(Collector):
         yield peak
 
 
+class JobsCollector(Collector):
+    """Jobs by tier and state, from the jobs table at scrape time: queue depth, running, and outcomes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the job gauges and the finished-jobs counter."""
+        with self._engine.connect() as conn:
+            live = job_store.counts(conn)
+            ended = job_store.finished_counts(conn)
+        current = GaugeMetricFamily("suanli_jobs", "Jobs queued, dispatching or running, by tier (queued jobs not "
+                                    "yet planned: tier \"none\") and state.", labels=["tier", "state"])  # fmt: skip
+        for (tier, state), n in sorted(live.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+            current.add_metric([tier or "none", state], n)
+        finished = CounterMetricFamily("suanli_jobs_finished", "Jobs that ended, by tier and final state.",
+                                       labels=["tier", "state"])  # fmt: skip
+        for (tier, state), n in sorted(ended.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+            finished.add_metric([tier or "none", state], n)
+        yield current
+        yield finished
+
+
 class ServiceMetrics:
     """The service's registry and its instruments."""
 
     def __init__(self, engine: Engine) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(CensusCollector(engine))
+        self.registry.register(JobsCollector(engine))
         self.reports = Counter("suanli_ingest_reports", "Reports received, by outcome.", ["outcome"],
                                registry=self.registry)  # fmt: skip
         self.latency = Histogram(

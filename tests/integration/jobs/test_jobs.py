@@ -8,6 +8,8 @@ checks what Ray did (the node a job's driver ran on, its exit code, its submissi
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from api import job_store
 from api.db.engine import make_engine
@@ -269,6 +272,31 @@ def test_a_retried_submission_with_the_same_idempotency_key_queues_one_job(servi
         client.post(f"/v1/jobs/{first.json()['job_id']}/cancel")
     with service.client(user) as carol:
         assert carol.post("/v1/jobs", json=doc, headers={"Idempotency-Key": "submit-42"}).status_code == 201
+
+
+def test_job_metrics_pass_promtool_and_count_jobs_by_tier_and_state(service: ServiceProcess) -> None:
+    """`/metrics` carries `suanli_jobs{tier,state}` and `suanli_jobs_finished_total{tier,state}` equal to the
+    jobs the API lists, and `promtool check metrics` accepts it."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian package prometheus) is needed; .ci/run installs it"
+    with service.client() as client:
+        done = submit(client, job_doc("general", "echo counted"))
+        wait_state(client, done["job_id"], {"succeeded"})
+        listed = client.get("/v1/jobs", params={"limit": 1000}).json()["items"]
+        response = client.get("/metrics")
+    check = subprocess.run([promtool, "check", "metrics"], input=response.content, capture_output=True,
+                           timeout=30, check=False)  # fmt: skip
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+    samples = {
+        (s.name, s.labels.get("tier"), s.labels.get("state")): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+        if s.name.startswith("suanli_jobs")
+    }
+    succeeded_general = sum(1 for j in listed if j["state"] == "succeeded" and j["tier"] == "general")
+    assert samples[("suanli_jobs_finished_total", "general", "succeeded")] == succeeded_general >= 1
+    finished = sum(v for (name, _, _), v in samples.items() if name == "suanli_jobs_finished_total")
+    assert finished == sum(1 for j in listed if j["state"] in ("succeeded", "failed", "cancelled"))
 
 
 def test_tiers_show_capacity_free_and_jobs(service: ServiceProcess) -> None:
