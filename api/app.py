@@ -198,7 +198,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app = FastAPI(
         title="Suanli census service",
         version="0.1.0",
-        description=(api_doc or "").strip(),
+        description=(api_doc or "").strip().split("\n\n")[0],  # the first paragraph: for users, not developers
         lifespan=lifespan,
     )
     install_handlers(app)
