@@ -68,6 +68,8 @@ from typing import Any
 
 import psutil
 
+from tests.servers import stop_process
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]  # `-m census_agent.cli` runs this checkout's agent
 REPORTS_PATH = "/v1/reports"
 MIB = 2**20
@@ -255,25 +257,13 @@ def measure(name: str, unit: str, proc: psutil.Process, events: int, step: Calla
 # --- starting and stopping processes ---------------------------------------------------------------------
 
 
-def stop_process(popen: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM, wait `timeout`, then SIGKILL: `popen` is gone when this returns."""
-    if popen.poll() is not None:
-        return
-    popen.terminate()
-    try:
-        popen.wait(timeout)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.wait(timeout)
-
-
 def start_process(
     stack: contextlib.ExitStack, argv: list[str], log_path: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """Start `argv` in the project root with stdout and stderr in `log_path`, stopped when `stack` closes."""
     with log_path.open("ab") as log:
         popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=PROJECT_ROOT)
-    stack.callback(stop_process, popen)
+    stack.callback(stop_process, popen, STOP_TIMEOUT)
     return popen
 
 
@@ -409,7 +399,7 @@ def prime_bytecode(settings: Settings, sink: Sink, workdir: Path) -> dict[str, A
                              env_extra={})  # fmt: skip
         agent.wait_report(settings.warmup_cycles)
         reading = sample(agent.proc)
-        stop_process(agent.popen)
+        stop_process(agent.popen, STOP_TIMEOUT)
     return {
         "rss_mib": reading.rss / MIB,
         "peak_rss_mib": reading.peak_rss / MIB,
@@ -435,7 +425,7 @@ def run_agent(
 
         result = measure(f"agent, {variant}", "cycle", agent.proc, settings.cycles, step)
         log_text = agent.log_since(log_start)
-        stop_process(agent.popen)
+        stop_process(agent.popen, STOP_TIMEOUT)
     received = counts[-1] - start_reports
     if received != settings.cycles:  # a report arrived during a settle pause: per-cycle figures stay right
         result.events = received
@@ -524,7 +514,7 @@ def start_node_exporter(
                 time.sleep(0.1)
                 continue
             return popen, scraper
-        stop_process(popen)
+        stop_process(popen, STOP_TIMEOUT)
     raise BenchmarkError(f"node_exporter did not start; the end of its log:\n{log_tail(log_path)}")
 
 

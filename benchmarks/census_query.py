@@ -34,7 +34,7 @@ from api.db.engine import make_engine, migrate
 from api.db.seed import region_rows, seed_regions
 from api.db.tables import MEASURE_COLUMNS, nodes
 from api.rollups import rebuild
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 TIERS = ("general", "ai", "hpc", "edge")
 STATUSES = ("active", "active", "active", "stale", "offline")
@@ -117,11 +117,7 @@ def measure(size: int, requests: int, work: Path) -> dict[str, Any]:
                     latencies.append(elapsed * 1000)
             counted = response.json()["totals"]["nodes"]
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
     latencies.sort()
     return {
         "nodes": size,

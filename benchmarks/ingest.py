@@ -36,7 +36,7 @@ from api.db.tables import reports
 from census_agent.collectors.inventory import collect_inventory
 from census_agent.models import Labels
 from census_agent.report import ComputeModel, build_report
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "hosts" / "xeon-platinum-8380-2s"
 MARK_ID, MARK_NODE, MARK_SEQ, MARK_TIME = "@@ID@@", "@@NODE@@", "987654321", "@@TIME@@"
@@ -156,11 +156,7 @@ def main() -> int:
             stored = int(conn.execute(select(func.count()).select_from(reports)).scalar_one()) - 1  # minus the probe
         engine.dispose()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
     accepted = ingest["requests"] - ingest["non_2xx"]
     ratio = ingest["requests_per_second"] / noop["requests_per_second"]
     result = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,18 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def stop_process(popen: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM, wait `timeout`, then SIGKILL: `popen` is gone when this returns."""
+    if popen.poll() is not None:
+        return
+    popen.terminate()
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait(timeout)
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from api.client import wait_until_ready
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 
 def _pg_bin(name: str) -> str:
@@ -127,10 +127,5 @@ class ServiceProcess:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
