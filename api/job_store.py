@@ -53,12 +53,11 @@ def by_key(conn: Connection, owner: str, key: str) -> tuple[str, str] | None:
 def create(conn: Connection, spec: JobSpec, owner: str, now: datetime, reason: str, *, key: str | None = None) -> str:
     """Store a new queued job and its first event; returns its id."""
     job_id = new_job_id()
-    home = None
     conn.execute(
         jobs.insert().values(
             job_id=job_id, name=spec.name, workload_class=spec.workload_class.value, owner=owner,
             organisation=spec.organisation, priority=spec.priority, spec=spec.model_dump_json(),
-            state=JobState.QUEUED.value, reason=reason, position=None, tier=home, node_ids=None, attempt=0,
+            state=JobState.QUEUED.value, reason=reason, position=None, tier=None, node_ids=None, attempt=0,
             submitted_at=now, idempotency_key=key,
         )
     )  # fmt: skip

@@ -173,8 +173,9 @@ class Dispatcher:
         nodes = self.cluster(report)
         still = [job for job in self.store.active() if self._follow(job, now, report)]
         holding = [job.holding() for job in still]
-        for job_id in overdue([h for h, j in zip(holding, still, strict=True) if j.state is JobState.RUNNING], now):
-            job = next(j for j in still if j.job_id == job_id)
+        running = {job.job_id: job for job in still if job.state is JobState.RUNNING}
+        for job_id in overdue([h for h in holding if h.job_id in running], now):
+            job = running[job_id]
             if job.stop_state is None:
                 reason = f"stopped: time limit of {job.spec.time_limit_seconds} s reached"
                 if self.store.request_stop(job_id, JobState.FAILED, reason):

@@ -194,7 +194,8 @@ class Pool:
         self.by_tier: dict[Tier, list[int]] = {t: [] for t in Tier}
         for i, n in enumerate(self.nodes):
             self.by_tier[n.tier].append(i)
-        self._cursor: dict[tuple[Any, ...], int] = {}
+        self._cursor: dict[tuple[Any, ...], int] = {}  # first-fit: where a shape's last search found room
+        self._no_room: set[tuple[Any, ...]] = set()  # best-memory-fit: shapes that found no room this pass
 
     def fits_now(self, i: int, r: Resources) -> bool:
         """Whether node `i` has room for one per-node share of `r` now."""
@@ -227,12 +228,12 @@ class Pool:
 
     def best_memory_fit(self, tier: Tier, r: Resources) -> list[int] | None:
         """`r.nodes` nodes of `tier` with room now, those whose free memory exceeds the request least first."""
-        key = ("best", tier, r.cpus, r.gpus, r.memory_bytes)
-        if key in self._cursor:  # this shape found no room earlier in the pass: free capacity only shrinks
+        key = (tier, r.cpus, r.gpus, r.memory_bytes, r.nodes)
+        if key in self._no_room:  # this shape found no room earlier in the pass: free capacity only shrinks
             return None
         fitting = sorted((self.free_memory[i], i) for i in self.by_tier[tier] if self.fits_now(i, r))
         if len(fitting) < r.nodes:
-            self._cursor[key] = 0
+            self._no_room.add(key)
             return None
         return [i for _, i in fitting[: r.nodes]]
 
