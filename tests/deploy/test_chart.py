@@ -1,0 +1,331 @@
+"""The Helm chart, checked with a real helm: lint, render, Kubernetes schemas, and agreement with the code.
+
+Rendered manifests of built-in kinds are validated offline against the Kubernetes OpenAPI schemas that
+`kubernetes_validate` ships (strict: unknown fields are errors), at the chart's oldest supported Kubernetes
+(1.25) and a current one (1.33).  The two CRD kinds it cannot know (KubeRay's RayCluster, the Prometheus
+Operator's ServiceMonitor) are checked by `check_crd_object` below: apiVersion, kind and the fields their
+operators require, not their full schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]  # ships no type information
+import pytest
+
+from api.settings import Settings
+from census_agent.config import AgentConfig, load_config
+from scheduler.config import SchedulerConfig
+from tests.deploy.helm import CHART, FULL_VALUES, NAMESPACE, RELEASE, ROOT, find, helm, template
+
+KUBERNETES_VERSIONS = ("1.25.0", "1.33.0")
+CRD_KINDS = {("ray.io/v1", "RayCluster"), ("monitoring.coreos.com/v1", "ServiceMonitor")}
+TIERS = ("general", "ai", "hpc", "edge")
+VALUE_SETS = {"default": (), "full": ("-f", str(FULL_VALUES))}
+
+
+@pytest.fixture(scope="module")
+def default_docs() -> list[dict[str, Any]]:
+    return template()
+
+
+@pytest.fixture(scope="module")
+def full_docs() -> list[dict[str, Any]]:
+    return template("-f", str(FULL_VALUES))
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(where, pod spec) of every pod template rendered: Deployments, DaemonSets, RayCluster heads and workers."""
+    found = []
+    for doc in docs:
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] in ("Deployment", "DaemonSet"):
+            found.append((name, doc["spec"]["template"]["spec"]))
+        elif doc["kind"] == "RayCluster":
+            found.append((f"{name} head", doc["spec"]["headGroupSpec"]["template"]["spec"]))
+            found += [(f"{name} {g['groupName']}", g["template"]["spec"]) for g in doc["spec"]["workerGroupSpecs"]]
+    return found
+
+
+def container_env(container: dict[str, Any]) -> dict[str, str]:
+    """The container's literal environment, with $(VAR) references expanded; secret/field refs as placeholders."""
+    env: dict[str, str] = {}
+    for item in container.get("env", []):
+        if "value" in item:
+            value = item["value"]
+            for name, known in env.items():
+                value = value.replace(f"$({name})", known)
+            env[item["name"]] = value
+        else:
+            env[item["name"]] = "node-a" if item["name"] == "NODE_NAME" else "from-a-reference"
+    return env
+
+
+def check_crd_object(doc: dict[str, Any]) -> None:
+    """The explicit check for the CRD kinds kubernetes_validate cannot know: what their operators require."""
+    spec = doc["spec"]
+    assert doc["metadata"]["name"]
+    if doc["kind"] == "RayCluster":
+        assert spec["rayVersion"]
+        groups = [("head", spec["headGroupSpec"])] + [(g["groupName"], g) for g in spec["workerGroupSpecs"]]
+        for group_name, group in groups:
+            assert isinstance(group["rayStartParams"], dict), group_name
+            assert all(isinstance(v, str) for v in group["rayStartParams"].values()), "rayStartParams are strings"
+            containers = group["template"]["spec"]["containers"]
+            assert containers, group_name
+            assert all(c["name"] and c["image"] for c in containers)
+        for group in spec["workerGroupSpecs"]:
+            assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+    else:  # ServiceMonitor
+        assert spec["selector"]["matchLabels"]
+        assert spec["endpoints"]
+        for endpoint in spec["endpoints"]:
+            assert endpoint["port"]
+            if "authorization" in endpoint:
+                credentials = endpoint["authorization"]["credentials"]
+                assert credentials["name"]
+                assert credentials["key"]
+
+
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_helm_lint_strict_passes(values: str) -> None:
+    """`helm lint --strict` finds nothing to say about the chart with the default and with the full values."""
+    result = helm("lint", "--strict", str(CHART), *VALUE_SETS[values])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_rendered_manifests_are_valid_kubernetes_objects(values: str, version: str) -> None:
+    """Every object `helm template` renders validates (strict) against the Kubernetes schemas of `version`; the
+    CRD kinds (RayCluster, ServiceMonitor) pass the explicit check instead; no other kind appears."""
+    docs = template(*VALUE_SETS[values])
+    assert docs
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
+            check_crd_object(doc)
+            continue
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} is invalid for Kubernetes {version}: {exc}")
+
+
+def test_full_values_turn_every_optional_part_on(full_docs: list[dict[str, Any]]) -> None:
+    """ci/full-values.yaml renders every optional object: ingress, a RayCluster per tier, both ServiceMonitors,
+    discovery RBAC, the GPU DaemonSet and the scheduler's ConfigMap; and no PVC (PostgreSQL)."""
+    kinds = {d["kind"] for d in full_docs}
+    assert {"Ingress", "RayCluster", "ServiceMonitor", "ClusterRole", "DaemonSet", "ConfigMap"} <= kinds
+    assert sorted(d["metadata"]["labels"]["suanli.io/tier"] for d in find(full_docs, "RayCluster")) == sorted(TIERS)
+    assert len(find(full_docs, "ServiceMonitor")) == 2
+    assert len(find(full_docs, "DaemonSet")) == 2
+    assert not find(full_docs, "PersistentVolumeClaim")
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (("--set", "api.replicaz=2"), "replicaz"),
+        (("--set", "agent.settings.intervall_seconds=30"), "intervall_seconds"),
+        (("--set", "database.type=mysql"), "database"),
+        (("--set", "api.replicas=2"), "replicas"),  # SQLite (the default) allows one writer
+        (("--set", "agent.labels.region=Tianhe"), "region"),
+    ],
+)
+def test_values_schema_rejects_typos_and_bad_values(args: tuple[str, str], complaint: str) -> None:
+    """values.schema.json makes helm refuse a misspelt key, an unknown database, two SQLite replicas and a region
+    that is not a six-digit code: `helm template` exits non-zero and names the problem."""
+    result = helm("template", RELEASE, str(CHART), *args)
+    assert result.returncode != 0
+    assert complaint in result.stderr
+
+
+def test_default_install_is_one_sqlite_replica_with_probes_and_a_volume(default_docs: list[dict[str, Any]]) -> None:
+    """Default: the API on SQLite in a PVC, one replica, strategy Recreate, probes on /healthz and /readyz, and the
+    generated admin token written on the volume."""
+    (deployment,) = find(default_docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    pod = deployment["spec"]["template"]["spec"]
+    (api,) = pod["containers"]
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    env = container_env(api)
+    assert env["SUANLI_DATABASE_URL"] == "sqlite:////data/suanli.db"
+    assert env["SUANLI_ADMIN_TOKEN_FILE"] == "/data/admin.token"
+    assert {m["mountPath"] for m in api["volumeMounts"]} >= {"/data", "/tmp"}
+    (claim,) = find(default_docs, "PersistentVolumeClaim")
+    assert pod["volumes"][1]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_postgresql_from_a_secret_allows_rolling_updates(full_docs: list[dict[str, Any]]) -> None:
+    """With PostgreSQL the URL comes from the named Secret, replicas may grow, and the admin token is mounted
+    from its Secret as the file the service reads at first start."""
+    (deployment,) = find(full_docs, "Deployment")
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["replicas"] == 2
+    (api,) = deployment["spec"]["template"]["spec"]["containers"]
+    url = next(e for e in api["env"] if e["name"] == "SUANLI_DATABASE_URL")
+    assert url["valueFrom"]["secretKeyRef"] == {"name": "suanli-database", "key": "database-url"}
+    admin_file = container_env(api)["SUANLI_ADMIN_TOKEN_FILE"]
+    mount = next(m for m in api["volumeMounts"] if m["name"] == "admin-token")
+    assert admin_file == f"{mount['mountPath']}/admin-token"
+    volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "admin-token")
+    assert volume["secret"]["secretName"] == "suanli-admin"
+
+
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_every_container_is_non_root_with_requests_and_limits(values: str) -> None:
+    """Every container the chart runs (Ray's too) has resource requests and limits and cannot escalate; the
+    chart's own pods run as a non-root user on a read-only root filesystem."""
+    for where, pod in pod_specs(template(*VALUE_SETS[values])):
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            assert container["resources"]["requests"], where
+            assert container["resources"]["limits"], where
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
+            if not where.startswith("RayCluster"):
+                assert container["securityContext"]["readOnlyRootFilesystem"] is True, where
+        if not where.startswith("RayCluster"):
+            assert pod["securityContext"]["runAsNonRoot"] is True, where
+            assert pod["securityContext"]["runAsUser"] != 0, where
+
+
+def test_service_environment_is_accepted_by_the_service_settings(
+    full_docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every SUANLI_* variable the chart gives the API is a setting api.settings.Settings accepts with that value,
+    and the schema's api.settings names only real settings."""
+    (deployment,) = find(full_docs, "Deployment")
+    env = container_env(deployment["spec"]["template"]["spec"]["containers"][0])
+    for name in [n for n in os.environ if n.startswith("SUANLI_")]:
+        monkeypatch.delenv(name)
+    suanli = {k: v for k, v in env.items() if k.startswith("SUANLI_")}
+    suanli["SUANLI_DATABASE_URL"] = "postgresql://user@db:5432/suanli"
+    assert {k.removeprefix("SUANLI_").lower() for k in suanli} <= set(Settings.model_fields)
+    for name, value in suanli.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.host == "0.0.0.0"
+    assert settings.stale_after_seconds == 180
+    assert settings.headline["ai"] == "fp16"  # type: ignore[index]
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert set(schema["properties"]["api"]["properties"]["settings"]["properties"]) <= set(Settings.model_fields)
+
+
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_agent_environment_and_generated_config_are_accepted_by_the_agent(values: str, tmp_path: Path) -> None:
+    """The agent containers' SUANLI_AGENT_* environment and the config file the init container writes load with
+    census_agent.config.load_config; the root is /host where the host's proc and sys are mounted read-only, and
+    each pod reads the token named after its node."""
+    docs = template(*VALUE_SETS[values])
+    config_file = tmp_path / "agent.toml"
+    config_file.write_text('[labels]\nregion = "440106"\n')
+    for daemonset in find(docs, "DaemonSet"):
+        pod = daemonset["spec"]["template"]["spec"]
+        (agent,) = pod["containers"]
+        env = {k: v for k, v in container_env(agent).items() if k.startswith("SUANLI_AGENT_")}
+        args = agent["args"]
+        assert args[0] == "run"
+        config = load_config(config_file if "--config" in args else None, environ=env)
+        assert isinstance(config, AgentConfig)
+        assert config.root == Path("/host")
+        assert config.token_file == Path("/etc/suanli/agent-tokens/node-a")
+        assert config.metrics_port == 9464
+        mounts = {m["mountPath"]: m for m in agent["volumeMounts"]}
+        for host_path in ("/proc", "/sys", "/etc/machine-id"):
+            mount = mounts[f"/host{host_path}"]
+            assert mount["readOnly"] is True
+            volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+            assert volume["hostPath"]["path"] == host_path
+        assert config.spool_dir.is_relative_to(Path(next(p for p in mounts if p.startswith("/var/lib"))))
+        assert pod["automountServiceAccountToken"] is False
+        schema = json.loads((CHART / "values.schema.json").read_text())
+        agent_schema = schema["properties"]["agent"]["properties"]
+        assert set(agent_schema["settings"]["properties"]) <= set(AgentConfig.model_fields)
+
+
+def test_gpu_nodes_get_their_own_daemonset_with_the_nvidia_runtime(full_docs: list[dict[str, Any]]) -> None:
+    """With agent.gpu: the -gpu DaemonSet runs on the GPU nodes with runtimeClassName nvidia and NVML on; the
+    other DaemonSet keeps off those nodes and leaves NVML off."""
+    plain, gpu = sorted(find(full_docs, "DaemonSet"), key=lambda d: d["metadata"]["name"])
+    assert gpu["metadata"]["name"].endswith("-agent-gpu")
+    gpu_pod, plain_pod = gpu["spec"]["template"]["spec"], plain["spec"]["template"]["spec"]
+    assert gpu_pod["runtimeClassName"] == "nvidia"
+    assert gpu_pod["nodeSelector"]["nvidia.com/gpu.present"] == "true"
+    assert "runtimeClassName" not in plain_pod
+    (term,) = plain_pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert term["matchExpressions"] == [{"key": "nvidia.com/gpu.present", "operator": "NotIn", "values": ["true"]}]
+    assert container_env(gpu_pod["containers"][0])["SUANLI_AGENT_NVML"] == "true"
+    assert container_env(plain_pod["containers"][0])["SUANLI_AGENT_NVML"] == "false"
+    assert plain["spec"]["selector"] != gpu["spec"]["selector"]
+
+
+def test_rbac_is_only_what_is_used(default_docs: list[dict[str, Any]], full_docs: list[dict[str, Any]]) -> None:
+    """RBAC grants only reads of Nodes: `get` for the agent's node-labels init container, get/list/watch for
+    Kubernetes discovery when enabled; with no node labels mapped and discovery off there is no RBAC at all."""
+
+    def rules(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        assert not find(docs, "Role")
+        return {d["metadata"]["name"]: d["rules"] for d in find(docs, "ClusterRole")}
+
+    nodes = {"apiGroups": [""], "resources": ["nodes"]}
+    assert list(rules(default_docs).values()) == [[{**nodes, "verbs": ["get"]}]]
+    full = rules(full_docs)
+    assert sorted(r[0]["verbs"] for r in full.values()) == [["get"], ["get", "list", "watch"]]
+    assert all(len(r) == 1 and r[0]["resources"] == ["nodes"] for r in full.values())
+    for binding in find(full_docs, "ClusterRoleBinding"):
+        (subject,) = binding["subjects"]
+        assert subject["kind"] == "ServiceAccount"
+        assert subject["namespace"] == NAMESPACE
+    no_labels = [f"--set=agent.nodeLabels.{label}=" for label in ("region", "organisation", "site", "tier")]
+    bare = template(*no_labels)
+    assert not find(bare, "ClusterRole")
+    assert not find(bare, "ClusterRoleBinding")
+    (daemonset,) = find(bare, "DaemonSet")
+    assert "initContainers" not in daemonset["spec"]["template"]["spec"]
+
+
+def test_scheduler_config_routes_each_tier_to_its_ray_cluster(full_docs: list[dict[str, Any]]) -> None:
+    """With KubeRay on, the generated scheduler.toml loads with scheduler.config and sends each tier to the Jobs
+    API of the RayCluster whose raylets all start with --labels suanli.io/tier=<tier>."""
+    (configmap,) = find(full_docs, "ConfigMap", f"{RELEASE}-suanli-scheduler")
+    text = configmap["data"]["scheduler.toml"]
+    config = SchedulerConfig.parse(text)
+    assert tomllib.loads(text)["policy"]["quotas"]["*"]["ai"]["gpus"] == 16
+    for cluster in find(full_docs, "RayCluster"):
+        tier = cluster["metadata"]["labels"]["suanli.io/tier"]
+        groups = [cluster["spec"]["headGroupSpec"], *cluster["spec"]["workerGroupSpecs"]]
+        assert {g["rayStartParams"]["labels"] for g in groups} == {f"suanli.io/tier={tier}"}
+        head_service = f"{cluster['metadata']['name']}-head-svc.{NAMESPACE}.svc:8265"
+        target = {t.value: v for t, v in config.targets.items()}[tier]
+        assert target.address == f"http://{head_service}"
+
+
+def test_service_monitors_select_the_rendered_services(full_docs: list[dict[str, Any]]) -> None:
+    """Each ServiceMonitor selects a rendered Service by its labels and scrapes a port that Service names; the
+    API's carries the operator token /metrics requires."""
+    services = find(full_docs, "Service")
+    for monitor in find(full_docs, "ServiceMonitor"):
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        matches = [s for s in services if wanted.items() <= s["metadata"]["labels"].items()]
+        assert len(matches) == 1, monitor["metadata"]["name"]
+        ports = {p["name"] for p in matches[0]["spec"]["ports"]}
+        assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+    api_monitor = next(m for m in find(full_docs, "ServiceMonitor") if m["metadata"]["name"].endswith("-api"))
+    assert api_monitor["spec"]["endpoints"][0]["authorization"]["credentials"]["name"] == "suanli-prometheus-token"
+
+
+def test_chart_version_matches_the_package() -> None:
+    """The chart's appVersion (the default image tag) is the package version in pyproject.toml."""
+    chart = (CHART / "Chart.yaml").read_text()
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert f'appVersion: "{version}"' in chart
