@@ -27,6 +27,7 @@ from api.db.engine import make_engine, migrate
 from api.db.seed import seed_regions
 from api.errors import install_handlers, problem
 from api.ingest import Ingestor
+from api.k8s_sync import KubernetesSync
 from api.liveness import last_snapshot_at, snapshot, sweep
 from api.metrics import ServiceMetrics
 from api.routers import census, health, jobs, nodes, regions, reports, tiers, tokens
@@ -180,6 +181,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             lock = service.ingestor.write_lock
             service.scheduling = Scheduling(config, db, lock, settings.dispatch_interval_seconds)
             service.scheduling.start()
+        if settings.k8s_sync_interval_seconds > 0:
+            from api.k8s_client import KubernetesNodes  # noqa: PLC0415 - only when discovery is on
+
+            cluster = KubernetesNodes(settings.k8s_kubeconfig, settings.k8s_context, in_cluster=settings.k8s_in_cluster)
+            KubernetesSync(service.ingestor, cluster.list, settings.k8s_sync_interval_seconds, service.stop).start()
+            log.info("kubernetes discovery every %.0f s from %s", settings.k8s_sync_interval_seconds, cluster.host)
         app.state.service = service
         app.state.metrics = ServiceMetrics(db)
         housekeeper = Housekeeper(service)

@@ -5,6 +5,7 @@ suanli serve                   the census service alone
 suanli census [--by tier|region] [--json|--csv]
 suanli nodes [--tier T --region R --status S]
 suanli token create|list|revoke
+suanli k8s-sync [--kubeconfig F] [--dry-run]   a Kubernetes cluster's Nodes into the census (see api.cli_k8s)
 suanli submit|jobs|job|logs|cancel|tiers   jobs on the tiers (see api.cli_jobs)
 """
 
@@ -25,7 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api import cli_jobs
+from api import cli_jobs, cli_k8s
 from api.client import ApiError, SuanliClient, wait_until_ready
 from census_agent.render import human_bytes, human_flops, table
 
@@ -48,6 +49,7 @@ examples:
   suanli token create rack7-agents --role agent
   suanli submit --class ai --gpus 1 --time-limit 2h -- python train.py
   suanli jobs; suanli job JOB_ID; suanli logs JOB_ID --follow; suanli cancel JOB_ID; suanli tiers
+  suanli k8s-sync --dry-run                   # what a Kubernetes cluster's Nodes add to the census
 """
 
 
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (create, listing, revoke):
         client_flags(p)
     cli_jobs.add_commands(sub, client_flags, parse_duration)
+    cli_k8s.add_command(sub, client_flags)
     return parser
 
 
@@ -360,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in cli_jobs.COMMANDS:
             return cli_jobs.run(args, _client)
+        if args.command == cli_k8s.COMMAND:
+            return cli_k8s.run(args, _client)
         return handlers[args.command](args)
     except ApiError as exc:
         print(f"suanli {args.command}: {exc}", file=sys.stderr)

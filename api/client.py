@@ -89,6 +89,11 @@ class SuanliClient:
         result: list[dict[str, Any]] = self._call("GET", "/v1/regions").json()
         return result
 
+    def record_discovered(self, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+        """``POST /v1/nodes/discovered`` (at most 500 nodes: ``{"name", "inventory", "ready"}`` each)."""
+        result: dict[str, Any] = self._call("POST", "/v1/nodes/discovered", json={"nodes": nodes}).json()
+        return result
+
     def create_token(self, name: str, role: str, expires_in_seconds: int | None = None) -> dict[str, Any]:
         """``POST /v1/tokens``."""
         body: dict[str, Any] = {"name": name, "role": role}

@@ -30,6 +30,7 @@ from census_agent.report import ComputeModel
 log = logging.getLogger(__name__)
 
 ACTIVE = "active"
+AGENT = "agent"  # nodes.source of nodes that report themselves
 MAX_BATCH = 256
 # What the compute model reads besides memory.total_bytes (host identity and free memory do not matter).
 ASSESSED_FIELDS = {"cpu", "accelerators", "interconnects", "labels"}
@@ -37,7 +38,8 @@ ASSESS_CACHE_SIZE = 4096
 # A report dated further ahead than this is refused: it would otherwise freeze the node's state until then.
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 # Columns of a node's state that the rollups and the ordering rule need (the JSON documents are not read back).
-STATE_COLUMNS = ("node_id", "tier", "region_code", "status", "last_generated_at", "last_sequence", *MEASURE_COLUMNS)
+STATE_COLUMNS = ("node_id", "source", "tier", "region_code", "status", "last_generated_at", "last_sequence",
+                 *MEASURE_COLUMNS)  # fmt: skip
 HISTORY_COLUMNS = ("report_id", "node_id", "sequence", "generated_at", "received_at", "applied", "tier", "region_code",
                    *MEASURE_COLUMNS)  # fmt: skip
 
@@ -118,6 +120,49 @@ class Assessment:
     answer: dict[str, float]
 
 
+def node_state(
+    inventory: NodeInventory,
+    assessment: Assessment,
+    *,
+    source: str,
+    now: datetime,
+    generated_at: datetime,
+    sequence: int,
+    report_id: str,
+    agent_peaks: str,
+    status: str = ACTIVE,
+) -> dict[str, Any]:
+    """A `nodes` row for `inventory` as the server assessed it (every column; `first_seen_at` is kept on update)."""
+    figures = assessment.figures
+    return {
+        "node_id": inventory.host.node_id,
+        "source": source,
+        "hostname": inventory.host.hostname,
+        "region_code": inventory.labels.region,
+        "organisation": inventory.labels.organisation,
+        "site": inventory.labels.site,
+        "tier": assessment.tier.tier.value,
+        "tier_reason": assessment.tier.reason,
+        "status": status,
+        "first_seen_at": now,
+        "last_report_at": now,
+        "last_generated_at": generated_at,
+        "last_sequence": sequence,
+        "last_report_id": report_id,
+        "physical_cores": inventory.cpu.physical_cores,
+        "threads": inventory.cpu.threads,
+        "accelerators": len(inventory.accelerators),
+        "memory_bytes": float(inventory.memory.total_bytes),
+        "fp64_flops": figures[Precision.FP64],
+        "fp32_flops": figures[Precision.FP32],
+        "fp16_flops": figures[Precision.FP16],
+        "int8_ops": figures[Precision.INT8],
+        "inventory": inventory.model_dump_json(),
+        "peaks": assessment.peaks_json,
+        "agent_peaks": agent_peaks,
+    }
+
+
 @dataclass
 class Prepared:
     """A validated, priced report waiting for the writer."""
@@ -170,42 +215,16 @@ class Ingestor:
                 "check the node's clock",
                 field="generated_at",
             )
-        assessment = self._assess(inventory)
-        figures = assessment.figures
+        assessment = self.assess(inventory)
         tier = assessment.tier
-        values: dict[str, Any] = {
-            "physical_cores": inventory.cpu.physical_cores,
-            "threads": inventory.cpu.threads,
-            "accelerators": len(inventory.accelerators),
-            "memory_bytes": float(inventory.memory.total_bytes),
-            "fp64_flops": figures[Precision.FP64],
-            "fp32_flops": figures[Precision.FP32],
-            "fp16_flops": figures[Precision.FP16],
-            "int8_ops": figures[Precision.INT8],
-        }
-        state = {
-            "node_id": node_id,
-            "source": "agent",
-            "hostname": inventory.host.hostname,
-            "region_code": region,
-            "organisation": inventory.labels.organisation,
-            "site": inventory.labels.site,
-            "tier": tier.tier.value,
-            "tier_reason": tier.reason,
-            "status": ACTIVE,
-            "first_seen_at": now,
-            "last_report_at": now,
-            "last_generated_at": generated_at,
-            "last_sequence": report.sequence,
-            "last_report_id": str(report.report_id),
-            "inventory": inventory.model_dump_json(),
-            "peaks": assessment.peaks_json,
-            "agent_peaks": report.peaks.model_dump_json(),
-            **values,
-        }
+        state = node_state(
+            inventory, assessment, source=AGENT, now=now, generated_at=generated_at, sequence=report.sequence,
+            report_id=str(report.report_id), agent_peaks=report.peaks.model_dump_json(),
+        )  # fmt: skip
+        values = {name: state[name] for name in MEASURE_COLUMNS}
         return Prepared(report, principal, now, generated_at, values, state, tier.tier.value, assessment.answer)
 
-    def _assess(self, inventory: NodeInventory) -> Assessment:
+    def assess(self, inventory: NodeInventory) -> Assessment:
         """The compute model's answer, remembered per hardware and labels: a node reports the same machine every
         interval, and a cluster is made of few machine models, so most reports need no computing at all."""
         key = inventory.model_dump_json(include=ASSESSED_FIELDS) + str(inventory.memory.total_bytes)
@@ -291,7 +310,8 @@ class Ingestor:
             seen.add(report_id)
             old = current[node_id]
             generated_at = item.state["last_generated_at"]
-            newer = old is None or (generated_at, item.report.sequence) > (
+            # A node's own report always replaces what was discovered about it some other way (Kubernetes).
+            newer = old is None or old["source"] != AGENT or (generated_at, item.report.sequence) > (
                 aware(old["last_generated_at"]), old["last_sequence"])  # fmt: skip
             history.append(
                 {
@@ -320,11 +340,11 @@ class Ingestor:
             conn.exec_driver_sql(sql.insert_node, sql.node_rows(inserts))
         if updates:
             conn.exec_driver_sql(sql.update_node, sql.update_rows(updates))
-        self._apply_rollups(conn, before, states)
+        self.apply_rollups(conn, before, states)
         return outcomes
 
     @staticmethod
-    def _apply_rollups(
+    def apply_rollups(
         conn: Connection, before: dict[str, dict[str, Any] | None], after: dict[str, dict[str, Any] | None]
     ) -> None:
         deltas = Deltas()

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     scheduler_config: Path | None = None  # the scheduler's file (scheduler.config); none: no job routes
     dispatch_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # Kubernetes discovery in the service (`suanli k8s-sync` does the same once): 0 turns it off.
+    k8s_sync_interval_seconds: Annotated[float, Field(ge=0)] = 0.0
+    k8s_kubeconfig: Path | None = None  # default: $KUBECONFIG or ~/.kube/config
+    k8s_context: str | None = None
+    k8s_in_cluster: bool = False  # use the pod's service account (the Helm chart sets this)
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -11,7 +12,8 @@ from sqlalchemy import select
 from api.census import ancestors
 from api.db import aware
 from api.db.tables import nodes, reports
-from api.deps import Conn, NodeReader, State
+from api.deps import Conn, NodeReader, Operator, State
+from api.discovery import DiscoveryIn, record
 from api.errors import InvalidRequest, NotFound
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
@@ -42,6 +44,7 @@ def list_nodes(
     region: Annotated[str | None, Query(max_length=12, description="this region and every region below it")] = None,
     status: Annotated[str | None, Query(pattern="^(active|stale|offline)$")] = None,
     organisation: Annotated[str | None, Query(max_length=128)] = None,
+    source: Annotated[str | None, Query(pattern="^(agent|kubernetes)$", description="how the node is known")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[
         str | None, Query(max_length=128, description="cursor: the last node_id of the previous page")
@@ -49,7 +52,7 @@ def list_nodes(
 ) -> dict[str, Any]:
     """Nodes ordered by id; pass ``next_after`` back as ``after`` for the next page."""
     query = select(*[nodes.c[k] for k in SUMMARY]).order_by(nodes.c.node_id).limit(limit + 1)
-    for column, value in (("tier", tier), ("status", status), ("organisation", organisation)):
+    for column, value in (("tier", tier), ("status", status), ("organisation", organisation), ("source", source)):
         if value is not None:
             query = query.where(nodes.c[column] == value)
     if region is not None:
@@ -63,6 +66,13 @@ def list_nodes(
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": rows, "next_after": rows[-1]["node_id"] if more else None}
+
+
+@router.post("/discovered", summary="Record nodes discovered without an agent (suanli k8s-sync)")
+def record_discovered(_: Operator, state: State, body: DiscoveryIn) -> dict[str, Any]:
+    """Record the nodes one Kubernetes listing found (at most 500 per request): new ones are added, known ones
+    refreshed, and nodes that report through an agent left alone, so no node is counted twice."""
+    return record(state.ingestor, body.nodes, datetime.now(tz=UTC)).as_dict()
 
 
 @router.get("/{node_id}", summary="One node with its inventory, peaks and recent reports")
