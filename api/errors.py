@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,39 @@ def invalid_body(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"{'.'.join(first['loc']) or 'body'}: {first['msg']}", errors=errors)
 
 
+class Problem(BaseModel):
+    """What every error answer holds (RFC 9457 problem details); extra members say more (``errors``, ``field``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+
+PROBLEM_SCHEMA = Problem.model_json_schema()
+MEANINGS = {
+    401: "no token, or one that is unknown, revoked or expired",
+    403: "the token's role may not do this (or an agent token reports for another node)",
+    404: "no such resource (or not one this token may see)",
+    409: "the resource's state does not allow this",
+    413: "the request body is over the size limit",
+    422: "the request is invalid: the detail names the field",
+    503: "the database (or, for jobs, the scheduler) cannot be reached; retry later",
+}
+AUTHENTICATED = (401, 403, 503)  # every route that takes a token and reads the database
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of these error statuses, each a problem+json document (routes declare theirs
+    with this, so the API document names every status the service answers)."""
+    return {
+        status: {"description": MEANINGS[status], "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
+        for status in statuses
+    }
+
+
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:  # noqa: ANN401
     """A problem+json response."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
@@ -121,6 +156,17 @@ def install_handlers(app: FastAPI) -> None:
             f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         )
         return problem(422, "Validation failed", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # The framework's own refusals (unknown path, wrong method) as problems too. Its only 400 is a body it
+        # cannot decode (a route with a body model): a 422 naming the body, as the routes that read theirs say.
+        if exc.status_code == 400:
+            return problem(422, "Validation failed", f"body: {exc.detail}",
+                           errors=[{"loc": [], "msg": str(exc.detail), "type": "json_invalid"}])  # fmt: skip
+        response = problem(exc.status_code, HTTPStatus(exc.status_code).phrase, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

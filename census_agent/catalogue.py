@@ -181,8 +181,13 @@ def accelerator_peaks(acc: Accelerator, catalogue: tuple[CatalogueEntry, ...]) -
         component=f"accelerator:{acc.index}",
         model=model,
         figures={p: figures[p] for p in Precision},
-        note="; ".join(notes),
+        note=_fit("; ".join(notes)),
     )
+
+
+def _fit(note: str, limit: int = 256) -> str:
+    """`note` cut to the length a report's note may have (it quotes the model name, itself up to 256 long)."""
+    return note if len(note) <= limit else note[: limit - 3] + "..."
 
 
 def _formula_for(acc: Accelerator, entry: CatalogueEntry | None) -> tuple[dict[Precision, float] | None, str]:

@@ -14,11 +14,11 @@ from api.census import per_capita
 from api.census_query import census_document, current_census, history_document
 from api.db import aware
 from api.deps import CensusReader, Conn, State
-from api.errors import InvalidRequest
+from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
 from api.liveness import ACTIVE, STATUSES
 from census_agent.models import Precision, Tier
 
-router = APIRouter(prefix="/v1/census", tags=["census"])
+router = APIRouter(prefix="/v1/census", tags=["census"], responses=problem_responses(*AUTHENTICATED, 422))
 
 Include = Annotated[
     Literal["active", "all"], Query(description="count active nodes only (default) or every known node")
@@ -90,7 +90,8 @@ def _blank_if_none(value: float | None) -> float | str:
     return "" if value is None else value
 
 
-@router.get("/export.csv", summary="Census by region and tier as CSV", response_class=Response)
+@router.get("/export.csv", summary="Census by region and tier as CSV", response_class=Response,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})  # fmt: skip
 def export_csv(
     _: CensusReader, state: State, conn: Conn, include: Include = "active", region: RegionQuery = None
 ) -> Response:

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import Operator, State
+from api.errors import AUTHENTICATED, problem_responses
 
 router = APIRouter(tags=["health"])
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
@@ -20,7 +21,9 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The service can answer: the database is reachable")
+@router.get("/readyz", summary="The service can answer: the database is reachable",
+            responses={503: {"description": "the database cannot be reached",
+                             "content": {"application/json": {"schema": {"type": "object"}}}}})  # fmt: skip
 def readyz(state: State) -> JSONResponse:
     """200 when a query succeeds, 503 otherwise."""
     try:
@@ -31,7 +34,9 @@ def readyz(state: State) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                       **problem_responses(*AUTHENTICATED)})  # fmt: skip
 def metrics(_: Operator, request: Request) -> Response:
     """Census gauges, ingest counters and request latency histograms in the Prometheus text format."""
     registry = request.app.state.metrics.registry

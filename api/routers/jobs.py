@@ -18,12 +18,22 @@ from sqlalchemy import Connection
 from api import job_store
 from api.auth import Principal, Role
 from api.deps import Conn, JobUser, State
-from api.errors import Conflict, InvalidRequest, JobRejected, NotFound, SchedulerUnavailable, invalid_body
+from api.errors import (
+    AUTHENTICATED,
+    Conflict,
+    InvalidRequest,
+    JobRejected,
+    NotFound,
+    SchedulerUnavailable,
+    invalid_body,
+    problem_responses,
+)
+from api.openapi import json_body
 from api.scheduling import Scheduling
 from api.state import ServiceState
 from scheduler.models import JobSpec, JobState, WorkloadClass
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(*AUTHENTICATED, 422))
 
 
 def _scheduling(state: ServiceState) -> Scheduling:
@@ -47,8 +57,9 @@ def _visible(conn: Connection, job_id: str, principal: Principal) -> dict[str, A
     "",
     status_code=201,
     summary="Submit a job",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": JobSpec.model_json_schema(by_alias=True)}}}},
+    responses={200: {"description": "the job an earlier submission with the same Idempotency-Key queued"},
+               **problem_responses(409, 413)},
+    openapi_extra=json_body(JobSpec.model_json_schema(by_alias=True)),
 )  # fmt: skip
 async def submit(request: Request, response: Response, principal: JobUser, state: State,
                  idempotency_key: Annotated[str | None, Header(max_length=128, pattern=r"^[\x21-\x7e]+$")] = None,
@@ -118,13 +129,15 @@ def list_jobs(
     )  # fmt: skip
 
 
-@router.get("/{job_id}", summary="One job with its events and, while it waits, why and its place in line")
+@router.get("/{job_id}", summary="One job with its events and, while it waits, why and its place in line",
+            responses=problem_responses(404))  # fmt: skip
 def get_job(principal: JobUser, conn: Conn, job_id: str) -> dict[str, Any]:
     """The job, every state change with its reason, and (queued) why it waits and its position."""
     return _visible(conn, job_id, principal)
 
 
-@router.get("/{job_id}/logs", summary="The job's output (follow=true streams it until the job ends)")
+@router.get("/{job_id}/logs", summary="The job's output (follow=true streams it until the job ends)",
+            response_class=PlainTextResponse, responses=problem_responses(404, 409))  # fmt: skip
 async def job_logs(principal: JobUser, state: State, job_id: str, follow: bool = False) -> Any:  # noqa: ANN401
     """The driver's stdout and stderr from Ray, as text."""
     scheduling = _scheduling(state)
@@ -147,7 +160,8 @@ async def job_logs(principal: JobUser, state: State, job_id: str, follow: bool =
     return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")
 
 
-@router.post("/{job_id}/cancel", summary="Cancel a job in any state before it ends")
+@router.post("/{job_id}/cancel", summary="Cancel a job in any state before it ends",
+             responses=problem_responses(404, 409))  # fmt: skip
 async def cancel_job(principal: JobUser, state: State, job_id: str) -> dict[str, Any]:
     """Queued: cancelled at once. Dispatched: stopped on Ray, then recorded cancelled. Finished: 409."""
     scheduling = _scheduling(state)

@@ -14,9 +14,9 @@ from api.db import aware
 from api.db.tables import nodes, reports
 from api.deps import Conn, NodeReader, Operator, State
 from api.discovery import DiscoveryIn, record
-from api.errors import InvalidRequest, NotFound
+from api.errors import AUTHENTICATED, InvalidRequest, NotFound, problem_responses
 
-router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=problem_responses(*AUTHENTICATED, 422))
 
 SUMMARY = [
     "node_id", "source", "hostname", "region_code", "organisation", "site", "tier", "tier_reason", "status",
@@ -75,7 +75,8 @@ def record_discovered(_: Operator, state: State, body: DiscoveryIn) -> dict[str,
     return record(state.ingestor, body.nodes, datetime.now(tz=UTC)).as_dict()
 
 
-@router.get("/{node_id}", summary="One node with its inventory, peaks and recent reports")
+@router.get("/{node_id}", summary="One node with its inventory, peaks and recent reports",
+            responses=problem_responses(404))  # fmt: skip
 def get_node(_: NodeReader, conn: Conn, node_id: str) -> dict[str, Any]:
     """The node's current state, the server's and the agent's peaks, and its last 20 reports."""
     row = conn.execute(select(nodes).where(nodes.c.node_id == node_id)).mappings().first()

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import CensusReader, State
+from api.errors import AUTHENTICATED, problem_responses
 
-router = APIRouter(prefix="/v1/regions", tags=["regions"])
+router = APIRouter(prefix="/v1/regions", tags=["regions"], responses=problem_responses(*AUTHENTICATED))
 
 
 @router.get("", summary="List regions")

@@ -10,11 +10,12 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from api.deps import Reporter, State
-from api.errors import invalid_body
+from api.errors import AUTHENTICATED, invalid_body, problem_responses
+from api.openapi import json_body
 from census_agent.models import Report
 from census_agent.schema import report_json_schema
 
-router = APIRouter(prefix="/v1/reports", tags=["reports"])
+router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=problem_responses(*AUTHENTICATED))
 
 _SCHEMA = report_json_schema()
 
@@ -23,7 +24,8 @@ _SCHEMA = report_json_schema()
     "",
     status_code=200,
     summary="Submit a node report",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _SCHEMA}}}},
+    responses=problem_responses(413, 422),
+    openapi_extra=json_body(_SCHEMA),
 )
 async def submit_report(request: Request, principal: Reporter, state: State) -> Response:
     """Validate, recompute and store one report. Idempotent by ``report_id``: a replay answers ``duplicate``."""

@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 from api import job_store
 from api.db.tables import rollups
 from api.deps import Conn, State, TierReader
+from api.errors import AUTHENTICATED, problem_responses
 from census_agent.models import Tier
 from scheduler.models import JobState
 from scheduler.queue import net_of_running
 
-router = APIRouter(prefix="/v1/tiers", tags=["jobs"])
+router = APIRouter(prefix="/v1/tiers", tags=["jobs"], responses=problem_responses(*AUTHENTICATED))
 
 
 @router.get("", summary="Capacity, free resources, running and queued jobs per tier")

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import Role, create_token, list_tokens, revoke
 from api.db import aware
 from api.deps import Admin, State
-from api.errors import InvalidRequest
+from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
+from api.openapi import json_body
 
-router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=problem_responses(*AUTHENTICATED))
+TOKEN_ID_MAX = 2**63 - 1  # a 64-bit integer column: a larger id names no token (422, not a database error)
 
 
 class TokenCreate(BaseModel):
@@ -35,9 +37,8 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     "",
     status_code=201,
     summary="Create a token",
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": TokenCreate.model_json_schema()}}}
-    },
+    responses=problem_responses(413, 422),
+    openapi_extra=json_body(TokenCreate.model_json_schema()),
 )
 async def create(_: Admin, state: State, request: Request) -> dict[str, Any]:
     """Create a token; the answer is the only place its plaintext ever appears. The body is read only after
@@ -68,8 +69,8 @@ def list_all(_: Admin, state: State) -> list[dict[str, Any]]:
         return [_public(row) for row in list_tokens(conn)]
 
 
-@router.delete("/{token_id}", status_code=204, summary="Revoke a token")
-def revoke_token(_: Admin, state: State, token_id: int) -> None:
+@router.delete("/{token_id}", status_code=204, summary="Revoke a token", responses=problem_responses(404, 422))
+def revoke_token(_: Admin, state: State, token_id: Annotated[int, Path(ge=1, le=TOKEN_ID_MAX)]) -> None:
     """Revoke a token at once."""
     with state.engine.begin() as conn:
         revoke(conn, token_id, datetime.now(tz=UTC))
