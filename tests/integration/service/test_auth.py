@@ -26,7 +26,8 @@ from psycopg import sql
 from api.app import create_app
 from api.auth import Role
 from api.deps import Require
-from api.routers.health import PUBLIC_PATHS
+from api.routers.dashboard import DASHBOARD_PATHS
+from api.routers.health import PUBLIC_PATHS as HEALTH_AND_DOCS
 from api.settings import Settings
 from tests.integration.service.helpers import (
     ROLES,
@@ -40,6 +41,9 @@ from tests.integration.service.helpers import (
 from tests.service import ServiceProcess
 
 PROBLEM = "application/problem+json"
+# Routes that need no token: health, the API docs, and the dashboard's page and static files (they carry no data;
+# the page reads the API with the user's token).
+PUBLIC_PATHS = HEALTH_AND_DOCS | DASHBOARD_PATHS
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -117,8 +121,9 @@ def unprotected_paths(table: list[Endpoint]) -> set[str]:
 
 def test_every_route_but_health_and_docs_declares_a_require_dependency() -> None:
     """Walking `create_app(...).routes`: the routes without an `api.deps.Require` among their dependencies are
-    exactly the public ones (/healthz, /readyz and the API docs), so a new route cannot ship unprotected; the
-    walk itself notices a route added without one, directly or through an included router."""
+    exactly the public ones (/healthz, /readyz, the API docs and the dashboard's static page and files), so a new
+    route cannot ship unprotected; the walk itself notices a route added without one, directly or through an
+    included router."""
     table = endpoints()
     unprotected = unprotected_paths(table)
     assert not unprotected - PUBLIC_PATHS, f"routes without a Require dependency: {sorted(unprotected - PUBLIC_PATHS)}"
@@ -150,7 +155,7 @@ def test_every_protected_route_refuses_bad_tokens_with_401_and_roles_it_does_not
     """Against the running service, every non-public route answers 401 (problem+json, WWW-Authenticate: Bearer)
     with no token, a garbage token, a non-Bearer scheme, or malformed query parameters and no token; with a token
     of each role it answers 403 exactly when its Require does not admit that role, and never 401; the public
-    routes (/healthz, /readyz, docs) answer 200 without a token."""
+    routes (/healthz, /readyz, docs, the dashboard's page and files) answer 200 without a token."""
     with shared.client() as admin:
         tokens = {role: create_token(admin, role)["token"] for role in ROLES}
     anonymous = {
