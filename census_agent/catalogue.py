@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 import seeds
-from census_agent.models import Accelerator, ComponentPeaks, Figure, Precision, Provenance
+from census_agent.models import Accelerator, ComponentPeaks, Figure, Precision, Provenance, fit_text
 
 TERA = 1e12
 
@@ -181,13 +181,8 @@ def accelerator_peaks(acc: Accelerator, catalogue: tuple[CatalogueEntry, ...]) -
         component=f"accelerator:{acc.index}",
         model=model,
         figures={p: figures[p] for p in Precision},
-        note=_fit("; ".join(notes)),
+        note=fit_text("; ".join(notes)),
     )
-
-
-def _fit(note: str, limit: int = 256) -> str:
-    """`note` cut to the length a report's note may have (it quotes the model name, itself up to 256 long)."""
-    return note if len(note) <= limit else note[: limit - 3] + "..."
 
 
 def _formula_for(acc: Accelerator, entry: CatalogueEntry | None) -> tuple[dict[Precision, float] | None, str]:

@@ -27,6 +27,15 @@ MAX_ACCELERATORS = 1024
 # No control characters (NUL cannot even be stored in PostgreSQL text) in any free-text field.
 Text = Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
 ShortText = Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")]
+TEXT_MAX = 256
+
+
+def fit_text(text: str) -> str:
+    """`text` cut to fit a `Text` field: notes and reasons the compute model writes quote model and interconnect
+    names, each up to 256 characters long themselves."""
+    return text if len(text) <= TEXT_MAX else text[: TEXT_MAX - 3] + "..."
+
+
 RegionCode = Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{2,12}$")]
 NodeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Count = Annotated[int, Field(ge=0, le=MAX_CORES)]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import seeds
 from census_agent.compute import accelerator_flops
-from census_agent.models import NodeInventory, NodePeaks, Precision, Tier, TierDecision
+from census_agent.models import NodeInventory, NodePeaks, Precision, Tier, TierDecision, fit_text
 
 GIB = 2**30
 
@@ -55,7 +55,7 @@ def classify(inventory: NodeInventory, peaks: NodePeaks, rules: TierRules) -> Ti
         models = sorted({c.model for c in peaks.components if c.component != "cpu"})
         return TierDecision(
             tier=Tier.AI,
-            reason=(
+            reason=fit_text(
                 f"{len(inventory.accelerators)} accelerator(s) ({', '.join(models)}) with "
                 f"{fp16 / 1e12:,.1f} TFLOPS dense fp16 >= {rules.ai_min_accelerator_fp16_flops / 1e12:g} TFLOPS"
             ),
@@ -63,7 +63,7 @@ def classify(inventory: NodeInventory, peaks: NodePeaks, rules: TierRules) -> Ti
     fabric = [i for i in inventory.interconnects if i.kind in rules.hpc_interconnect_kinds]
     if fabric:
         names = ", ".join(f"{i.name} ({i.kind})" for i in fabric)
-        return TierDecision(tier=Tier.HPC, reason=f"high-performance interconnect: {names}")
+        return TierDecision(tier=Tier.HPC, reason=fit_text(f"high-performance interconnect: {names}"))
     cores, memory = inventory.cpu.physical_cores, inventory.memory.total_bytes
     if cores <= rules.edge_max_physical_cores and memory <= rules.edge_max_memory_bytes:
         return TierDecision(
