@@ -371,6 +371,31 @@ class LocalRayCluster:
         if failed:
             raise failed[0]
 
+    def add_raylet(self, spec: RayletSpec, name: str, timeout_s: float = 120) -> int:
+        """Start one more raylet in the running cluster and wait until it is ALIVE; returns its session id (what
+        `kill_raylet` takes).  For growing a local cluster, and for fault tests."""
+        if self.temp_dir is None:
+            raise RuntimeError("the cluster is not started")
+        if name in self.names:
+            raise ValueError(f"a raylet is already named {name!r}")
+        deadline = time.monotonic() + timeout_s
+        session = self._run_ray_start(name, self._raylet_argv(spec, name), deadline, staggered=True)
+        self.raylets.append(spec)
+        self.names.append(name)
+        self._wait_ready(deadline)
+        return session
+
+    def kill_raylet(self, session: int) -> list[int]:
+        """SIGKILL one raylet started by `add_raylet` with everything it runs (workers, job drivers): a machine
+        lost, as the rest of the cluster sees it.  Returns the pids killed."""
+        ours = [p for p in self._processes() if _sid(p.pid) == session]
+        victims = {p.pid: p for p in ours}
+        for proc in ours:
+            with contextlib.suppress(psutil.Error):
+                victims.update({c.pid: c for c in proc.children(recursive=True)})
+        _terminate(list(victims.values()), grace_s=0)
+        return sorted(victims)
+
     def _run_ray_start(self, name: str, argv: list[str], deadline: float, *, staggered: bool = False) -> int:
         """Run one `ray start` in a session of its own (whose id marks the daemons it leaves); return that id.
 
