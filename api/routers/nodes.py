@@ -6,7 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from api.census import ancestors
@@ -14,7 +16,8 @@ from api.db import aware
 from api.db.tables import nodes, reports
 from api.deps import Conn, NodeReader, Operator, State
 from api.discovery import DiscoveryIn, record
-from api.errors import AUTHENTICATED, InvalidRequest, NotFound, problem_responses
+from api.errors import AUTHENTICATED, InvalidRequest, NotFound, invalid_body, problem_responses
+from api.openapi import json_body
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=problem_responses(*AUTHENTICATED, 422))
 
@@ -68,11 +71,22 @@ def list_nodes(
     return {"items": rows, "next_after": rows[-1]["node_id"] if more else None}
 
 
-@router.post("/discovered", summary="Record nodes discovered without an agent (suanli k8s-sync)")
-def record_discovered(_: Operator, state: State, body: DiscoveryIn) -> dict[str, Any]:
+@router.post(
+    "/discovered",
+    summary="Record nodes discovered without an agent (suanli k8s-sync)",
+    responses=problem_responses(413),
+    openapi_extra=json_body(DiscoveryIn.model_json_schema()),
+)
+async def record_discovered(_: Operator, state: State, request: Request) -> dict[str, Any]:
     """Record the nodes one Kubernetes listing found (at most 500 per request): new ones are added, known ones
-    refreshed, and nodes that report through an agent left alone, so no node is counted twice."""
-    return record(state.ingestor, body.nodes, datetime.now(tz=UTC)).as_dict()
+    refreshed, and nodes that report through an agent left alone, so no node is counted twice. The body is read
+    only after the caller's token is checked."""
+    try:
+        body = DiscoveryIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise invalid_body(exc) from None
+    result = await run_in_threadpool(record, state.ingestor, body.nodes, datetime.now(tz=UTC))
+    return result.as_dict()
 
 
 @router.get("/{node_id}", summary="One node with its inventory, peaks and recent reports",
