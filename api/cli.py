@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -40,7 +41,8 @@ from --token-file, SUANLI_TOKEN_FILE, SUANLI_TOKEN, or ./suanli-data/admin.token
 service settings (serve, up) come from the environment, SUANLI_<SETTING>: DATABASE_URL (default
 sqlite:///suanli.db; postgresql://user@host/db for PostgreSQL), HOST, PORT, ADMIN_TOKEN_FILE,
 MAX_BODY_BYTES, STALE_AFTER_SECONDS, OFFLINE_AFTER_SECONDS, SNAPSHOT_INTERVAL_SECONDS, TLS_CERTFILE,
-TLS_KEYFILE; flags override them.
+TLS_KEYFILE (HTTPS; or serve --tls-cert/--tls-key); flags override them. Client commands verify an HTTPS
+service against SUANLI_CA_FILE when set (else the system CAs).
 
 examples:
   suanli up                                   # service + local agent; data in ./suanli-data
@@ -73,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the census service", description="Run the census service (uvicorn).")
     service_flags(serve)
+    serve.add_argument("--tls-cert", dest="tls_certfile", type=Path, help="serve HTTPS with this PEM certificate")
+    serve.add_argument("--tls-key", dest="tls_keyfile", type=Path, help="the certificate's PEM private key")
     up = sub.add_parser("up", help="the whole system on this machine: service, agent, a Ray raylet per tier",
                         description="Start the census service on SQLite in --data-dir, a local Ray cluster of one "
                         "head and one raylet per tier (general, ai, hpc, edge; this machine's CPUs and memory "
@@ -160,18 +164,23 @@ def _token(args: argparse.Namespace) -> str | None:
 
 
 def _client(args: argparse.Namespace) -> SuanliClient:
-    return SuanliClient(args.server or os.environ.get("SUANLI_SERVER", DEFAULT_SERVER), _token(args))
+    ca_file = os.environ.get("SUANLI_CA_FILE")  # verify an HTTPS service against this CA bundle
+    verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+    return SuanliClient(args.server or os.environ.get("SUANLI_SERVER", DEFAULT_SERVER), _token(args), verify=verify)
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Any:  # noqa: ANN401 - api.settings.Settings
     from api.settings import Settings  # noqa: PLC0415 - server packages load only for serve/up
 
-    overrides = {k: getattr(args, k) for k in ("host", "port", "database_url", "admin_token_file")}
+    names = ("host", "port", "database_url", "admin_token_file", "tls_certfile", "tls_keyfile")
+    overrides = {k: getattr(args, k, None) for k in names}
     return Settings(**{k: v for k, v in {**overrides, **extra}.items() if v is not None})
 
 
 def _uvicorn_kwargs(settings: Any) -> dict[str, Any]:  # noqa: ANN401
     kwargs: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower()}
+    if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
+        raise ValueError("HTTPS needs both a certificate and its key (--tls-cert and --tls-key)")
     if settings.tls_certfile and settings.tls_keyfile:
         kwargs |= {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)}
     return kwargs

@@ -3,6 +3,7 @@ Python SDK."""
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import time
 import uuid
@@ -24,7 +25,9 @@ class ApiError(RuntimeError):
 class SuanliClient:
     """``SuanliClient("http://127.0.0.1:8080", token)``; every method returns the decoded JSON document."""
 
-    def __init__(self, server: str, token: str | None, *, timeout: float = 30.0, verify: str | bool = True) -> None:
+    def __init__(
+        self, server: str, token: str | None, *, timeout: float = 30.0, verify: ssl.SSLContext | str | bool = True
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout, verify=verify)
 
