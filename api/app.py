@@ -30,7 +30,7 @@ from api.ingest import Ingestor
 from api.k8s_sync import KubernetesSync
 from api.liveness import last_snapshot_at, snapshot, sweep
 from api.metrics import ServiceMetrics
-from api.routers import census, dashboard, health, jobs, nodes, regions, reports, tiers, tokens
+from api.routers import agents, census, dashboard, health, jobs, nodes, regions, reports, tiers, tokens
 from api.scheduling import Scheduling
 from api.settings import Settings
 from api.state import ServiceState
@@ -210,7 +210,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     install_handlers(app)
     for router in (reports.router, census.router, nodes.router, regions.router, tokens.router, jobs.router,
-                   tiers.router, health.router, dashboard.router):  # fmt: skip
+                   tiers.router, health.router, dashboard.router, agents.router):  # fmt: skip
         app.include_router(router)
 
     app.add_middleware(Timing)

@@ -31,6 +31,7 @@ class Role(StrEnum):
     PLANNER = "planner"  # census figures, nodes, regions
     USER = "user"  # census figures, regions, their own jobs
     AGENT = "agent"  # POST /v1/reports for the one node it is bound to
+    ENROL = "enrol"  # POST /v1/agents/enrol only: mints the agent token of a node not enrolled yet (DaemonSets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +56,10 @@ def new_token_text(role: Role) -> str:
 
 def create_token(
     connection: Connection, *, name: str, role: Role, now: datetime, expires_at: datetime | None = None,
-    text: str | None = None,
+    text: str | None = None, node_id: str | None = None,
 ) -> tuple[str, int]:  # fmt: skip
-    """Store a new token (or the given text, for a first admin token read from a file); returns (text, id)."""
+    """Store a new token (or the given text, for a first admin token read from a file), bound to `node_id` when
+    given (agent tokens minted by enrolment); returns (text, id)."""
     text = text or new_token_text(role)
     result = connection.execute(
         tokens.insert().values(
@@ -67,6 +69,7 @@ def create_token(
             prefix=text[:12],
             created_at=now,
             expires_at=expires_at,
+            node_id=node_id,
         )
     )
     token_id = result.inserted_primary_key[0] if result.inserted_primary_key else 0
@@ -94,6 +97,15 @@ def bind_node(connection: Connection, token_id: int, node_id: str) -> str:
     )
     bound: str = connection.execute(select(tokens.c.node_id).where(tokens.c.id == token_id)).scalar_one()
     return bound
+
+
+def enrolled_token(connection: Connection, node_id: str) -> int | None:
+    """The id of a live (not revoked) agent token bound to `node_id`, if there is one."""
+    query = select(tokens.c.id).where(
+        tokens.c.node_id == node_id, tokens.c.role == Role.AGENT.value, tokens.c.revoked_at.is_(None)
+    )
+    found: int | None = connection.execute(query.limit(1)).scalar()
+    return found
 
 
 def revoke(connection: Connection, token_id: int, now: datetime) -> None:

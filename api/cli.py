@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = tsub.add_parser("create", help="create a token (its secret is shown once)")
     create.add_argument("name")
-    create.add_argument("--role", required=True, choices=["admin", "operator", "planner", "user", "agent"])
+    create.add_argument("--role", required=True, choices=["admin", "operator", "planner", "user", "agent", "enrol"],
+                        help="agent: one node's reports; enrol: a fleet's agents trade it for their own")  # fmt: skip
     create.add_argument("--expires-in", dest="expires_in", help="e.g. 3600s, 12h, 30d (default: never)")
     create.add_argument("--json", action="store_true")
     listing = tsub.add_parser("list", help="list tokens (never their secrets)")

@@ -75,6 +75,7 @@ ADMIN = Require()
 OPERATE = Require(Role.OPERATOR)
 RUN_JOBS = Require(Role.USER, Role.OPERATOR)
 READ_TIERS = Require(Role.USER, Role.OPERATOR, Role.PLANNER)
+ENROL = Require(Role.ENROL)
 
 CensusReader = Annotated[Principal, Depends(READ_CENSUS)]
 NodeReader = Annotated[Principal, Depends(READ_NODES)]
@@ -83,3 +84,4 @@ Admin = Annotated[Principal, Depends(ADMIN)]
 Operator = Annotated[Principal, Depends(OPERATE)]
 JobUser = Annotated[Principal, Depends(RUN_JOBS)]
 TierReader = Annotated[Principal, Depends(READ_TIERS)]
+Enroller = Annotated[Principal, Depends(ENROL)]

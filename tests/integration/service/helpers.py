@@ -23,7 +23,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 HOSTS = FIXTURES / "hosts"
 PLANNED_DGX = FIXTURES / "inventories" / "dgx-h100-planned.json"
 MODEL = ComputeModel()
-ROLES = ("admin", "operator", "planner", "user", "agent")
+ROLES = ("admin", "operator", "planner", "user", "agent", "enrol")
 # GET /v1/nodes/{id} summary field of each census precision.
 NODE_FIELD = {"fp64": "fp64_flops", "fp32": "fp32_flops", "fp16": "fp16_flops", "int8": "int8_ops"}
 COUNTS = ("physical_cores", "threads", "accelerators", "memory_bytes")

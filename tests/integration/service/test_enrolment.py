@@ -1,0 +1,84 @@
+"""Agent enrolment: a fleet shares one `enrol` token and each node trades it for an agent token of its own
+(`POST /v1/agents/enrol`), against the real service on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.integration.service.helpers import (
+    create_token,
+    make_report,
+    module_service,
+    planned_inventory,
+    post_report,
+    stored,
+)
+from tests.service import ServiceProcess
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One service per backend for this module (its tests use node ids of their own)."""
+    yield from module_service(request, tmp_path_factory)
+
+
+def enrol(service: ServiceProcess, token: str, node_id: str) -> httpx.Response:
+    """POST /v1/agents/enrol for `node_id` with `token`."""
+    with service.client(token) as client:
+        return client.post("/v1/agents/enrol", json={"node_id": node_id})
+
+
+def test_an_enrolled_node_gets_a_token_bound_to_it_and_only_to_it(shared: ServiceProcess) -> None:
+    """The minted token is an agent token already bound to the node: it reports for that node (200) and is
+    refused for any other (403), and the token list shows it with its node."""
+    node, other = f"enrol-{uuid.uuid4().hex[:8]}", f"enrol-{uuid.uuid4().hex[:8]}"
+    with shared.client() as admin:
+        fleet = create_token(admin, "enrol")["token"]
+        answer = enrol(shared, fleet, node)
+        assert answer.status_code == 201, answer.text
+        minted = answer.json()
+        assert (minted["role"], minted["node_id"]) == ("agent", node)
+        listed = {t["id"]: t for t in admin.get("/v1/tokens").json()}
+        assert listed[minted["id"]]["node_id"] == node
+    with shared.client(minted["token"]) as agent:
+        assert stored(agent, make_report(planned_inventory(node)))["outcome"] == "stored"
+        refused = post_report(agent, make_report(planned_inventory(other)))
+        assert refused.status_code == 403, refused.text
+        assert node in refused.json()["detail"]
+
+
+def test_a_node_enrols_once_until_an_admin_revokes_its_token(shared: ServiceProcess) -> None:
+    """A second enrolment of the same node is refused (409, naming the token to revoke), so a leaked enrolment
+    token cannot take over an enrolled node; after the admin revokes the node's token, it can enrol again."""
+    node = f"enrol-{uuid.uuid4().hex[:8]}"
+    with shared.client() as admin:
+        fleet = create_token(admin, "enrol")["token"]
+        first = enrol(shared, fleet, node).json()
+        again = enrol(shared, fleet, node)
+        assert again.status_code == 409, again.text
+        assert f"agent token {first['id']}" in again.json()["detail"]
+        assert admin.delete(f"/v1/tokens/{first['id']}").status_code in (200, 204)
+        renewed = enrol(shared, fleet, node)
+        assert renewed.status_code == 201, renewed.text
+        assert renewed.json()["token"] != first["token"]
+
+
+def test_the_enrolment_token_can_do_nothing_but_enrol(shared: ServiceProcess) -> None:
+    """With the enrolment token itself a report, a census read and a token listing are refused (403), and a
+    malformed node id is a 422 that mints nothing."""
+    node = f"enrol-{uuid.uuid4().hex[:8]}"
+    with shared.client() as admin:
+        fleet = create_token(admin, "enrol")["token"]
+        before = len(admin.get("/v1/tokens").json())
+    with shared.client(fleet) as client:
+        assert post_report(client, make_report(planned_inventory(node))).status_code == 403
+        assert client.get("/v1/census").status_code == 403
+        assert client.get("/v1/tokens").status_code == 403
+        bad = client.post("/v1/agents/enrol", json={"node_id": "../../etc/passwd"})
+        assert bad.status_code == 422, bad.text
+    with shared.client() as admin:
+        assert len(admin.get("/v1/tokens").json()) == before
