@@ -39,7 +39,7 @@ configuration (lowest precedence first):
   defaults < config file (--config, else /etc/suanli/agent.toml if present)
            < environment SUANLI_AGENT_<SETTING>, e.g. SUANLI_AGENT_SERVER, SUANLI_AGENT_REGION
            < flags
-  Settings: server, token_file, ca_file, interval_seconds, jitter, backoff_max_seconds,
+  Settings: server, token_file, enrol_token_file, ca_file, interval_seconds, jitter, backoff_max_seconds,
   request_timeout_seconds, spool_dir, spool_max_reports, spool_max_bytes, metrics_port, metrics_host,
   root, node_id, nvml, inventory_refresh_seconds, log_level; labels: region, organisation, site, tier
   (in the file under [labels], with declared_peaks, cpu_fp64_flops_per_cycle and cpu_base_clock_hz);
@@ -51,6 +51,7 @@ examples:
   census-agent measure --seconds 10
   census-agent run --server https://census.example:8443 --token-file /etc/suanli/agent.token \\
       --region 440106 --metrics-port 9464
+  census-agent run --server https://census.example:8443 --enrol-token-file /etc/suanli/enrol.token
 """
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -117,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--server", help="census service base URL, e.g. https://census.example:8443")
     run.add_argument("--token-file", dest="token_file", type=Path, help="file holding the agent's bearer token")
+    run.add_argument("--enrol-token-file", dest="enrol_token_file", type=Path,
+                     help="a fleet's enrolment token: traded once for this node's own token, which is kept in "
+                     "--token-file (default: agent.token beside the spool directory)")  # fmt: skip
     run.add_argument("--ca-file", dest="ca_file", type=Path, help="CA bundle to verify the server's certificate")
     run.add_argument("--interval", dest="interval_seconds", type=float, help="seconds between reports (default 30)")
     run.add_argument(
@@ -154,6 +158,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "log_level",
         "server",
         "token_file",
+        "enrol_token_file",
         "ca_file",
         "interval_seconds",
         "spool_dir",
@@ -263,11 +268,15 @@ def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
             log.warning("%s; reporting without measurements", exc)
     pusher = None
     if config.server is not None:
+        token_file = config.token_file
+        if token_file is None and config.enrol_token_file is not None:
+            token_file = config.spool_dir.parent / "agent.token"
         pusher = Pusher(
             str(config.server),
-            config.token_file,
+            token_file,
             ca_file=config.ca_file,
             timeout=config.request_timeout_seconds,
+            enrol_token_file=config.enrol_token_file,
         )
     agent = Agent(
         config,

@@ -45,6 +45,9 @@ class AgentConfig(BaseModel):
 
     server: AnyHttpUrl | None = None
     token_file: Path | None = None
+    # A fleet's shared enrolment token: traded once for this node's own agent token, kept in token_file
+    # (default: agent.token beside the spool directory).
+    enrol_token_file: Path | None = None
     ca_file: Path | None = None
     interval_seconds: Annotated[float, Field(ge=1, le=86_400)] = 30.0
     jitter: Annotated[float, Field(ge=0, le=0.5)] = 0.1

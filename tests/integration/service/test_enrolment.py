@@ -3,13 +3,21 @@
 
 from __future__ import annotations
 
+import signal
+import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.service.helpers import (
+    HOSTS,
+    clean_env,
     create_token,
     make_report,
     module_service,
@@ -17,6 +25,7 @@ from tests.integration.service.helpers import (
     post_report,
     stored,
 )
+from tests.servers import wait_for
 from tests.service import ServiceProcess
 
 
@@ -82,3 +91,67 @@ def test_the_enrolment_token_can_do_nothing_but_enrol(shared: ServiceProcess) ->
         assert bad.status_code == 422, bad.text
     with shared.client() as admin:
         assert len(admin.get("/v1/tokens").json()) == before
+
+
+def agent_argv(service: ServiceProcess, workdir: Path, enrol_token_file: Path, node_id: str) -> list[str]:
+    """`census-agent run` for a fixture host with only the fleet's enrolment token (its own token file is the
+    default: agent.token beside its spool directory)."""
+    return [sys.executable, "-m", "census_agent.cli", "run", "--server", service.url, "--enrol-token-file",
+            str(enrol_token_file), "--interval", "1", "--no-nvml", "--node-id", node_id, "--region", "440106",
+            "--root", str(HOSTS / "epyc-9654-zen4"), "--spool-dir", str(workdir / "spool")]  # fmt: skip
+
+
+def test_a_real_agent_enrols_with_the_fleet_token_keeps_its_own_and_a_twin_is_refused(
+    shared: ServiceProcess, tmp_path: Path
+) -> None:
+    """`census-agent run --enrol-token-file` trades the shared token for its node's own on its first push, keeps
+    it (mode 0600) and reports with it; restarted, it reuses it (no second token minted). A second machine
+    claiming the same node id is refused enrolment and keeps its reports in its spool."""
+    node = f"enrol-agent-{uuid.uuid4().hex[:8]}"
+    with shared.client() as admin:
+        fleet_file = tmp_path / "enrol.token"
+        fleet_file.write_text(create_token(admin, "enrol")["token"] + "\n")
+
+        def node_reports() -> int:
+            response = admin.get(f"/v1/nodes/{node}")
+            return len(response.json()["recent_reports"]) if response.status_code == 200 else 0
+
+        def minted_for_node() -> list[dict[str, Any]]:
+            return [t for t in admin.get("/v1/tokens").json() if t["node_id"] == node]
+
+        first_dir = tmp_path / "first"
+        log = (tmp_path / "first.log").open("ab")
+        agent = subprocess.Popen(agent_argv(shared, first_dir, fleet_file, node), stdout=log, stderr=log,
+                                 env=clean_env())  # fmt: skip
+        try:
+            wait_for(lambda: node_reports() >= 2, 60, f"reports of {node} after enrolment")
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=20)
+            own = first_dir / "agent.token"
+            assert own.read_text().startswith("sl_agent_")
+            assert stat.S_IMODE(own.stat().st_mode) == 0o600
+            assert len(minted_for_node()) == 1
+
+            seen = node_reports()
+            agent = subprocess.Popen(agent_argv(shared, first_dir, fleet_file, node), stdout=log, stderr=log,
+                                     env=clean_env())  # fmt: skip
+            wait_for(lambda: node_reports() > seen, 60, f"reports of {node} after the restart")
+            assert len(minted_for_node()) == 1
+        finally:
+            agent.kill()
+            agent.wait()
+            log.close()
+
+        twin_dir = tmp_path / "twin"
+        twin_log = tmp_path / "twin.log"
+        with twin_log.open("ab") as out:
+            twin = subprocess.Popen(agent_argv(shared, twin_dir, fleet_file, node), stdout=out, stderr=out,
+                                    env=clean_env())  # fmt: skip
+            try:
+                wait_for(lambda: "already enrolled" in twin_log.read_text(), 60, "the twin's refused enrolment")
+            finally:
+                twin.kill()
+                twin.wait()
+        assert not (twin_dir / "agent.token").exists()
+        assert any((twin_dir / "spool").iterdir()), "the twin's reports were not kept in its spool"
+        assert len(minted_for_node()) == 1
