@@ -136,11 +136,14 @@ def test_full_values_turn_every_optional_part_on(full_docs: list[dict[str, Any]]
         (("--set", "database.type=mysql"), "database"),
         (("--set", "api.replicas=2"), "replicas"),  # SQLite (the default) allows one writer
         (("--set", "agent.labels.region=Tianhe"), "region"),
+        (("--set", "agent.token.mode=shared"), "mode"),
+        (("--set", "agent.state.hostPath="), "agent.token.mode enrol needs agent.state.hostPath"),
     ],
 )
 def test_values_schema_rejects_typos_and_bad_values(args: tuple[str, str], complaint: str) -> None:
-    """values.schema.json makes helm refuse a misspelt key, an unknown database, two SQLite replicas and a region
-    that is not a six-digit code: `helm template` exits non-zero and names the problem."""
+    """values.schema.json makes helm refuse a misspelt key, an unknown database, two SQLite replicas, a region
+    that is not a six-digit code and an unknown token mode, and the chart refuses enrolment without a state
+    directory that outlives the pod: `helm template` exits non-zero and names the problem."""
     result = helm("template", RELEASE, str(CHART), *args)
     assert result.returncode != 0
     assert complaint in result.stderr
@@ -184,9 +187,12 @@ def test_postgresql_from_a_secret_allows_rolling_updates(full_docs: list[dict[st
 @pytest.mark.parametrize("values", VALUE_SETS)
 def test_every_container_is_non_root_with_requests_and_limits(values: str) -> None:
     """Every container the chart runs (Ray's too) has resource requests and limits and cannot escalate; the
-    chart's own pods run as a non-root user on a read-only root filesystem."""
+    chart's own pods run as a non-root user on a read-only root filesystem; the one container that runs as root
+    is the agent's state-owner init step."""
     for where, pod in pod_specs(template(*VALUE_SETS[values])):
         for container in pod.get("initContainers", []) + pod["containers"]:
+            if container.get("securityContext", {}).get("runAsUser") == 0:
+                assert container["name"] == "state-owner", where
             assert container["resources"]["requests"], where
             assert container["resources"]["limits"], where
             assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
@@ -222,8 +228,9 @@ def test_service_environment_is_accepted_by_the_service_settings(
 @pytest.mark.parametrize("values", VALUE_SETS)
 def test_agent_environment_and_generated_config_are_accepted_by_the_agent(values: str, tmp_path: Path) -> None:
     """The agent containers' SUANLI_AGENT_* environment and the config file the init container writes load with
-    census_agent.config.load_config; the root is /host where the host's proc and sys are mounted read-only, and
-    each pod reads the token named after its node."""
+    census_agent.config.load_config; the root is /host where the host's proc and sys are mounted read-only. By
+    default (token mode enrol) the agent trades the shared enrolment token for its own, kept in the node's state
+    directory; with mode perNode (the full values) each pod reads the token named after its node."""
     docs = template(*VALUE_SETS[values])
     config_file = tmp_path / "agent.toml"
     config_file.write_text('[labels]\nregion = "440106"\n')
@@ -236,7 +243,12 @@ def test_agent_environment_and_generated_config_are_accepted_by_the_agent(values
         config = load_config(config_file if "--config" in args else None, environ=env)
         assert isinstance(config, AgentConfig)
         assert config.root == Path("/host")
-        assert config.token_file == Path("/etc/suanli/agent-tokens/node-a")
+        if values == "default":
+            assert config.enrol_token_file == Path("/etc/suanli/agent-tokens/enrol-token")
+            assert config.token_file == Path("/var/lib/suanli-agent/agent.token")
+        else:
+            assert config.enrol_token_file is None
+            assert config.token_file == Path("/etc/suanli/agent-tokens/node-a")
         assert config.metrics_port == 9464
         mounts = {m["mountPath"]: m for m in agent["volumeMounts"]}
         for host_path in ("/proc", "/sys", "/etc/machine-id"):
@@ -249,6 +261,27 @@ def test_agent_environment_and_generated_config_are_accepted_by_the_agent(values
         schema = json.loads((CHART / "values.schema.json").read_text())
         agent_schema = schema["properties"]["agent"]["properties"]
         assert set(agent_schema["settings"]["properties"]) <= set(AgentConfig.model_fields)
+
+
+def test_the_agents_state_outlives_the_pod_in_a_host_directory_handed_over_by_a_minimal_root_step(
+    default_docs: list[dict[str, Any]],
+) -> None:
+    """The spool and the node's own token live in a hostPath (so an enrolled node keeps its token and its unsent
+    reports across pod restarts and upgrades); the only root step is an init container that chowns it to the
+    agent's user with CAP_CHOWN and CAP_FOWNER alone, while the agent itself runs as that non-root user."""
+    (daemonset,) = find(default_docs, "DaemonSet")
+    pod = daemonset["spec"]["template"]["spec"]
+    state = next(v for v in pod["volumes"] if v["name"] == "state")
+    assert state["hostPath"] == {"path": "/var/lib/suanli-agent", "type": "DirectoryOrCreate"}
+    owner = next(c for c in pod["initContainers"] if c["name"] == "state-owner")
+    user, group = pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+    assert owner["command"] == ["chown", f"{user}:{group}", "/var/lib/suanli-agent"]
+    assert owner["securityContext"]["runAsUser"] == 0
+    assert owner["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]}
+    assert owner["securityContext"]["allowPrivilegeEscalation"] is False
+    (agent,) = pod["containers"]
+    assert "runAsUser" not in agent["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
 
 
 def test_gpu_nodes_get_their_own_daemonset_with_the_nvidia_runtime(full_docs: list[dict[str, Any]]) -> None:
@@ -291,7 +324,8 @@ def test_rbac_is_only_what_is_used(default_docs: list[dict[str, Any]], full_docs
     assert not find(bare, "ClusterRole")
     assert not find(bare, "ClusterRoleBinding")
     (daemonset,) = find(bare, "DaemonSet")
-    assert "initContainers" not in daemonset["spec"]["template"]["spec"]
+    init = [c["name"] for c in daemonset["spec"]["template"]["spec"]["initContainers"]]
+    assert init == ["state-owner"]  # no node-labels init container, so no Kubernetes API access
 
 
 def test_scheduler_config_routes_each_tier_to_its_ray_cluster(full_docs: list[dict[str, Any]]) -> None:
