@@ -35,7 +35,7 @@ class Scheduling:
         self.config = config
         self.backend = RayJobsBackend(config.targets)
         self.dispatcher = Dispatcher(SqlJobStore(engine, write_lock), self.backend, config.policy,
-                                     list(config.targets))  # fmt: skip
+                                     list(config.targets), lost_after_seconds=config.lost_after_seconds)  # fmt: skip
         self.interval = interval_seconds
         self.last_step: StepReport | None = None
         self.last_step_at: float | None = None

@@ -8,6 +8,11 @@
     [tiers.hpc]
     address = "http://hpc-head.example:8265"
 
+    # Optional: how long a tier's cluster may be unreachable before its running attempts are presumed lost
+    # (failed with that reason and retried per their policy; a survivor is stopped when the tier is back).
+    [dispatch]
+    lost_after_seconds = 120
+
     # Optional: the policy (see `scheduler.policy.Policy.from_toml`); absent keys keep the defaults.
     [policy]
     backfill = true
@@ -36,14 +41,15 @@ class SchedulerConfig:
 
     targets: dict[Tier, TierTarget]
     policy: Policy
+    lost_after_seconds: float = 120.0
 
     @classmethod
     def parse(cls, text: str) -> SchedulerConfig:
         """From TOML text; ValueError naming the key on a mistake."""
         data = tomllib.loads(text)
-        unknown = set(data) - {"ray", "tiers", "policy"}
+        unknown = set(data) - {"ray", "tiers", "policy", "dispatch"}
         if unknown:
-            raise ValueError(f"unknown keys: {', '.join(sorted(unknown))} (expected ray, tiers, policy)")
+            raise ValueError(f"unknown keys: {', '.join(sorted(unknown))} (expected ray, tiers, policy, dispatch)")
         shared = _address(data.get("ray", {}), "ray")
         tiers = data.get("tiers", {})
         if not isinstance(tiers, dict):
@@ -66,7 +72,7 @@ class SchedulerConfig:
         if not isinstance(policy_table, dict):
             raise ValueError("policy: a table")
         policy = Policy.from_mapping(policy_table)
-        return cls(targets, policy)
+        return cls(targets, policy, _lost_after(data.get("dispatch", {})))
 
     @classmethod
     def load(cls, path: Path) -> SchedulerConfig:
@@ -75,6 +81,18 @@ class SchedulerConfig:
             return cls.parse(path.read_text(encoding="utf-8"))
         except (ValueError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"{path}: {exc}") from None
+
+
+def _lost_after(table: Any) -> float:  # noqa: ANN401 - parsed TOML
+    if not isinstance(table, dict):
+        raise ValueError("dispatch: a table")
+    unknown = set(table) - {"lost_after_seconds"}
+    if unknown:
+        raise ValueError(f"dispatch: unknown keys {', '.join(sorted(unknown))} (expected lost_after_seconds)")
+    value = table.get("lost_after_seconds", 120.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"dispatch.lost_after_seconds: a positive number of seconds, not {value!r}")
+    return float(value)
 
 
 def _address(entry: Any, where: str) -> str | None:  # noqa: ANN401 - parsed TOML

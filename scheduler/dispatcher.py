@@ -2,7 +2,10 @@
 
 Each `step`:
 1. reads every tier's nodes from Ray's live view (a tier whose cluster cannot be reached has no nodes this
-   step: its jobs wait, the others carry on);
+   step: its jobs wait, the others carry on; once it has been unreachable for ``lost_after_seconds`` its
+   dispatched jobs' attempts are presumed lost: failed with that reason and retried per their policy, and
+   when the cluster answers again any submission of such an attempt still alive there is stopped, so no job
+   runs twice);
 2. follows each dispatched job: Ray's status moves it on (running, succeeded, failed with its exit code,
    retried while it has retries left); a job past its time limit, or whose cancel was asked, is stopped;
 3. plans the queue (`scheduler.queue.plan`) against what is free, and for each job to start records the
@@ -116,6 +119,10 @@ class Backend(Protocol):
         """The tier's alive nodes."""
         ...
 
+    def jobs(self, tier: str) -> dict[str, RayJobStatus]:
+        """Every submission Ray holds for the tier, by submission id."""
+        ...
+
 
 @dataclass
 class StepReport:
@@ -144,15 +151,21 @@ def node_views(tier: Tier, nodes: Sequence[RayNode]) -> list[NodeView]:
 class Dispatcher:
     """Moves jobs through their lifecycle, one `step` at a time (the service calls it on a timer)."""
 
-    def __init__(self, store: JobStore, backend: Backend, policy: Policy, tiers: Sequence[Tier]) -> None:
+    def __init__(
+        self, store: JobStore, backend: Backend, policy: Policy, tiers: Sequence[Tier], *,
+        lost_after_seconds: float = 120.0,
+    ) -> None:  # fmt: skip
         self.store = store
         self.backend = backend
         self.policy = policy
         self.tiers = tuple(tiers)
+        self.lost_after_seconds = lost_after_seconds
         self.last_nodes: dict[Tier, list[NodeView]] = {}  # the last view of each tier, for feasibility checks
         self._stop_sent: set[str] = set()
+        self._unreachable_since: dict[Tier, float] = {}
+        self._sweep: set[Tier] = set()  # tiers back after being lost: stop the submissions of lost attempts
 
-    def cluster(self, report: StepReport) -> list[NodeView]:
+    def cluster(self, report: StepReport, now: float | None = None) -> list[NodeView]:
         """Every reachable tier's nodes now."""
         views: list[NodeView] = []
         for tier in self.tiers:
@@ -160,8 +173,15 @@ class Dispatcher:
                 tier_nodes = node_views(tier, self.backend.nodes(tier.value))
             except RayUnavailable as exc:
                 report.unreachable.append(tier)
-                log.warning("tier %s: Ray unreachable (%s); its jobs wait", tier, exc)
+                if now is None:  # a look from outside a step (the API): only steps keep the time
+                    continue
+                since = self._unreachable_since.setdefault(tier, now)
+                log.warning("tier %s: Ray unreachable for %.0f s (%s); its jobs wait", tier, now - since, exc)
                 continue
+            if now is not None:
+                back_from = self._unreachable_since.pop(tier, now)
+                if now - back_from >= self.lost_after_seconds:
+                    self._sweep.add(tier)
             self.last_nodes[tier] = tier_nodes
             report.nodes[tier] = len(tier_nodes)
             views.extend(tier_nodes)
@@ -170,8 +190,11 @@ class Dispatcher:
     def step(self, now: float) -> StepReport:
         """One round: follow, stop, plan, dispatch."""
         report = StepReport()
-        nodes = self.cluster(report)
-        still = [job for job in self.store.active() if self._follow(job, now, report)]
+        nodes = self.cluster(report, now)
+        active = self.store.active()
+        if self._sweep:
+            self._stop_strays({job.submission_id for job in active}, report)
+        still = [job for job in active if self._follow(job, now, report)]
         holding = [job.holding() for job in still]
         running = {job.job_id: job for job in still if job.state is JobState.RUNNING}
         for job_id in overdue([h for h in holding if h.job_id in running], now):
@@ -234,12 +257,38 @@ class Dispatcher:
         self._stop_sent.add(job.job_id)
         report.stopping.append(job.job_id)
 
+    def _stop_strays(self, current: set[str], report: StepReport) -> None:
+        """On a tier back after being lost: stop every live submission that is no job's current attempt."""
+        for tier in sorted(self._sweep):
+            try:
+                submissions = self.backend.jobs(tier.value)
+            except RayUnavailable:
+                continue
+            for submission_id, status in submissions.items():
+                if submission_id in current or status.state.terminal:
+                    continue
+                try:
+                    self.backend.stop(submission_id, tier.value)
+                except RayUnavailable:
+                    break
+                log.warning("tier %s: stopped %s, an attempt presumed lost while the tier was unreachable", tier,
+                            submission_id)  # fmt: skip
+                report.stopping.append(submission_id)
+            else:
+                self._sweep.discard(tier)
+
     def _follow(self, job: ActiveJob, now: float, report: StepReport) -> bool:
         """Move a dispatched job on from Ray's status; True if it is still dispatched afterwards."""
         try:
             status = self.backend.status(job.submission_id, job.tier.value)
         except RayUnavailable:
-            return True  # keep holding its nodes; nothing known
+            since = self._unreachable_since.get(job.tier)
+            if since is not None and now - since >= self.lost_after_seconds:
+                # Its cluster is gone for good as far as we can tell: the attempt is lost. The next attempt runs
+                # when the tier (or a spill tier) has room; a late survivor is stopped when the tier comes back.
+                lost = f"its tier's Ray cluster unreachable for {now - since:.0f} s; attempt presumed lost"
+                return self._retry_or_fail(job, lost, None, now, report)
+            return True  # keep holding its nodes; nothing known yet
         state = status.state
         if job.stop_state is not None and state in (RayJobState.PENDING, RayJobState.RUNNING):
             self._send_stop(job, report)

@@ -47,3 +47,4 @@ def test_example_scheduler_config_loads_with_both_modes_quotas_and_the_default_r
     assert dict(config.policy.classes) == dict(DEFAULT_CLASSES)
     assert config.policy.quota("anyone", Tier.AI) == Quota(gpus=16)
     assert config.policy.quota("lab-a", Tier.HPC) == Quota(cpus=512, jobs=4)
+    assert config.lost_after_seconds == 120

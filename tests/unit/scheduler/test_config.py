@@ -48,6 +48,8 @@ def test_policy_table_is_read(tmp_path: Path) -> None:
         ('[tiers.quantum]\naddress = "http://q:1"\n', "tiers.quantum: not a tier"),
         ("[scheduler]\nx = 1\n", "unknown keys: scheduler"),
         ('[ray]\naddress = "http://a:1"\n[policy]\nbogus = 1\n', "unknown policy keys: bogus"),
+        ('[ray]\naddress = "http://a:1"\n[dispatch]\nlost_after_seconds = 0\n', "dispatch.lost_after_seconds"),
+        ('[ray]\naddress = "http://a:1"\n[dispatch]\nlost_after = 5\n', "dispatch: unknown keys lost_after"),
     ],
 )
 def test_configuration_mistakes_name_the_key(text: str, message: str, tmp_path: Path) -> None:
