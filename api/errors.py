@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ class ServiceError(Exception):
 
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
+    retry_after_seconds: ClassVar[int | None] = None  # sent as Retry-After when set
 
     def __init__(self, detail: str, **extra: Any) -> None:  # noqa: ANN401 - extra members of the problem
         super().__init__(detail)
@@ -91,6 +92,38 @@ class SchedulerUnavailable(ServiceError):
     title = "Scheduler unavailable"
 
 
+class DatabaseUnavailable(ServiceError):
+    """The database cannot be reached (down, restarting, the connection lost): retry (a report is idempotent)."""
+
+    status = 503
+    title = "Database unavailable"
+    retry_after_seconds = 5
+
+
+class StorageFull(ServiceError):
+    """The database has no room left to write (disk full): the transaction was rolled back; retry later."""
+
+    status = 507
+    title = "Insufficient storage"
+    retry_after_seconds = 30
+
+
+# SQLite's primary result code and PostgreSQL's SQLSTATE for "disk full".
+_SQLITE_FULL = "SQLITE_FULL"
+_PG_DISK_FULL = "53100"
+
+
+def database_error(exc: DBAPIError) -> ServiceError | None:
+    """The domain error a failed database call means, or None when it is not the database's state at fault (a
+    constraint, a bad statement: a bug, answered 500). Ingest and the HTTP handler both classify with this."""
+    orig = exc.orig
+    if getattr(orig, "sqlite_errorname", None) == _SQLITE_FULL or getattr(orig, "sqlstate", None) == _PG_DISK_FULL:
+        return StorageFull("the database has no space left to write (disk full); retry later")
+    if exc.connection_invalidated or isinstance(exc, OperationalError):
+        return DatabaseUnavailable(f"the database cannot be reached ({type(orig).__name__}); retry later")
+    return None
+
+
 def invalid_body(exc: ValidationError) -> InvalidRequest:
     """A body that failed its model's validation, as a 422 naming the first bad field (and listing up to 50)."""
     errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()[:50]]
@@ -118,6 +151,7 @@ MEANINGS = {
     413: "the request body is over the size limit",
     422: "the request is invalid: the detail names the field",
     503: "the database (or, for jobs, the scheduler) cannot be reached; retry later",
+    507: "the database's disk is full; retry later",
 }
 AUTHENTICATED = (401, 403, 503)  # every route that takes a token and reads the database
 
@@ -141,9 +175,15 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 def install_handlers(app: FastAPI) -> None:
     """Map domain errors, validation errors and a lost database to problem+json."""
 
+    def _answer(exc: ServiceError) -> JSONResponse:
+        response = problem(exc.status, exc.title, exc.detail, **exc.extra)
+        if exc.retry_after_seconds is not None:
+            response.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return response
+
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+        return _answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -173,6 +213,10 @@ def install_handlers(app: FastAPI) -> None:
         log.error("unexpected error: %s", exc, exc_info=exc)
         return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
 
-    @app.exception_handler(OperationalError)
-    async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
-        return problem(503, "Database unavailable", "the database cannot be reached; retry later")
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        mapped = database_error(exc)
+        if mapped is None:
+            return await _unexpected(request, exc)
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, mapped.title, exc.orig)
+        return _answer(mapped)

@@ -18,11 +18,12 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, select
+from sqlalchemy.exc import DBAPIError
 
 from api.auth import Principal, Role, bind_node
 from api.db import aware
 from api.db.tables import MEASURE_COLUMNS, nodes, reports
-from api.errors import Forbidden, InvalidReport
+from api.errors import Forbidden, InvalidReport, database_error
 from api.rollups import Deltas, cell_of
 from census_agent.models import NodeInventory, Precision, Report, TierDecision
 from census_agent.report import ComputeModel
@@ -269,17 +270,23 @@ class Ingestor:
                 future.set_result(outcome)
 
     def _write(self, batch: list[Prepared]) -> list[IngestResult | Exception]:
+        bindings: dict[int, str] = {}
         try:
             with self.write_lock, self.engine.begin() as conn:
-                outcomes = self._store(conn, batch)
+                outcomes = self._store(conn, batch, bindings)
         except Exception as exc:
+            mapped = database_error(exc) if isinstance(exc, DBAPIError) else None
+            if mapped is not None:  # the database's state, not a report, is at fault: the same answer for each
+                log.error("could not store %d report(s): %s: %s", len(batch), mapped.title, mapped.detail)
+                return [mapped, *(type(mapped)(mapped.detail) for _ in batch[1:])]
             if len(batch) > 1:  # isolate the culprit: store one by one
                 return [outcome for item in batch for outcome in self._write([item])]
             log.exception("could not store report %s", batch[0].report.report_id)
             return [exc]
+        self._bindings |= bindings  # only bindings that were committed (a failed batch's are rolled back)
         return [o if isinstance(o, Exception) else item.result(o) for item, o in zip(batch, outcomes, strict=True)]
 
-    def _store(self, conn: Connection, batch: list[Prepared]) -> list[str | Exception]:
+    def _store(self, conn: Connection, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:
         ids = [str(item.report.report_id) for item in batch]
         seen = {row[0] for row in conn.execute(select(reports.c.report_id).where(reports.c.report_id.in_(ids)))}
         node_ids = sorted({item.state["node_id"] for item in batch})
@@ -302,8 +309,9 @@ class Ingestor:
                 outcomes.append("duplicate")
                 continue
             if item.principal.role is Role.AGENT and item.principal.node_id is None:
-                bound = self._bindings.get(item.principal.token_id) or bind_node(conn, item.principal.token_id, node_id)
-                self._bindings[item.principal.token_id] = bound
+                token_id = item.principal.token_id
+                bound = self._bindings.get(token_id) or bindings.get(token_id) or bind_node(conn, token_id, node_id)
+                bindings[token_id] = bound
                 if bound != node_id:
                     outcomes.append(Forbidden(f"this agent token is bound to node {bound!r}, not {node_id!r}"))
                     continue

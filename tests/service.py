@@ -55,6 +55,11 @@ class PostgresCluster:
                           "-E", "UTF8"]),
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
+        self.start_server()
+        return self
+
+    def start_server(self) -> None:
+        """``pg_ctl start`` on the cluster's data (again, after `stop_server`), waiting until it accepts."""
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.socket_dir} -c fsync=off -c max_connections=200"
         )
@@ -62,7 +67,13 @@ class PostgresCluster:
             _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"]),
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
-        return self
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m MODE``: the server goes away (its clients' connections are cut), the data stays."""
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"]),
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
 
     def create_database(self) -> str:
         """A fresh, empty database; returns its URL."""

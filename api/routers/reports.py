@@ -24,7 +24,7 @@ _SCHEMA = report_json_schema()
     "",
     status_code=200,
     summary="Submit a node report",
-    responses=problem_responses(413, 422),
+    responses=problem_responses(413, 422, 507),
     openapi_extra=json_body(_SCHEMA),
 )
 async def submit_report(request: Request, principal: Reporter, state: State) -> Response:
