@@ -1,0 +1,112 @@
+"""A tier served by a Ray cluster of its own goes unreachable while it runs a job: the attempt is presumed lost
+after ``lost_after_seconds`` and retried; when the cluster answers again the lost attempt, still alive there, is
+stopped, so the job does not run twice; meanwhile the other tiers carry on.
+
+Two real Ray clusters: the session's shared one (general, ai, hpc, edge by label) and, for this test, a small
+cluster of its own serving the edge tier (multi-cluster mode). "Unreachable" is its head's dashboard process
+frozen with SIGSTOP (a partition, as the service sees it: the Jobs and state APIs stop answering while the job
+keeps running), then thawed with SIGCONT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from scheduler.local_cluster import MIB, LocalRayCluster, RayletSpec
+from scheduler.ray_backend import RayJobsBackend, RayJobState, TierTarget
+from tests.integration.jobs.test_jobs import job_doc, submit, wait_state
+from tests.servers import wait_for
+from tests.service import ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+LOST_AFTER_S = 4
+
+
+@pytest.fixture
+def edge_cluster(tmp_path: Path) -> Iterator[LocalRayCluster]:
+    """A Ray cluster of its own for the edge tier: a 0-CPU head and one 1-CPU raylet."""
+    cluster = LocalRayCluster(tmp_path / "edge-ray", [RayletSpec("edge", cpus=1, memory_bytes=512 * MIB,
+                                                                 object_store_bytes=80 * MIB)])  # fmt: skip
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        for proc in dashboard_processes(cluster):
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGCONT)
+        cluster.stop()
+
+
+def dashboard_processes(cluster: LocalRayCluster) -> list[psutil.Process]:
+    """The head's dashboard server of `cluster` (the Jobs and state APIs)."""
+    found = []
+    for pid in cluster.pids():
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            if any(part.endswith("dashboard/dashboard.py") for part in proc.cmdline()):
+                found.append(proc)
+    return found
+
+
+def test_a_tier_cluster_lost_then_back_retries_the_job_once_and_stops_the_lost_attempt(
+    ray_cluster: LocalRayCluster, edge_cluster: LocalRayCluster, tmp_path: Path
+) -> None:
+    """The edge job's first attempt sleeps (it leaves a marker); its cluster is partitioned away: after
+    lost_after_seconds the attempt is failed as presumed lost and requeued, waiting for its tier, while a general
+    job on the other cluster succeeds. When the edge cluster answers again, the lost attempt (still running
+    there) is stopped and the second attempt runs and succeeds: Ray shows attempt 0 stopped, attempt 1 done."""
+    config = tmp_path / "scheduler.toml"
+    config.write_text(f'[ray]\naddress = "{ray_cluster.dashboard_url}"\n'
+                      f'[tiers.edge]\naddress = "{edge_cluster.dashboard_url}"\n'
+                      f"[dispatch]\nlost_after_seconds = {LOST_AFTER_S}\n")  # fmt: skip
+    service = ServiceProcess(f"sqlite:///{tmp_path / 'suanli.db'}", tmp_path, scheduler_config=str(config),
+                             dispatch_interval_seconds="0.3").start()  # fmt: skip
+    marker = tmp_path / "first-attempt-ran"
+    command = f"if [ -e {marker} ]; then echo second-attempt; else touch {marker}; sleep 300; fi"
+    frozen: list[psutil.Process] = []
+    try:
+        with service.client() as client:
+            job_id = submit(client, job_doc("edge", command, name="partitioned", max_retries=1))["job_id"]
+            wait_state(client, job_id, {"running"}, timeout=90)
+            wait_for(marker.exists, 60, "the first attempt to start its command")
+
+            frozen = dashboard_processes(edge_cluster)
+            assert frozen, "no dashboard process found for the edge cluster"
+            for proc in frozen:
+                proc.send_signal(signal.SIGSTOP)
+            bystander = submit(client, job_doc("general", "echo other-tiers-carry-on", name="bystander"))["job_id"]
+
+            def presumed_lost() -> bool:
+                job = client.get(f"/v1/jobs/{job_id}").json()
+                return any("presumed lost" in e["reason"] for e in job["events"])
+
+            wait_for(presumed_lost, 120, "the first attempt presumed lost")
+            assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "queued"
+            assert wait_state(client, bystander, {"succeeded", "failed"}, timeout=90)["state"] == "succeeded"
+
+            for proc in frozen:
+                proc.send_signal(signal.SIGCONT)
+            job = wait_state(client, job_id, {"succeeded", "failed"}, timeout=120)
+            assert job["state"] == "succeeded", job
+            assert job["attempt"] == 1
+    finally:
+        for proc in frozen:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGCONT)
+        service.stop()
+    edge = RayJobsBackend({"edge": TierTarget(edge_cluster.dashboard_url, None)})
+    submissions = edge.jobs("edge")
+    assert sorted(s for s in submissions if s.startswith(job_id)) == [f"{job_id}-0", f"{job_id}-1"]
+
+    def lost_attempt_stopped() -> bool:
+        return edge.status(f"{job_id}-0", "edge").state is RayJobState.STOPPED
+
+    wait_for(lost_attempt_stopped, 30, "the lost attempt stopped on the edge cluster")
+    assert edge.status(f"{job_id}-1", "edge").state is RayJobState.SUCCEEDED
