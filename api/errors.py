@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ def database_error(exc: DBAPIError) -> ServiceError | None:
     orig = exc.orig
     if getattr(orig, "sqlite_errorname", None) == _SQLITE_FULL or getattr(orig, "sqlstate", None) == _PG_DISK_FULL:
         return StorageFull("the database has no space left to write (disk full); retry later")
+    if isinstance(exc, DataError) and "NUL (0x00)" in str(orig):  # PostgreSQL text cannot hold NUL; SQLite can
+        return InvalidRequest("a path or query value contains a NUL character, which no stored text can hold")
     if exc.connection_invalidated or isinstance(exc, OperationalError):
         return DatabaseUnavailable(f"the database cannot be reached ({type(orig).__name__}); retry later")
     return None

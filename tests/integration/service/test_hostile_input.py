@@ -150,6 +150,24 @@ def test_huge_values_get_422_naming_the_field_and_store_nothing(hostile: Service
         assert node(admin, "huge-label") is None
 
 
+def test_nul_characters_in_paths_and_query_filters_get_422_on_both_backends(hostile: ServiceProcess) -> None:
+    """A NUL character in a node id, a job id or a query filter (which PostgreSQL text cannot hold) gets 422 on
+    both backends alike, or 404 for an id that names nothing on SQLite; never a 500 (found on PostgreSQL)."""
+    with hostile.client() as admin:
+        answers = {
+            "node id": admin.get("/v1/nodes/a%00b"),
+            "job id": admin.get("/v1/jobs/job-%00"),
+            "organisation filter": admin.get("/v1/nodes", params={"organisation": "a\x00b"}),
+            "after cursor": admin.get("/v1/nodes", params={"after": "\x00"}),
+            "job owner filter": admin.get("/v1/jobs", params={"owner": "\x00"}),
+            "job tier filter": admin.get("/v1/jobs", params={"tier": "\x00"}),
+        }
+    wanted = {422} if hostile.database_url.startswith("postgresql") else {200, 404, 422}
+    wrong = {k: (r.status_code, r.text[:150]) for k, r in answers.items() if r.status_code not in wanted}
+    assert not wrong, wrong
+    assert "unexpected error" not in hostile.log.read_text(errors="replace")
+
+
 def test_a_256_character_accelerator_model_is_stored_not_a_500(hostile: ServiceProcess) -> None:
     """A report whose accelerator model (not in the catalogue) is as long as the schema allows, 256 characters,
     is stored: the server's note quoting the model is cut to fit instead of failing validation (fuzzing found
