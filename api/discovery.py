@@ -89,7 +89,6 @@ def record(
     result = DiscoveryResult()
     if not states:
         return result
-    sql = ingestor.statements
     with ingestor.write_lock, ingestor.engine.begin() as conn:
         query = select(*[nodes.c[c] for c in STATE_COLUMNS]).where(nodes.c.node_id.in_(sorted(states)))
         if conn.dialect.name == "postgresql":
@@ -113,9 +112,6 @@ def record(
             updates.append(state)
             same = all(old[c] == state[c] for c in FIGURE_COLUMNS)
             (result.refreshed if same else result.changed).append(node_id)
-        if inserts:
-            conn.exec_driver_sql(sql.insert_node, sql.node_rows(inserts))
-        if updates:
-            conn.exec_driver_sql(sql.update_node, sql.update_rows(updates))
+        ingestor.statements.write_nodes(conn, inserts, updates)
         Ingestor.apply_rollups(conn, before, after)
     return result

@@ -93,6 +93,13 @@ class Statements:
         """Parameters of `update_node` for known nodes' states."""
         return [self._set_row(self._timed(s)) for s in states]
 
+    def write_nodes(self, conn: Connection, inserts: list[dict[str, Any]], updates: list[dict[str, Any]]) -> None:
+        """Insert new nodes' states and update known ones (whole rows; `first_seen_at` is kept on update)."""
+        if inserts:
+            conn.exec_driver_sql(self.insert_node, self.node_rows(inserts))
+        if updates:
+            conn.exec_driver_sql(self.update_node, self.update_rows(updates))
+
     def history_rows(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         """Parameters of `insert_report`."""
         time = self.time
@@ -344,10 +351,7 @@ class Ingestor:
         states = {n: current[n] for n in sorted(updated)}
         inserts = [s for n, s in states.items() if s is not None and n not in existing]
         updates = [s for n, s in states.items() if s is not None and n in existing]
-        if inserts:
-            conn.exec_driver_sql(sql.insert_node, sql.node_rows(inserts))
-        if updates:
-            conn.exec_driver_sql(sql.update_node, sql.update_rows(updates))
+        sql.write_nodes(conn, inserts, updates)
         self.apply_rollups(conn, before, states)
         return outcomes
 
