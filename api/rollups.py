@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Integer, func, select
 
 from api.census import UNASSIGNED
 from api.db.tables import MEASURE_COLUMNS, nodes, rollups
@@ -30,18 +28,21 @@ def cell_of(row: Mapping[Any, Any]) -> CellKey:
     return (str(row["tier"]), row["region_code"] or UNASSIGNED, str(row["status"]))
 
 
-def apply_delta(connection: Connection, key: CellKey, values: Mapping[str, float], sign: int) -> None:
-    """Add (sign 1) or subtract (sign -1) `values` to the cell `key`, creating it if needed."""
-    tier, region, status = key
-    signed = {name: sign * value for name, value in values.items()}
-    dialect = connection.dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(rollups).values(tier=tier, region_code=region, status=status, **signed)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["tier", "region_code", "status"],
-        set_={name: rollups.c[name] + stmt.excluded[name] for name in signed},
-    )
-    connection.execute(stmt)
+DELTA_COLUMNS = ("nodes", *MEASURE_COLUMNS)
+INTEGER_COLUMNS = frozenset(c.name for c in rollups.columns if isinstance(c.type, Integer))
+
+
+def _upsert_sql(dialect: str) -> str:
+    """Add a row of deltas to its cell, creating the cell if needed: one statement for every dialect we run on
+    (SQLite >= 3.24 and PostgreSQL share the ON CONFLICT form), built once from the table's own names."""
+    mark = "?" if dialect == "sqlite" else "%s"
+    columns = ("tier", "region_code", "status", *DELTA_COLUMNS)
+    added = ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in DELTA_COLUMNS)
+    return (f"INSERT INTO rollups ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "  # noqa: S608
+            f"ON CONFLICT (tier, region_code, status) DO UPDATE SET {added}")  # fmt: skip
+
+
+_UPSERTS = {dialect: _upsert_sql(dialect) for dialect in ("sqlite", "postgresql")}
 
 
 class Deltas:
@@ -57,10 +58,15 @@ class Deltas:
             cell[name] += sign * value
 
     def apply(self, connection: Connection) -> None:
-        """Write every non-zero change."""
-        for key, values in self.cells.items():
-            if any(values.values()):
-                apply_delta(connection, key, values, 1)
+        """Write every non-zero change, all cells in one executemany of driver SQL (SQLAlchemy's construction of
+        an upsert per cell cost a fifth of the service's time at 10,000 agents: `benchmarks.load_agents`)."""
+        rows = [
+            (*key, *(round(values[c]) if c in INTEGER_COLUMNS else values[c] for c in DELTA_COLUMNS))
+            for key, values in self.cells.items()
+            if any(values.values())
+        ]
+        if rows:
+            connection.exec_driver_sql(_UPSERTS[connection.dialect.name], rows)
 
 
 def rebuild(connection: Connection) -> int:
