@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 ACTIVE = "active"
 AGENT = "agent"  # nodes.source of nodes that report themselves
 MAX_BATCH = 256
+GROUP_COMMIT_WINDOW_S = 0.005  # reports arriving this long after the first share its commit (and fsync)
 # What the compute model reads besides memory.total_bytes (host identity and free memory do not matter).
 ASSESSED_FIELDS = {"cpu", "accelerators", "interconnects", "labels"}
 ASSESS_CACHE_SIZE = 4096
@@ -257,7 +258,7 @@ class Ingestor:
         self._pending.append((prepared, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self._flush)
+            loop.call_later(GROUP_COMMIT_WINDOW_S, self._flush)
         return await future
 
     # --- the writer ------------------------------------------------------------------------------------
