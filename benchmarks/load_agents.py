@@ -7,8 +7,8 @@ library in the hot path); the service runs as its own process (``python -m api.c
 log level WARNING so no access log). Each simulated agent is one node of ``tests.fleet.generate_fleet`` (its own
 node id, labels and hardware: reports of 1.8-6.2 KB, about 2.4 KB on average, built once per node by the agent's
 own ``build_report`` and then given a new report id, sequence number and time for every report), with its own
-agent token bound to its node (as enrolment makes them; inserted into the database before the run, so every
-report pays the real token check once the service's 5 s token cache has expired), its own sequence numbers and
+agent token bound to its node (as enrolment makes them; inserted into the database before the run, so its first
+report pays the real token check and later ones hit the service's 60 s token cache), its own sequence numbers and
 its own keep-alive connection (reopened when the service has closed it or it has been idle 5 s, as the agent's
 httpx client does: with the service's 5 s keep-alive and a 30 s interval, every report opens a new connection).
 
