@@ -247,6 +247,7 @@ class LocalRayCluster:
         self._started_at = 0.0  # wall clock: none of our processes is older (guards against recycled ids)
         self._lock = threading.Lock()
         self._launch_lock = threading.Lock()  # one `ray start` launching at a time (see _run_ray_start)
+        self._added: dict[int, str] = {}  # session id -> name of each raylet started by add_raylet
 
     # -- addresses ---------------------------------------------------------------------------------------------
 
@@ -382,12 +383,17 @@ class LocalRayCluster:
         session = self._run_ray_start(name, self._raylet_argv(spec, name), deadline, staggered=True)
         self.raylets.append(spec)
         self.names.append(name)
+        self._added[session] = name
         self._wait_ready(deadline)
         return session
 
     def kill_raylet(self, session: int) -> list[int]:
         """SIGKILL one raylet started by `add_raylet` with everything it runs (workers, job drivers): a machine
-        lost, as the rest of the cluster sees it.  Returns the pids killed."""
+        lost, as the rest of the cluster sees it.  It leaves `raylets` and `names`.  Returns the pids killed."""
+        name = self._added.pop(session, None)
+        if name is not None:
+            index = self.names.index(name)
+            del self.names[index], self.raylets[index]
         ours = [p for p in self._processes() if _sid(p.pid) == session]
         victims = {p.pid: p for p in ours}
         for proc in ours:
