@@ -53,7 +53,7 @@ class Deltas:
 
     def add(self, key: CellKey, row: Mapping[Any, Any], sign: float) -> None:
         """Add (sign 1) or remove (sign -1) a node's contribution, read from `row`, to the cell `key`."""
-        cell = self.cells.setdefault(key, dict.fromkeys(("nodes", *MEASURE_COLUMNS), 0.0))
+        cell = self.cells.setdefault(key, dict.fromkeys(DELTA_COLUMNS, 0.0))
         for name, value in contribution(row).items():
             cell[name] += sign * value
 

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
     """Poll `condition` until true or fail after `timeout` seconds, naming what was awaited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

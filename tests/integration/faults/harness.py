@@ -10,10 +10,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,16 +175,6 @@ def stored_reports(database_url: str) -> list[StoredReport]:
 def sequences_of(rows: list[StoredReport], node_id: str) -> list[int]:
     """A node's stored sequence numbers in the order they were written."""
     return [r.sequence for r in rows if r.node_id == node_id]
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll `condition` every 0.1 s until true or fail after `timeout` seconds, naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @contextlib.contextmanager

@@ -20,9 +20,9 @@ from tests.integration.faults.harness import (
     sequences_of,
     stored_reports,
     tmpfs,
-    wait_for,
 )
 from tests.integration.service.helpers import create_token, make_report, planned_inventory, post_report, token_row
+from tests.servers import wait_for
 from tests.service import ServiceProcess
 
 DIRECT = re.compile(r"sending report ([0-9a-f-]{36}) without a spool copy")

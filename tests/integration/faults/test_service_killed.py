@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.faults.harness import Burst, FaultAgent, sequences_of, stored_reports, wait_for
+from tests.integration.faults.harness import Burst, FaultAgent, sequences_of, stored_reports
 from tests.integration.service.helpers import create_token
+from tests.servers import wait_for
 from tests.service import PostgresCluster, ServiceProcess
 
 AGENTS = 3

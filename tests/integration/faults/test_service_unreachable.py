@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.faults.harness import FaultAgent, sequences_of, stored_reports, wait_for
+from tests.integration.faults.harness import FaultAgent, sequences_of, stored_reports
 from tests.integration.service.helpers import create_token
+from tests.servers import wait_for
 from tests.service import ServiceProcess
 
 MAX_REPORTS = 4
