@@ -10,20 +10,22 @@ time, so SQLite never sees two writers.  The agent's own figures are kept beside
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, select
+from sqlalchemy import Connection, DateTime, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 
 from api.auth import Principal, Role, bind_node
 from api.db import aware
-from api.db.tables import MEASURE_COLUMNS, nodes, reports
-from api.errors import Forbidden, InvalidReport, database_error
+from api.db.tables import MEASURE_COLUMNS, nodes
+from api.errors import DatabaseUnavailable, Forbidden, InvalidReport, database_error
 from api.rollups import Deltas, cell_of
 from census_agent.models import NodeInventory, Precision, Report, TierDecision
 from census_agent.report import ComputeModel
@@ -34,39 +36,60 @@ ACTIVE = "active"
 AGENT = "agent"  # nodes.source of nodes that report themselves
 MAX_BATCH = 256
 GROUP_COMMIT_WINDOW_S = 0.005  # reports arriving this long after the first share its commit (and fsync)
+LOCK_POLL_S = 0.001  # how often the writer looks again for the write lock while housekeeping holds it
 # What the compute model reads besides memory.total_bytes (host identity and free memory do not matter).
 ASSESSED_FIELDS = {"cpu", "accelerators", "interconnects", "labels"}
+NOT_ASSESSED = {"cpu": {"numa_nodes"}}  # the NUMA layout carries each node's free memory, which changes every report
 ASSESS_CACHE_SIZE = 4096
 # A report dated further ahead than this is refused: it would otherwise freeze the node's state until then.
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 # Columns of a node's state that the rollups and the ordering rule need (the JSON documents are not read back).
 STATE_COLUMNS = ("node_id", "source", "tier", "region_code", "status", "last_generated_at", "last_sequence",
                  *MEASURE_COLUMNS)  # fmt: skip
-HISTORY_COLUMNS = ("report_id", "node_id", "sequence", "generated_at", "received_at", "applied", "tier", "region_code",
-                   *MEASURE_COLUMNS)  # fmt: skip
+measures = itemgetter(*MEASURE_COLUMNS)  # a state's figures, as one comparable tuple
+# `applied` last: it is decided in the write, the rest when the report is prepared.
+HISTORY_COLUMNS = ("report_id", "node_id", "sequence", "generated_at", "received_at", "tier", "region_code",
+                   *MEASURE_COLUMNS, "applied")  # fmt: skip
 
 
-def _sqlite_time(value: datetime) -> str:
-    """A UTC datetime as SQLAlchemy's SQLite dialect stores it (so reads through SQLAlchemy parse it back)."""
-    v = value.astimezone(UTC)
-    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+def _sqlite_time(value: datetime | str) -> str:
+    """A datetime as SQLAlchemy's SQLite dialect stores it (UTC text, ``YYYY-MM-DD HH:MM:SS.ffffff``), so reads
+    through SQLAlchemy parse it back; made by C code (`isoformat`), being called several times per report.  Text
+    is taken as converted already (ingest converts each report's times once)."""
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
 
 
-def _as_is(value: datetime) -> datetime:
+def _sqlite_read_time(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _as_is(value: datetime | str) -> datetime | str:
     return value
 
 
-class Statements:
-    """The three statements written for every report, as driver SQL built once per dialect.
+def _read_aware(value: datetime) -> datetime:
+    return aware(value)
 
-    They go straight to the DB-API cursor's ``executemany``: SQLAlchemy's per-row parameter processing cost more
-    than SQLite's own work on these rows (measured with `benchmarks.ingest`).  Datetimes are converted here as
-    SQLAlchemy would (SQLite: UTC text; PostgreSQL: aware datetimes), so every other reader stays on SQLAlchemy.
+
+class Statements:
+    """The statements written and read for every batch of reports, as driver SQL built once per dialect.
+
+    They go straight to the DB-API cursor: SQLAlchemy's per-statement compilation and per-row parameter and
+    result processing cost more than SQLite's own work on these rows (measured with `benchmarks.ingest`).
+    Datetimes are converted here as SQLAlchemy would (SQLite: UTC text; PostgreSQL: aware datetimes), so every
+    other reader stays on SQLAlchemy.
     """
 
     def __init__(self, dialect: str) -> None:
-        mark = "?" if dialect == "sqlite" else "%s"
+        self.mark = "?" if dialect == "sqlite" else "%s"
+        self.postgresql = dialect == "postgresql"
         self.time = _sqlite_time if dialect == "sqlite" else _as_is
+        self.read_time = _sqlite_read_time if dialect == "sqlite" else _read_aware
+        mark = self.mark
         self.node_columns = tuple(c.name for c in nodes.columns)
         self.node_times = tuple(c.name for c in nodes.columns if isinstance(c.type, DateTime))
         self.set_columns = tuple(c for c in self.node_columns if c not in ("node_id", "first_seen_at"))
@@ -81,7 +104,6 @@ class Statements:
         self.update_node = f"UPDATE nodes SET {assignments} WHERE node_id = {mark}"  # noqa: S608
         self._node_row = itemgetter(*self.node_columns)
         self._set_row = itemgetter(*self.set_columns, "node_id")
-        self._history_row = itemgetter(*HISTORY_COLUMNS)
 
     def _timed(self, state: dict[str, Any]) -> dict[str, Any]:
         return state | {c: self.time(state[c]) for c in self.node_times}
@@ -101,11 +123,25 @@ class Statements:
         if updates:
             conn.exec_driver_sql(self.update_node, self.update_rows(updates))
 
-    def history_rows(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        """Parameters of `insert_report`."""
-        time = self.time
-        return [self._history_row(r | {"generated_at": time(r["generated_at"]), "received_at": time(r["received_at"])})
-                for r in rows]  # fmt: skip
+    def known_reports(self, conn: Connection, report_ids: list[str]) -> set[str]:
+        """Which of `report_ids` are stored already."""
+        marks = ", ".join([self.mark] * len(report_ids))
+        query = f"SELECT report_id FROM reports WHERE report_id IN ({marks})"  # noqa: S608 - placeholders only
+        return {row[0] for row in conn.exec_driver_sql(query, tuple(report_ids))}
+
+    def node_states(self, conn: Connection, node_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored state (`STATE_COLUMNS`, times as aware datetimes) of those of `node_ids` that are known;
+        locked for this transaction on PostgreSQL."""
+        marks = ", ".join([self.mark] * len(node_ids))
+        query = f"SELECT {', '.join(STATE_COLUMNS)} FROM nodes WHERE node_id IN ({marks})"  # noqa: S608
+        if self.postgresql:
+            query += " FOR UPDATE"
+        found = {}
+        for values in conn.exec_driver_sql(query, tuple(node_ids)):
+            row = dict(zip(STATE_COLUMNS, values, strict=True))
+            row["last_generated_at"] = self.read_time(row["last_generated_at"])
+            found[row["node_id"]] = row
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,23 +208,22 @@ def node_state(
     }
 
 
-@dataclass
+@dataclass(slots=True)
 class Prepared:
     """A validated, priced report waiting for the writer."""
 
-    report: Report
+    report_id: str
+    node_id: str
     principal: Principal
-    received_at: datetime
-    generated_at: datetime  # the report's time in UTC
-    values: dict[str, Any]
-    state: dict[str, Any]
+    order: tuple[datetime, int]  # (generated_at in UTC, sequence): a node's newest report is its state
+    state: dict[str, Any]  # the `nodes` row it would make
+    history: tuple[Any, ...]  # its `reports` row as the driver takes it, but for `applied`
     tier: str
     peaks: dict[str, float]
 
     def result(self, outcome: str) -> IngestResult:
         """The answer for this report."""
-        inv = self.report.inventory
-        return IngestResult(str(self.report.report_id), inv.host.node_id, outcome, self.tier, self.peaks)
+        return IngestResult(self.report_id, self.node_id, outcome, self.tier, self.peaks)
 
 
 class Ingestor:
@@ -202,7 +237,9 @@ class Ingestor:
         self.write_lock = threading.Lock()
         self._bindings: dict[int, str] = {}  # agent token id -> the node it is bound to
         self._pending: list[tuple[Prepared, asyncio.Future[IngestResult]]] = []
-        self._flush_scheduled = False
+        self._writer: asyncio.Task[None] | None = None
+        # Commits (and on PostgreSQL whole batches) wait for the disk or the server here, not on the event loop.
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suanli-commit")
         self._assessed: dict[str, Assessment] = {}
         self.statements = Statements(engine.dialect.name)
 
@@ -225,18 +262,28 @@ class Ingestor:
                 field="generated_at",
             )
         assessment = self.assess(inventory)
-        tier = assessment.tier
+        report_id = str(report.report_id)
+        tier = assessment.tier.tier.value
         state = node_state(
             inventory, assessment, source=AGENT, now=now, generated_at=generated_at, sequence=report.sequence,
-            report_id=str(report.report_id), agent_peaks=report.peaks.model_dump_json(),
+            report_id=report_id, agent_peaks=report.peaks.model_dump_json(),
         )  # fmt: skip
-        values = {name: state[name] for name in MEASURE_COLUMNS}
-        return Prepared(report, principal, now, generated_at, values, state, tier.tier.value, assessment.answer)
+        time = self.statements.time
+        received, generated = time(now), time(generated_at)  # as the driver takes them, once
+        state["first_seen_at"] = state["last_report_at"] = received
+        state["last_generated_at"] = generated
+        history = (report_id, node_id, report.sequence, generated, received, tier, region,
+                   *[state[name] for name in MEASURE_COLUMNS])  # fmt: skip
+        return Prepared(report_id, node_id, principal, (generated_at, report.sequence), state, history, tier,
+                        assessment.answer)  # fmt: skip
 
     def assess(self, inventory: NodeInventory) -> Assessment:
         """The compute model's answer, remembered per hardware and labels: a node reports the same machine every
-        interval, and a cluster is made of few machine models, so most reports need no computing at all."""
-        key = inventory.model_dump_json(include=ASSESSED_FIELDS) + str(inventory.memory.total_bytes)
+        interval, and a cluster is made of few machine models, so most reports need no computing at all.  The key
+        leaves out what the model does not read and what changes from one report to the next (host identity,
+        free memory, the NUMA layout)."""
+        key = inventory.model_dump_json(include=ASSESSED_FIELDS, exclude=NOT_ASSESSED)
+        key += str(inventory.memory.total_bytes)
         answer = self._assessed.get(key)
         if answer is None:
             peaks, tier = self.model.assess(inventory)
@@ -248,71 +295,112 @@ class Ingestor:
         return answer
 
     async def store(self, prepared: Prepared) -> IngestResult:
-        """Queue a prepared report and wait until its batch is committed (or fails with the reason).
-
-        The batch is written on the event loop's own thread: a writer thread would have to win the GIL back
-        from the loop for every row it binds, which on a busy server costs far more than the write itself.
-        """
+        """Queue a prepared report and wait until its batch is committed (or fails with the reason)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[IngestResult] = loop.create_future()
         self._pending.append((prepared, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_later(GROUP_COMMIT_WINDOW_S, self._flush)
+        if self._writer is None:
+            self._writer = loop.create_task(self._drain())
         return await future
+
+    def close(self) -> None:
+        """Stop the commit thread (after the batch it may be committing)."""
+        self._committer.shutdown(wait=True)
 
     # --- the writer ------------------------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        self._flush_scheduled = bool(self._pending)
-        if self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
-        outcomes = self._write([prepared for prepared, _ in batch])
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if future.done():  # the client went away
-                continue
-            if isinstance(outcome, Exception):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+    async def _drain(self) -> None:
+        """Write batches until none is waiting.  The first waits `GROUP_COMMIT_WINDOW_S` for company; later ones
+        are whatever arrived while the previous batch was being committed, so batches grow with the load."""
+        try:
+            await asyncio.sleep(GROUP_COMMIT_WINDOW_S)
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                try:
+                    outcomes = await self._write([prepared for prepared, _ in batch])
+                except BaseException as exc:  # cancelled at shutdown, or a bug: no caller is left waiting forever
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc if isinstance(exc, Exception) else DatabaseUnavailable(
+                                "the service is shutting down"))  # fmt: skip
+                    raise
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # the client went away
+                        continue
+                    if isinstance(outcome, Exception):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self._writer = None
 
-    def _write(self, batch: list[Prepared]) -> list[IngestResult | Exception]:
+    async def _write(self, batch: list[Prepared]) -> list[IngestResult | Exception]:
         bindings: dict[int, str] = {}
         try:
-            with self.write_lock, self.engine.begin() as conn:
-                outcomes = self._store(conn, batch, bindings)
+            if self.statements.postgresql:  # every statement is a round trip: all of it on the commit thread
+                run = functools.partial(self._transaction_blocking, batch, bindings)
+                outcomes = await asyncio.get_running_loop().run_in_executor(self._committer, run)
+            else:
+                outcomes = await self._transaction(batch, bindings)
         except Exception as exc:
             mapped = database_error(exc) if isinstance(exc, DBAPIError) else None
             if mapped is not None:  # the database's state, not a report, is at fault: the same answer for each
                 log.error("could not store %d report(s): %s: %s", len(batch), mapped.title, mapped.detail)
                 return [mapped, *(type(mapped)(mapped.detail) for _ in batch[1:])]
             if len(batch) > 1:  # isolate the culprit: store one by one
-                return [outcome for item in batch for outcome in self._write([item])]
-            log.exception("could not store report %s", batch[0].report.report_id)
+                return [outcome for item in batch for outcome in await self._write([item])]
+            log.exception("could not store report %s", batch[0].report_id)
             return [exc]
         self._bindings |= bindings  # only bindings that were committed (a failed batch's are rolled back)
         return [o if isinstance(o, Exception) else item.result(o) for item, o in zip(batch, outcomes, strict=True)]
 
+    async def _transaction(self, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:
+        """SQLite: the batch is written on the event loop's thread (a writer thread would have to win the GIL back
+        from the loop for every row it binds), and committed on the commit thread, which waits for the fsync
+        without the GIL while the loop reads and prices the next requests."""
+        while not self.write_lock.acquire(blocking=False):  # housekeeping holds it: wait without blocking the loop
+            await asyncio.sleep(LOCK_POLL_S)
+        conn = None
+        try:
+            conn = self.engine.connect()
+            transaction = conn.begin()
+            outcomes = self._store(conn, batch, bindings)
+        except BaseException:
+            if conn is not None:
+                conn.close()  # rolls back
+            self.write_lock.release()
+            raise
+        # From here the commit thread owns the connection and the lock, and releases both even if this waiter is
+        # cancelled: the loop never touches them again.
+        await asyncio.get_running_loop().run_in_executor(self._committer, self._commit, conn, transaction)
+        return outcomes
+
+    def _commit(self, conn: Connection, transaction: RootTransaction) -> None:
+        try:
+            transaction.commit()
+        finally:
+            conn.close()
+            self.write_lock.release()
+
+    def _transaction_blocking(self, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:
+        with self.write_lock, self.engine.begin() as conn:
+            return self._store(conn, batch, bindings)
+
     def _store(self, conn: Connection, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:
-        ids = [str(item.report.report_id) for item in batch]
-        seen = {row[0] for row in conn.execute(select(reports.c.report_id).where(reports.c.report_id.in_(ids)))}
-        node_ids = sorted({item.state["node_id"] for item in batch})
-        query = select(*[nodes.c[c] for c in STATE_COLUMNS]).where(nodes.c.node_id.in_(node_ids))
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        current: dict[str, dict[str, Any] | None] = dict.fromkeys(node_ids)
-        for row in conn.execute(query).mappings():
-            current[row["node_id"]] = dict(row)
-        existing = {n for n, row in current.items() if row is not None}
+        sql = self.statements
+        seen = sql.known_reports(conn, [item.report_id for item in batch])
+        node_ids = sorted({item.node_id for item in batch})
+        stored = sql.node_states(conn, node_ids)
+        current: dict[str, dict[str, Any] | None] = {n: stored.get(n) for n in node_ids}
         before = dict(current)
+        order: dict[str, tuple[datetime, int]] = {n: (row["last_generated_at"], row["last_sequence"])
+                                                  for n, row in stored.items()}  # fmt: skip
         updated: set[str] = set()
 
         outcomes: list[str | Exception] = []
-        history: list[dict[str, Any]] = []
+        history: list[tuple[Any, ...]] = []
         for item in batch:
-            report_id = str(item.report.report_id)
-            node_id = item.state["node_id"]
+            report_id, node_id = item.report_id, item.node_id
             if report_id in seen:
                 outcomes.append("duplicate")
                 continue
@@ -325,33 +413,19 @@ class Ingestor:
                     continue
             seen.add(report_id)
             old = current[node_id]
-            generated_at = item.state["last_generated_at"]
             # A node's own report always replaces what was discovered about it some other way (Kubernetes).
-            newer = old is None or old["source"] != AGENT or (generated_at, item.report.sequence) > (
-                aware(old["last_generated_at"]), old["last_sequence"])  # fmt: skip
-            history.append(
-                {
-                    "report_id": report_id,
-                    "node_id": node_id,
-                    "sequence": item.report.sequence,
-                    "generated_at": item.generated_at,
-                    "received_at": item.received_at,
-                    "applied": 1 if newer else 0,
-                    "tier": item.tier,
-                    "region_code": item.state["region_code"],
-                    **item.values,
-                }
-            )
+            newer = old is None or old["source"] != AGENT or item.order > order[node_id]
+            history.append((*item.history, 1 if newer else 0))
             if newer:
                 current[node_id] = item.state
+                order[node_id] = item.order
                 updated.add(node_id)
             outcomes.append("stored" if newer else "stored-as-history")
-        sql = self.statements
         if history:
-            conn.exec_driver_sql(sql.insert_report, sql.history_rows(history))
+            conn.exec_driver_sql(sql.insert_report, history)
         states = {n: current[n] for n in sorted(updated)}
-        inserts = [s for n, s in states.items() if s is not None and n not in existing]
-        updates = [s for n, s in states.items() if s is not None and n in existing]
+        inserts = [s for n, s in states.items() if s is not None and before[n] is None]
+        updates = [s for n, s in states.items() if s is not None and before[n] is not None]
         sql.write_nodes(conn, inserts, updates)
         self.apply_rollups(conn, before, states)
         return outcomes
@@ -360,9 +434,13 @@ class Ingestor:
     def apply_rollups(
         conn: Connection, before: dict[str, dict[str, Any] | None], after: dict[str, dict[str, Any] | None]
     ) -> None:
+        """Move each node's contribution from the cell it was in (`before`) to the one it is in now (`after`);
+        a node whose cell and figures did not change (most reports) costs nothing."""
         deltas = Deltas()
         for node_id, new in after.items():
             old = before[node_id]
+            if old is not None and new is not None and cell_of(old) == cell_of(new) and measures(old) == measures(new):
+                continue
             if old is not None:
                 deltas.add(cell_of(old), old, -1)
             if new is not None:

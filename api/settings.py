@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     k8s_in_cluster: bool = False  # use the pod's service account (the Helm chart sets this)
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
+    # FastAPI's native OpenTelemetry tracing, metrics and logs (providers from the OTEL_* environment); off by
+    # default: they cost every request a provider lookup, and /metrics already exports the service's figures.
+    opentelemetry: bool = False
 
     @field_validator("headline")
     @classmethod

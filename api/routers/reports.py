@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from api.deps import Reporter, State
+from api.deps import Reporter
 from api.errors import AUTHENTICATED, invalid_body, problem_responses
 from api.openapi import json_body
 from census_agent.models import Report
@@ -27,15 +27,16 @@ _SCHEMA = report_json_schema()
     responses=problem_responses(413, 422, 507),
     openapi_extra=json_body(_SCHEMA),
 )
-async def submit_report(request: Request, principal: Reporter, state: State) -> Response:
+async def submit_report(request: Request, principal: Reporter) -> Response:
     """Validate, recompute and store one report. Idempotent by ``report_id``: a replay answers ``duplicate``."""
+    ingestor = request.app.state.service.ingestor  # not a `State` dependency: this is the hot path
     body = await request.body()
     try:
         report = Report.model_validate_json(body)
     except ValidationError as exc:
         raise invalid_body(exc) from None
-    prepared = state.ingestor.prepare(report, principal, datetime.now(tz=UTC))
-    result = await state.ingestor.store(prepared)
+    prepared = ingestor.prepare(report, principal, datetime.now(tz=UTC))
+    result = await ingestor.store(prepared)
     request.state.ingest_outcome = result.outcome
     answer = {
         "report_id": result.report_id,
