@@ -31,6 +31,7 @@ from api.ingest import Ingestor
 from api.k8s_sync import KubernetesSync
 from api.liveness import last_snapshot_at, snapshot, sweep
 from api.metrics import ServiceMetrics
+from api.pricing_pool import PricingPool, auto_size
 from api.routers import agents, census, dashboard, health, jobs, nodes, regions, reports, tiers, tokens
 from api.scheduling import Scheduling
 from api.settings import Settings
@@ -189,10 +190,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             seed_regions(conn)
             region_table = load_regions(conn)
         ensure_admin_token(db, settings)
-        service = ServiceState(
-            settings=settings, engine=db, ingestor=Ingestor(db, ComputeModel(), set(region_table)),
-            regions=region_table,
-        )  # fmt: skip
+        ingestor = Ingestor(db, ComputeModel(), set(region_table))
+        workers = settings.ingest_workers if settings.ingest_workers is not None else auto_size()
+        pricing = PricingPool(workers, ingestor.pricer, db.dialect.name)
+        await pricing.start()
+        service = ServiceState(settings=settings, engine=db, ingestor=ingestor, pricing=pricing, regions=region_table)
         if settings.scheduler_config is not None:
             config = SchedulerConfig.load(settings.scheduler_config)
             lock = service.ingestor.write_lock
@@ -217,6 +219,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             if service.scheduling is not None:
                 service.scheduling.stop()
             housekeeper.join(timeout=10)
+            await pricing.close()
             service.ingestor.close()
             if engine is None:
                 db.dispose()

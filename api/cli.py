@@ -40,8 +40,8 @@ from --token-file, SUANLI_TOKEN_FILE, SUANLI_TOKEN, or ./suanli-data/admin.token
 
 service settings (serve, up) come from the environment, SUANLI_<SETTING>: DATABASE_URL (default
 sqlite:///suanli.db; postgresql://user@host/db for PostgreSQL), HOST, PORT, ADMIN_TOKEN_FILE,
-MAX_BODY_BYTES, STALE_AFTER_SECONDS, OFFLINE_AFTER_SECONDS, SNAPSHOT_INTERVAL_SECONDS, TLS_CERTFILE,
-TLS_KEYFILE (HTTPS; or serve --tls-cert/--tls-key); flags override them. Client commands verify an HTTPS
+MAX_BODY_BYTES, STALE_AFTER_SECONDS, OFFLINE_AFTER_SECONDS, SNAPSHOT_INTERVAL_SECONDS, INGEST_WORKERS,
+TLS_CERTFILE, TLS_KEYFILE (HTTPS; or serve --tls-cert/--tls-key); flags override them. Client commands verify an HTTPS
 service against SUANLI_CA_FILE when set (else the system CAs).
 
 examples:
@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--database-url", dest="database_url", help="sqlite:///FILE or postgresql://...")
         p.add_argument("--admin-token-file", dest="admin_token_file", type=Path,
                        help="first admin token: read from this file, or written to it if missing")  # fmt: skip
+        p.add_argument("--ingest-workers", dest="ingest_workers", type=int, metavar="N",
+                       help="processes that validate and price reports beside the event loop (default: one per "
+                       "core beyond the first, at most 4; 0: in the service's own process)")  # fmt: skip
 
     serve = sub.add_parser("serve", help="run the census service", description="Run the census service (uvicorn).")
     service_flags(serve)
@@ -173,7 +176,7 @@ def _client(args: argparse.Namespace) -> SuanliClient:
 def _settings(args: argparse.Namespace, **extra: Any) -> Any:  # noqa: ANN401 - api.settings.Settings
     from api.settings import Settings  # noqa: PLC0415 - server packages load only for serve/up
 
-    names = ("host", "port", "database_url", "admin_token_file", "tls_certfile", "tls_keyfile")
+    names = ("host", "port", "database_url", "admin_token_file", "ingest_workers", "tls_certfile", "tls_keyfile")
     overrides = {k: getattr(args, k, None) for k in names}
     return Settings(**{k: v for k, v in {**overrides, **extra}.items() if v is not None})
 

@@ -24,8 +24,9 @@ from sqlalchemy import select
 
 from api.db.tables import MEASURE_COLUMNS, nodes
 from api.errors import InvalidReport
-from api.ingest import ACTIVE, AGENT, STATE_COLUMNS, Ingestor, node_state
+from api.ingest import STATE_COLUMNS, Ingestor
 from api.k8s_nodes import SOURCE, DiscoveredNode
+from api.pricing import ACTIVE, AGENT, node_state
 from census_agent.models import NodeInventory, ShortText
 
 STALE = "stale"

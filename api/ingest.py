@@ -1,10 +1,10 @@
-"""Report ingest: validate against the region table, recompute peaks, upsert node state, append history.
+"""Report ingest's writer: upsert node state, append history, keep the rollups, in group commits.
 
-Requests are checked and priced as they arrive (`Ingestor.prepare`); then every report waiting at that moment
-is stored in a single transaction (group commit): the history rows (unique report
-id: a replay is a no-op), each node's newest state (an older report never overwrites a newer one) and the
-rollup deltas commit together, and every request is answered only after that commit.  Batches are written one at a
-time, so SQLite never sees two writers.  The agent's own figures are kept beside the server's but never trusted.
+Reports arrive priced (`api.pricing`, in the service's process or a pricing worker); every report waiting at that
+moment is stored in a single transaction (group commit): the history rows (unique report id: a replay is a
+no-op), each node's newest state (an older report never overwrites a newer one) and the rollup deltas commit
+together, and every request is answered only after that commit.  Batches are written one at a time, so SQLite
+never sees two writers.  This module does not validate or price anything itself.
 """
 
 from __future__ import annotations
@@ -14,35 +14,30 @@ import functools
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 
-from api.auth import Principal, Role, bind_node
-from api.db import aware
+from api.auth import Role, bind_node
+from api.db import read_time, storage_time
 from api.db.tables import MEASURE_COLUMNS, nodes
-from api.errors import DatabaseUnavailable, Forbidden, InvalidReport, database_error
+from api.errors import DatabaseUnavailable, Forbidden, database_error
+from api.pricing import AGENT, Assessment, IngestResult, Prepared, Pricer
 from api.rollups import Deltas, cell_of
-from census_agent.models import NodeInventory, Precision, Report, TierDecision
+from census_agent.models import NodeInventory
 from census_agent.report import ComputeModel
 
 log = logging.getLogger(__name__)
 
-ACTIVE = "active"
-AGENT = "agent"  # nodes.source of nodes that report themselves
 MAX_BATCH = 256
-GROUP_COMMIT_WINDOW_S = 0.005  # reports arriving this long after the first share its commit (and fsync)
+# How long the first report after a quiet spell waits for company.  0: none, since reports that arrive while a batch
+# is being committed form the next batch anyway (group commit by the fsync's own length); a 5 ms wait cost every
+# round of a closed loop of 32 clients 5 ms, and a fifth of the rate (`benchmarks.ingest`).
+GROUP_COMMIT_WINDOW_S = 0.0
 LOCK_POLL_S = 0.001  # how often the writer looks again for the write lock while housekeeping holds it
-# What the compute model reads besides memory.total_bytes (host identity and free memory do not matter).
-ASSESSED_FIELDS = {"cpu", "accelerators", "interconnects", "labels"}
-NOT_ASSESSED = {"cpu": {"numa_nodes"}}  # the NUMA layout carries each node's free memory, which changes every report
-ASSESS_CACHE_SIZE = 4096
-# A report dated further ahead than this is refused: it would otherwise freeze the node's state until then.
-MAX_CLOCK_SKEW = timedelta(minutes=10)
 # Columns of a node's state that the rollups and the ordering rule need (the JSON documents are not read back).
 STATE_COLUMNS = ("node_id", "source", "tier", "region_code", "status", "last_generated_at", "last_sequence",
                  *MEASURE_COLUMNS)  # fmt: skip
@@ -50,29 +45,6 @@ measures = itemgetter(*MEASURE_COLUMNS)  # a state's figures, as one comparable 
 # `applied` last: it is decided in the write, the rest when the report is prepared.
 HISTORY_COLUMNS = ("report_id", "node_id", "sequence", "generated_at", "received_at", "tier", "region_code",
                    *MEASURE_COLUMNS, "applied")  # fmt: skip
-
-
-def _sqlite_time(value: datetime | str) -> str:
-    """A datetime as SQLAlchemy's SQLite dialect stores it (UTC text, ``YYYY-MM-DD HH:MM:SS.ffffff``), so reads
-    through SQLAlchemy parse it back; made by C code (`isoformat`), being called several times per report.  Text
-    is taken as converted already (ingest converts each report's times once)."""
-    if isinstance(value, str):
-        return value
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(" ", "microseconds")
-
-
-def _sqlite_read_time(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
-def _as_is(value: datetime | str) -> datetime | str:
-    return value
-
-
-def _read_aware(value: datetime) -> datetime:
-    return aware(value)
 
 
 class Statements:
@@ -87,8 +59,8 @@ class Statements:
     def __init__(self, dialect: str) -> None:
         self.mark = "?" if dialect == "sqlite" else "%s"
         self.postgresql = dialect == "postgresql"
-        self.time = _sqlite_time if dialect == "sqlite" else _as_is
-        self.read_time = _sqlite_read_time if dialect == "sqlite" else _read_aware
+        self.time = storage_time(dialect)
+        self.read_time = read_time(dialect)
         mark = self.mark
         self.node_columns = tuple(c.name for c in nodes.columns)
         self.node_times = tuple(c.name for c in nodes.columns if isinstance(c.type, DateTime))
@@ -144,95 +116,13 @@ class Statements:
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What happened to one report."""
-
-    report_id: str
-    node_id: str
-    outcome: str  # stored, duplicate, stored-as-history (older than the node's state)
-    tier: str
-    peaks: dict[str, float]
-
-
-@dataclass(frozen=True, slots=True)
-class Assessment:
-    """The compute model's answer for one machine and its labels, in the forms ingest writes and answers."""
-
-    peaks_json: str
-    tier: TierDecision
-    figures: dict[Precision, float]
-    answer: dict[str, float]
-
-
-def node_state(
-    inventory: NodeInventory,
-    assessment: Assessment,
-    *,
-    source: str,
-    now: datetime,
-    generated_at: datetime,
-    sequence: int,
-    report_id: str,
-    agent_peaks: str,
-    status: str = ACTIVE,
-) -> dict[str, Any]:
-    """A `nodes` row for `inventory` as the server assessed it (every column; `first_seen_at` is kept on update)."""
-    figures = assessment.figures
-    return {
-        "node_id": inventory.host.node_id,
-        "source": source,
-        "hostname": inventory.host.hostname,
-        "region_code": inventory.labels.region,
-        "organisation": inventory.labels.organisation,
-        "site": inventory.labels.site,
-        "tier": assessment.tier.tier.value,
-        "tier_reason": assessment.tier.reason,
-        "status": status,
-        "first_seen_at": now,
-        "last_report_at": now,
-        "last_generated_at": generated_at,
-        "last_sequence": sequence,
-        "last_report_id": report_id,
-        "physical_cores": inventory.cpu.physical_cores,
-        "threads": inventory.cpu.threads,
-        "accelerators": len(inventory.accelerators),
-        "memory_bytes": float(inventory.memory.total_bytes),
-        "fp64_flops": figures[Precision.FP64],
-        "fp32_flops": figures[Precision.FP32],
-        "fp16_flops": figures[Precision.FP16],
-        "int8_ops": figures[Precision.INT8],
-        "inventory": inventory.model_dump_json(),
-        "peaks": assessment.peaks_json,
-        "agent_peaks": agent_peaks,
-    }
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A validated, priced report waiting for the writer."""
-
-    report_id: str
-    node_id: str
-    principal: Principal
-    order: tuple[datetime, int]  # (generated_at in UTC, sequence): a node's newest report is its state
-    state: dict[str, Any]  # the `nodes` row it would make
-    history: tuple[Any, ...]  # its `reports` row as the driver takes it, but for `applied`
-    tier: str
-    peaks: dict[str, float]
-
-    def result(self, outcome: str) -> IngestResult:
-        """The answer for this report."""
-        return IngestResult(self.report_id, self.node_id, outcome, self.tier, self.peaks)
-
-
 class Ingestor:
-    """Prices reports and stores them in group commits (one transaction for all reports waiting together)."""
+    """Stores priced reports in group commits (one transaction for all reports waiting together)."""
 
     def __init__(self, engine: Engine, model: ComputeModel, region_codes: set[str]) -> None:
         self.engine = engine
-        self.model = model
         self.region_codes = region_codes
+        self.pricer = Pricer(model, region_codes, engine.dialect.name)
         # Held for each batch and by housekeeping, so two writers never overlap (SQLite allows one at a time).
         self.write_lock = threading.Lock()
         self._bindings: dict[int, str] = {}  # agent token id -> the node it is bound to
@@ -240,59 +130,13 @@ class Ingestor:
         self._writer: asyncio.Task[None] | None = None
         # Commits (and on PostgreSQL whole batches) wait for the disk or the server here, not on the event loop.
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suanli-commit")
-        self._assessed: dict[str, Assessment] = {}
         self.statements = Statements(engine.dialect.name)
 
     # --- the caller's side -----------------------------------------------------------------------------
 
-    def prepare(self, report: Report, principal: Principal, now: datetime) -> Prepared:
-        """Check what can be checked without the database and compute the server's figures."""
-        inventory = report.inventory
-        node_id = inventory.host.node_id
-        region = inventory.labels.region
-        if region is not None and region not in self.region_codes:
-            raise InvalidReport(f"unknown region code {region!r}: see GET /v1/regions", field="inventory.labels.region")
-        if principal.role is Role.AGENT and principal.node_id not in (None, node_id):
-            raise Forbidden(f"this agent token is bound to node {principal.node_id!r}, not {node_id!r}")
-        generated_at = aware(report.generated_at).astimezone(UTC)  # stored and compared in UTC on every backend
-        if generated_at > now + MAX_CLOCK_SKEW:
-            raise InvalidReport(
-                f"generated_at {generated_at.isoformat()} is in the future (server time {now.isoformat()}); "
-                "check the node's clock",
-                field="generated_at",
-            )
-        assessment = self.assess(inventory)
-        report_id = str(report.report_id)
-        tier = assessment.tier.tier.value
-        state = node_state(
-            inventory, assessment, source=AGENT, now=now, generated_at=generated_at, sequence=report.sequence,
-            report_id=report_id, agent_peaks=report.peaks.model_dump_json(),
-        )  # fmt: skip
-        time = self.statements.time
-        received, generated = time(now), time(generated_at)  # as the driver takes them, once
-        state["first_seen_at"] = state["last_report_at"] = received
-        state["last_generated_at"] = generated
-        history = (report_id, node_id, report.sequence, generated, received, tier, region,
-                   *[state[name] for name in MEASURE_COLUMNS])  # fmt: skip
-        return Prepared(report_id, node_id, principal, (generated_at, report.sequence), state, history, tier,
-                        assessment.answer)  # fmt: skip
-
     def assess(self, inventory: NodeInventory) -> Assessment:
-        """The compute model's answer, remembered per hardware and labels: a node reports the same machine every
-        interval, and a cluster is made of few machine models, so most reports need no computing at all.  The key
-        leaves out what the model does not read and what changes from one report to the next (host identity,
-        free memory, the NUMA layout)."""
-        key = inventory.model_dump_json(include=ASSESSED_FIELDS, exclude=NOT_ASSESSED)
-        key += str(inventory.memory.total_bytes)
-        answer = self._assessed.get(key)
-        if answer is None:
-            peaks, tier = self.model.assess(inventory)
-            figures = {p: peaks.figures[p].flops for p in Precision}
-            answer = Assessment(peaks.model_dump_json(), tier, figures, {p.value: v for p, v in figures.items()})
-            if len(self._assessed) >= ASSESS_CACHE_SIZE:
-                self._assessed.pop(next(iter(self._assessed)))
-            self._assessed[key] = answer
-        return answer
+        """The compute model's answer for `inventory` (`Pricer.assess`, cached)."""
+        return self.pricer.assess(inventory)
 
     async def store(self, prepared: Prepared) -> IngestResult:
         """Queue a prepared report and wait until its batch is committed (or fails with the reason)."""
@@ -310,8 +154,9 @@ class Ingestor:
     # --- the writer ------------------------------------------------------------------------------------
 
     async def _drain(self) -> None:
-        """Write batches until none is waiting.  The first waits `GROUP_COMMIT_WINDOW_S` for company; later ones
-        are whatever arrived while the previous batch was being committed, so batches grow with the load."""
+        """Write batches until none is waiting: the first is what arrived in this turn of the loop (and in
+        `GROUP_COMMIT_WINDOW_S`), each later one whatever arrived while the previous batch was being committed, so
+        batches grow with the load and an idle service answers at once."""
         try:
             await asyncio.sleep(GROUP_COMMIT_WINDOW_S)
             while self._pending:

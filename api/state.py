@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from api.auth import PrincipalCache
 from api.census import Region
 from api.ingest import Ingestor
+from api.pricing_pool import PricingPool
 from api.scheduling import Scheduling
 from api.settings import Settings
 
@@ -21,6 +22,7 @@ class ServiceState:
     settings: Settings
     engine: Engine
     ingestor: Ingestor
+    pricing: PricingPool
     regions: dict[str, Region]
     scheduling: Scheduling | None = None  # None when no scheduler is configured
     principals: PrincipalCache = field(default_factory=PrincipalCache)

@@ -6,13 +6,11 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 from pydantic_core import to_json
 
 from api.deps import Reporter
-from api.errors import AUTHENTICATED, invalid_body, problem_responses
+from api.errors import AUTHENTICATED, problem_responses
 from api.openapi import json_body
-from census_agent.models import Report
 from census_agent.schema import report_json_schema
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=problem_responses(*AUTHENTICATED))
@@ -24,19 +22,15 @@ _SCHEMA = report_json_schema()
     "",
     status_code=200,
     summary="Submit a node report",
-    responses=problem_responses(413, 422, 507),
+    responses=problem_responses(413, 422, 503, 507),
     openapi_extra=json_body(_SCHEMA),
 )
 async def submit_report(request: Request, principal: Reporter) -> Response:
     """Validate, recompute and store one report. Idempotent by ``report_id``: a replay answers ``duplicate``."""
-    ingestor = request.app.state.service.ingestor  # not a `State` dependency: this is the hot path
+    service = request.app.state.service  # not a `State` dependency: this is the hot path
     body = await request.body()
-    try:
-        report = Report.model_validate_json(body)
-    except ValidationError as exc:
-        raise invalid_body(exc) from None
-    prepared = ingestor.prepare(report, principal, datetime.now(tz=UTC))
-    result = await ingestor.store(prepared)
+    prepared = await service.pricing.price(body, principal, datetime.now(tz=UTC))
+    result = await service.ingestor.store(prepared)
     request.state.ingest_outcome = result.outcome
     answer = {
         "report_id": result.report_id,

@@ -1,0 +1,181 @@
+"""Pricing a report: validate the document, check what needs no database, and compute the server's figures.
+
+`Pricer` turns a report body into a `Prepared` row set for the writer (`api.ingest`); it is pure (no database,
+no network) so that it can run in the service's process or in a pricing worker (`api.pricing_pool`), which is
+where most of a report's CPU time goes.  Times are converted once here to what the database driver takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from api.auth import Principal, Role
+from api.db import aware, storage_time
+from api.db.tables import MEASURE_COLUMNS
+from api.errors import Forbidden, InvalidReport, invalid_body
+from census_agent.models import NodeInventory, Precision, Report, TierDecision
+from census_agent.report import ComputeModel
+
+ACTIVE = "active"
+AGENT = "agent"  # nodes.source of nodes that report themselves
+# What the compute model reads besides memory.total_bytes (host identity and free memory do not matter).
+ASSESSED_FIELDS = {"cpu", "accelerators", "interconnects", "labels"}
+NOT_ASSESSED = {"cpu": {"numa_nodes"}}  # the NUMA layout carries each node's free memory, which changes every report
+ASSESS_CACHE_SIZE = 4096
+# A report dated further ahead than this is refused: it would otherwise freeze the node's state until then.
+MAX_CLOCK_SKEW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What happened to one report."""
+
+    report_id: str
+    node_id: str
+    outcome: str  # stored, duplicate, stored-as-history (older than the node's state)
+    tier: str
+    peaks: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """The compute model's answer for one machine and its labels, in the forms ingest writes and answers."""
+
+    peaks_json: str
+    tier: TierDecision
+    figures: dict[Precision, float]
+    answer: dict[str, float]
+
+
+def node_state(
+    inventory: NodeInventory,
+    assessment: Assessment,
+    *,
+    source: str,
+    now: datetime,
+    generated_at: datetime,
+    sequence: int,
+    report_id: str,
+    agent_peaks: str,
+    status: str = ACTIVE,
+) -> dict[str, Any]:
+    """A `nodes` row for `inventory` as the server assessed it (every column; `first_seen_at` is kept on update)."""
+    figures = assessment.figures
+    return {
+        "node_id": inventory.host.node_id,
+        "source": source,
+        "hostname": inventory.host.hostname,
+        "region_code": inventory.labels.region,
+        "organisation": inventory.labels.organisation,
+        "site": inventory.labels.site,
+        "tier": assessment.tier.tier.value,
+        "tier_reason": assessment.tier.reason,
+        "status": status,
+        "first_seen_at": now,
+        "last_report_at": now,
+        "last_generated_at": generated_at,
+        "last_sequence": sequence,
+        "last_report_id": report_id,
+        "physical_cores": inventory.cpu.physical_cores,
+        "threads": inventory.cpu.threads,
+        "accelerators": len(inventory.accelerators),
+        "memory_bytes": float(inventory.memory.total_bytes),
+        "fp64_flops": figures[Precision.FP64],
+        "fp32_flops": figures[Precision.FP32],
+        "fp16_flops": figures[Precision.FP16],
+        "int8_ops": figures[Precision.INT8],
+        "inventory": inventory.model_dump_json(),
+        "peaks": assessment.peaks_json,
+        "agent_peaks": agent_peaks,
+    }
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A validated, priced report waiting for the writer."""
+
+    report_id: str
+    node_id: str
+    order: tuple[datetime, int]  # (generated_at in UTC, sequence): a node's newest report is its state
+    state: dict[str, Any]  # the `nodes` row it would make
+    history: tuple[Any, ...]  # its `reports` row as the driver takes it, but for `applied`
+    tier: str
+    peaks: dict[str, float]
+    principal: Principal  # who sent it (last: a pricing worker answers with the fields before it)
+
+    def result(self, outcome: str) -> IngestResult:
+        """The answer for this report."""
+        return IngestResult(self.report_id, self.node_id, outcome, self.tier, self.peaks)
+
+
+class Pricer:
+    """Validates and prices reports for one database dialect and region table, remembering the compute model's
+    answers per machine model."""
+
+    def __init__(self, model: ComputeModel, region_codes: set[str], dialect: str) -> None:
+        self.model = model
+        self.region_codes = region_codes
+        self.time = storage_time(dialect)
+        self._assessed: dict[str, Assessment] = {}
+
+    def price(self, body: bytes, principal: Principal, now: datetime) -> Prepared:
+        """Validate a report document and compute the server's figures; `InvalidRequest` (422) for a document
+        that breaks the schema, `InvalidReport` or `Forbidden` for one that cannot be accepted as it is."""
+        try:
+            report = Report.model_validate_json(body)
+        except ValidationError as exc:
+            raise invalid_body(exc) from None
+        return self.prepare(report, principal, now)
+
+    def prepare(self, report: Report, principal: Principal, now: datetime) -> Prepared:
+        """Check what can be checked without the database and compute the server's figures."""
+        inventory = report.inventory
+        node_id = inventory.host.node_id
+        region = inventory.labels.region
+        if region is not None and region not in self.region_codes:
+            raise InvalidReport(f"unknown region code {region!r}: see GET /v1/regions", field="inventory.labels.region")
+        if principal.role is Role.AGENT and principal.node_id not in (None, node_id):
+            raise Forbidden(f"this agent token is bound to node {principal.node_id!r}, not {node_id!r}")
+        generated_at = aware(report.generated_at).astimezone(UTC)  # stored and compared in UTC on every backend
+        if generated_at > now + MAX_CLOCK_SKEW:
+            raise InvalidReport(
+                f"generated_at {generated_at.isoformat()} is in the future (server time {now.isoformat()}); "
+                "check the node's clock",
+                field="generated_at",
+            )
+        assessment = self.assess(inventory)
+        report_id = str(report.report_id)
+        tier = assessment.tier.tier.value
+        state = node_state(
+            inventory, assessment, source=AGENT, now=now, generated_at=generated_at, sequence=report.sequence,
+            report_id=report_id, agent_peaks=report.peaks.model_dump_json(),
+        )  # fmt: skip
+        time = self.time
+        received, generated = time(now), time(generated_at)  # as the driver takes them, once
+        state["first_seen_at"] = state["last_report_at"] = received
+        state["last_generated_at"] = generated
+        history = (report_id, node_id, report.sequence, generated, received, tier, region,
+                   *[state[name] for name in MEASURE_COLUMNS])  # fmt: skip
+        return Prepared(report_id, node_id, (generated_at, report.sequence), state, history, tier, assessment.answer,
+                        principal)  # fmt: skip
+
+    def assess(self, inventory: NodeInventory) -> Assessment:
+        """The compute model's answer, remembered per hardware and labels: a node reports the same machine every
+        interval, and a cluster is made of few machine models, so most reports need no computing at all.  The key
+        leaves out what the model does not read and what changes from one report to the next (host identity,
+        free memory, the NUMA layout)."""
+        key = inventory.model_dump_json(include=ASSESSED_FIELDS, exclude=NOT_ASSESSED)
+        key += str(inventory.memory.total_bytes)
+        answer = self._assessed.get(key)
+        if answer is None:
+            peaks, tier = self.model.assess(inventory)
+            figures = {p: peaks.figures[p].flops for p in Precision}
+            answer = Assessment(peaks.model_dump_json(), tier, figures, {p.value: v for p, v in figures.items()})
+            if len(self._assessed) >= ASSESS_CACHE_SIZE:
+                self._assessed.pop(next(iter(self._assessed)))
+            self._assessed[key] = answer
+        return answer

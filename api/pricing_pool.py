@@ -1,0 +1,283 @@
+"""Pricing workers: child processes that validate and price report bodies beside the event loop.
+
+Validating a report (pydantic over a 3 KB document), pricing it and serialising its JSON columns cost more CPU
+than everything else the service does for it, and the event loop runs on one core.  `PricingPool` hands each
+body to one of `size` worker processes (``python -m api.pricing_pool``) over pipes and awaits the `Prepared`
+rows, or the refusal, that `api.pricing.Pricer` made of it there; the loop keeps HTTP, authentication and the
+writer.  Size 0 prices in the service's own process, and so does a pool whose workers have all exited (each is
+started again, with a growing delay).  Nothing here touches the database, and no worker sees a token: only the
+caller's `Principal`.
+
+Frames on both pipes are a 4-byte big-endian length and a pickle: to a worker, first its configuration
+``(dialect, region codes)``, then ``(request id, body, role, bound node, received at)``; from it, ``(request id,
+ok, the fields of `Prepared` but the principal, or a ServiceError)``: plain values, which pickle handles in C.
+Pickle is safe here: both ends are this service's own processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import itertools
+import logging
+import math
+import os
+import pickle
+import struct
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+from api.auth import Principal, Role
+from api.errors import ServiceError
+from api.pricing import Prepared, Pricer
+from census_agent.report import ComputeModel
+
+log = logging.getLogger(__name__)
+
+FRAME = struct.Struct("!I")
+RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after a worker's 1st, 2nd... unexpected exit
+STOP_TIMEOUT_S = 5.0
+
+
+class PricingUnavailable(ServiceError):
+    """The worker pricing this report exited before answering: retry (a report is idempotent)."""
+
+    status = 503
+    title = "Pricing unavailable"
+    retry_after_seconds = 1
+
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def usable_cores(cgroup: Path = CGROUP) -> int:
+    """The cores this process may use: those it may run on, and no more than its cgroup's (v2) CPU quota, as a
+    container's CPU limit sets it (``cpu.max``: "QUOTA PERIOD", or "max PERIOD" for none)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota == "max" or not quota.isdigit() or not period.isdigit() or int(period) == 0:
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
+
+
+def auto_size(cgroup: Path = CGROUP) -> int:
+    """Workers by default: one per usable core beyond the event loop's, at most 4; none on a single core."""
+    return max(0, min(usable_cores(cgroup) - 1, 4))
+
+
+def frame(message: object) -> bytes:
+    """A message as it goes on a pipe."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME.pack(len(data)) + data
+
+
+def unframe(buffer: bytearray) -> list[Any]:
+    """The whole messages at the front of `buffer`, removed from it (a partial one stays)."""
+    messages = []
+    start = 0
+    while len(buffer) - start >= FRAME.size:
+        (length,) = FRAME.unpack_from(buffer, start)
+        end = start + FRAME.size + length
+        if len(buffer) < end:
+            break
+        messages.append(pickle.loads(buffer[start + FRAME.size : end]))  # noqa: S301 - our own child process
+        start = end
+    del buffer[:start]
+    return messages
+
+
+class _Worker(asyncio.SubprocessProtocol):
+    """One worker process: its pipes, and the requests it has not answered yet."""
+
+    def __init__(self, pool: PricingPool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.pending: dict[int, asyncio.Future[tuple[Any, ...]]] = {}
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.alive = False
+        self._buffer = bytearray()
+        self._outbox: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.SubprocessTransport, transport)  # uvloop's is not a subclass of asyncio's
+        self.alive = True
+
+    def send(self, message: object) -> None:
+        """Queue a frame; frames queued in one turn of the loop go out in one write."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(frame(message))
+
+    def _flush(self) -> None:
+        data, self._outbox = b"".join(self._outbox), []
+        stdin = self.transport.get_pipe_transport(0) if self.transport is not None else None
+        if self.alive and stdin is not None and not stdin.is_closing():
+            stdin.write(data)  # type: ignore[attr-defined]
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if fd != 1:
+            return
+        self._buffer += data if isinstance(data, bytes) else data.encode()
+        for request_id, ok, value in unframe(self._buffer):
+            future = self.pending.pop(request_id, None)
+            if future is None or future.done():  # the client went away
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def process_exited(self) -> None:
+        self.alive = False
+        code = self.transport.get_returncode() if self.transport is not None else None
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(PricingUnavailable("the worker pricing this report exited; retry"))
+        self.pending.clear()
+        if self.transport is not None:
+            self.transport.close()
+        self.pool.exited(self, code)
+
+
+class PricingPool:
+    """Prices report bodies in worker processes (or in process when `size` is 0 or no worker is running)."""
+
+    def __init__(self, size: int, pricer: Pricer, dialect: str) -> None:
+        self.size = size
+        self.pricer = pricer  # the in-process pricer: size 0, and while no worker runs
+        self.dialect = dialect
+        self.workers: list[_Worker] = []
+        self._ids = itertools.count()
+        self._restarts = [0] * size
+        self._closing = False
+
+    async def start(self) -> None:
+        """Start the workers (they load the compute model while the service finishes starting)."""
+        for index in range(self.size):
+            await self._spawn(index)
+        if self.size:
+            log.info("pricing reports in %d worker process(es)", self.size)
+
+    async def _spawn(self, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        _, worker = await loop.subprocess_exec(
+            lambda: _Worker(self, index), sys.executable, "-m", "api.pricing_pool",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None,
+        )  # fmt: skip
+        worker.send((self.dialect, sorted(self.pricer.region_codes)))
+        self.workers.append(worker)
+
+    async def price(self, body: bytes, principal: Principal, now: datetime) -> Prepared:
+        """`Pricer.price` of `body`, in the least busy worker."""
+        live = [w for w in self.workers if w.alive]
+        if not live:
+            return self.pricer.price(body, principal, now)
+        worker = min(live, key=lambda w: len(w.pending))
+        request_id = next(self._ids)
+        future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+        worker.pending[request_id] = future
+        # Plain values only, both ways: pickle handles them in C, dataclasses through Python code.
+        worker.send((request_id, body, principal.role.value, principal.node_id, now))
+        report_id, node_id, order, state, history, tier, peaks = await future
+        return Prepared(report_id, node_id, order, state, history, tier, peaks, principal)
+
+    def exited(self, worker: _Worker, code: int | None) -> None:
+        """A worker's process ended: start another unless the pool is closing."""
+        if worker in self.workers:
+            self.workers.remove(worker)
+        if self._closing:
+            return
+        restarts = self._restarts[worker.index]
+        delay = RESTART_DELAYS_S[min(restarts, len(RESTART_DELAYS_S) - 1)]
+        self._restarts[worker.index] += 1
+        log.error("pricing worker %d exited (code %s); pricing in process, starting it again in %.1f s",
+                  worker.index, code, delay)  # fmt: skip
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay, lambda: loop.create_task(self._respawn(worker.index)))
+
+    async def _respawn(self, index: int) -> None:
+        if self._closing:
+            return
+        try:
+            await self._spawn(index)
+        except OSError:
+            log.exception("could not start pricing worker %d", index)
+
+    async def close(self) -> None:
+        """Stop the workers: each answers what it has read, then sees its input end and exits."""
+        self._closing = True
+        for worker in list(self.workers):
+            if worker.transport is None:
+                continue
+            stdin = worker.transport.get_pipe_transport(0)
+            if stdin is not None:
+                stdin.close()
+        deadline = asyncio.get_running_loop().time() + STOP_TIMEOUT_S
+        while any(w.alive for w in self.workers) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for worker in self.workers:
+            if worker.alive and worker.transport is not None:
+                worker.transport.kill()
+
+
+# --- the worker's side ---------------------------------------------------------------------------------------
+
+
+def _read_some(fd: int, buffer: bytearray) -> bool:
+    data = os.read(fd, 1 << 20)
+    buffer += data
+    return bool(data)
+
+
+def serve(read_fd: int, write_fd: int) -> None:
+    """Answer pricing requests from `read_fd` on `write_fd` until the input ends.  Each answer is written as soon
+    as it is made, so that the service can store the first reports of a burst while this prices the rest."""
+    buffer = bytearray()
+    pricer: Pricer | None = None
+    while _read_some(read_fd, buffer):
+        for message in unframe(buffer):
+            if pricer is None:
+                dialect, codes = message
+                pricer = Pricer(ComputeModel(), set(codes), dialect)
+                gc.collect()
+                gc.freeze()
+                continue
+            _write_all(write_fd, frame(_answer(pricer, message)))
+
+
+def _answer(pricer: Pricer, message: tuple[int, bytes, str, str | None, datetime]) -> tuple[int, bool, object]:
+    request_id, body, role, node_id, now = message
+    try:
+        p = pricer.price(body, Principal(token_id=0, name="", role=Role(role), node_id=node_id), now)
+        return request_id, True, (p.report_id, p.node_id, p.order, p.state, p.history, p.tier, p.peaks)
+    except ServiceError as exc:
+        return request_id, False, exc
+    except Exception as exc:  # a bug: say so in the service's log, answer 500
+        log.exception("pricing a report failed")
+        return request_id, False, ServiceError(f"could not price the report ({exc!r})")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def main() -> None:
+    """The worker process: answers go to a private copy of standard output, and anything printed goes to the
+    service's log (standard error) instead of corrupting them."""
+    answers = os.dup(1)
+    os.dup2(2, 1)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(0, answers)
+
+
+if __name__ == "__main__":
+    main()

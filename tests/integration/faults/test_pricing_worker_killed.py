@@ -1,0 +1,79 @@
+"""The service's pricing worker SIGKILLed in the middle of a burst of reports: the service goes on answering
+(pricing in process until the pool has started a new worker), what it acknowledged is stored, what it could not
+price is refused with a retryable 503, and the agents' spools deliver every report once."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import psutil
+
+from tests.integration.faults.harness import Burst, FaultAgent, sequences_of, stored_reports
+from tests.integration.service.helpers import create_token
+from tests.servers import wait_for
+from tests.service import ServiceProcess
+
+AGENTS = 2
+LAST_SUCCESS = "suanli_agent_last_push_success_timestamp_seconds"
+
+
+def pricing_workers(service: ServiceProcess) -> list[int]:
+    """Process ids of the service's pricing workers (its children running ``api.pricing_pool``)."""
+    assert service.proc is not None
+    return [child.pid for child in psutil.Process(service.proc.pid).children()
+            if "api.pricing_pool" in " ".join(child.cmdline())]  # fmt: skip
+
+
+def test_a_killed_pricing_worker_is_replaced_and_loses_no_acknowledged_report(tmp_path: Path) -> None:
+    """Two real agents and four threads POSTing as fast as the service answers; the service's one pricing worker
+    is SIGKILLed mid-burst.  The service keeps acknowledging reports, starts a new worker process, and afterwards
+    every acknowledged report is stored once, every refusal is a 503 with Retry-After, and each agent's stored
+    sequence numbers are 1..N with none missing and none twice."""
+    url = f"sqlite:///{tmp_path / 'suanli.db'}"
+    service = ServiceProcess(url, tmp_path, ingest_workers="1").start()
+    agents: list[FaultAgent] = []
+    burst: Burst | None = None
+    try:
+        (worker,) = pricing_workers(service)
+        with service.client() as admin:
+            tokens = [create_token(admin, "agent")["token"] for _ in range(AGENTS)]
+        agents = [FaultAgent(tmp_path, service.url, t, f"priced-{n}").start() for n, t in enumerate(tokens)]
+        burst = Burst(service.url, service.admin_token).start()
+        wait_for(lambda: burst.acked_count() >= 50 and all(a.metric(LAST_SUCCESS) for a in agents), 60,
+                 "the burst and every agent to be acknowledged")  # fmt: skip
+
+        acked_before = burst.acked_count()
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: burst.acked_count() >= acked_before + 50, 60, "reports acknowledged after the kill")
+        wait_for(lambda: [p for p in pricing_workers(service) if p != worker], 30, "a new pricing worker")
+        acked_again = burst.acked_count()
+        wait_for(lambda: burst.acked_count() >= acked_again + 50, 60, "reports acknowledged by the new worker")
+        burst.stop()
+        wait_for(lambda: not any(a.spooled() for a in agents), 60, "every agent's spool to drain")
+        left = {a.node_id: a.spooled() for a in agents}  # a report made after the drain, before the stop
+        assert [a.stop() for a in agents] == [0] * AGENTS
+        assert "pricing worker 0 exited" in service.log.read_text()
+    finally:
+        if burst is not None:
+            burst.stop()
+        for agent in agents:
+            agent.kill()
+        service.stop()
+
+    assert set(burst.answers) <= {200, 503}, f"answers other than 200 and 503: {burst.answers}"
+    for status, _, retry_after, problem in burst.refusals:
+        assert (status, problem.get("title")) == (503, "Pricing unavailable")
+        assert retry_after is not None
+    rows = stored_reports(url)
+    counts = Counter(r.report_id for r in rows)
+    assert len(counts) == len(rows), f"report ids stored twice: {[i for i, c in counts.items() if c > 1][:5]}"
+    missing = set(burst.acked) - set(counts)
+    assert not missing, f"{len(missing)} acknowledged report(s) lost, e.g. {sorted(missing)[:3]}"
+    for agent in agents:
+        stored = sequences_of(rows, agent.node_id)
+        assert len(stored) == len(set(stored)), f"{agent.node_id}: a sequence stored twice: {stored}"
+        made = set(stored) | set(left[agent.node_id])
+        assert made == set(range(1, max(made) + 1)), f"{agent.node_id}: reports lost: {sorted(made)}"
