@@ -1,6 +1,6 @@
 """The census service plus a no-op endpoint on the same app, for `benchmarks.ingest` (run as a process).
 
-    python -m benchmarks.ingest_server --database-url URL --port P --admin-token-file F
+    python -m benchmarks.ingest_server --database-url URL --port P --admin-token-file F [--ingest-workers N]
 
 ``POST /bench/noop`` reads the body and answers ``{}``: the same server, routing, middleware and body
 reading as ``POST /v1/reports``, without validation, authentication or storage.
@@ -24,9 +24,10 @@ def main() -> None:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--admin-token-file", type=Path, required=True)
+    parser.add_argument("--ingest-workers", type=int, help="pricing workers (default: the service's)")
     args = parser.parse_args()
     settings = Settings(database_url=args.database_url, port=args.port, admin_token_file=args.admin_token_file,
-                        log_level="WARNING")  # fmt: skip
+                        log_level="WARNING", ingest_workers=args.ingest_workers)  # fmt: skip
     app = create_app(settings)
 
     @app.post("/bench/noop", include_in_schema=False)
