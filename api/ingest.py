@@ -260,7 +260,7 @@ class Ingestor:
             old = current[node_id]
             # A node's own report always replaces what was discovered about it some other way (Kubernetes).
             newer = old is None or old["source"] != AGENT or item.order > order[node_id]
-            history.append((*item.history, 1 if newer else 0))
+            history.append(item.history(newer))
             if newer:
                 current[node_id] = item.state
                 order[node_id] = item.order

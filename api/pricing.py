@@ -51,6 +51,12 @@ class Assessment:
     answer: dict[str, float]
 
 
+STATE_KEYS = ("node_id", "source", "hostname", "region_code", "organisation", "site", "tier", "tier_reason", "status",
+              "first_seen_at", "last_report_at", "last_generated_at", "last_sequence", "last_report_id",
+              "physical_cores", "threads", "accelerators", "memory_bytes", "fp64_flops", "fp32_flops", "fp16_flops",
+              "int8_ops", "inventory", "peaks", "agent_peaks")  # fmt: skip
+
+
 def node_state(
     inventory: NodeInventory,
     assessment: Assessment,
@@ -63,7 +69,8 @@ def node_state(
     agent_peaks: str,
     status: str = ACTIVE,
 ) -> dict[str, Any]:
-    """A `nodes` row for `inventory` as the server assessed it (every column; `first_seen_at` is kept on update)."""
+    """A `nodes` row for `inventory` as the server assessed it (every column, in `STATE_KEYS` order; `first_seen_at`
+    is kept on update)."""
     figures = assessment.figures
     return {
         "node_id": inventory.host.node_id,
@@ -101,15 +108,31 @@ class Prepared:
     report_id: str
     node_id: str
     order: tuple[datetime, int]  # (generated_at in UTC, sequence): a node's newest report is its state
-    state: dict[str, Any]  # the `nodes` row it would make
-    history: tuple[Any, ...]  # its `reports` row as the driver takes it, but for `applied`
+    state: dict[str, Any]  # the `nodes` row it would make (`STATE_KEYS`), times as the driver takes them
     tier: str
     peaks: dict[str, float]
-    principal: Principal  # who sent it (last: a pricing worker answers with the fields before it)
+    principal: Principal  # who sent it
 
     def result(self, outcome: str) -> IngestResult:
         """The answer for this report."""
         return IngestResult(self.report_id, self.node_id, outcome, self.tier, self.peaks)
+
+    def history(self, applied: bool) -> tuple[Any, ...]:
+        """Its `reports` row (`api.ingest.HISTORY_COLUMNS`), as the driver takes it."""
+        s = self.state
+        return (self.report_id, self.node_id, self.order[1], s["last_generated_at"], s["last_report_at"], self.tier,
+                s["region_code"], *[s[name] for name in MEASURE_COLUMNS], 1 if applied else 0)  # fmt: skip
+
+    def wire(self) -> tuple[Any, ...]:
+        """Everything but the principal, as plain values (a pricing worker's answer: pickle handles these in C)."""
+        return self.report_id, self.order, tuple(self.state.values()), self.tier, self.peaks
+
+    @classmethod
+    def from_wire(cls, values: tuple[Any, ...], principal: Principal) -> Prepared:
+        """The `Prepared` that `wire` gave `values` of, sent by `principal`."""
+        report_id, order, state, tier, peaks = values
+        row = dict(zip(STATE_KEYS, state, strict=True))
+        return cls(report_id, row["node_id"], order, row, tier, peaks, principal)
 
 
 class Pricer:
@@ -158,10 +181,7 @@ class Pricer:
         received, generated = time(now), time(generated_at)  # as the driver takes them, once
         state["first_seen_at"] = state["last_report_at"] = received
         state["last_generated_at"] = generated
-        history = (report_id, node_id, report.sequence, generated, received, tier, region,
-                   *[state[name] for name in MEASURE_COLUMNS])  # fmt: skip
-        return Prepared(report_id, node_id, (generated_at, report.sequence), state, history, tier, assessment.answer,
-                        principal)  # fmt: skip
+        return Prepared(report_id, node_id, (generated_at, report.sequence), state, tier, assessment.answer, principal)
 
     def assess(self, inventory: NodeInventory) -> Assessment:
         """The compute model's answer, remembered per hardware and labels: a node reports the same machine every

@@ -10,7 +10,7 @@ caller's `Principal`.
 
 Frames on both pipes are a 4-byte big-endian length and a pickle: to a worker, first its configuration
 ``(dialect, region codes)``, then ``(request id, body, role, bound node, received at)``; from it, ``(request id,
-ok, the fields of `Prepared` but the principal, or a ServiceError)``: plain values, which pickle handles in C.
+ok, `Prepared.wire()` or a ServiceError)``: plain values, which pickle handles in C.
 Pickle is safe here: both ends are this service's own processes.
 """
 
@@ -26,6 +26,8 @@ import os
 import pickle
 import struct
 import sys
+import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 FRAME = struct.Struct("!I")
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after a worker's 1st, 2nd... unexpected exit
 STOP_TIMEOUT_S = 5.0
+WORKER_COMMAND = (sys.executable, "-m", "api.pricing_pool")
+ANSWER_TIMEOUT_S = 30.0  # a worker that leaves a request this long unanswered is stuck: it is stopped and replaced
+WATCH_INTERVAL_S = 1.0
+ANSWER_BATCH_S = 0.0005  # a worker pricing a burst sends what it has priced at least this often
 
 
 class PricingUnavailable(ServiceError):
@@ -98,7 +104,7 @@ class _Worker(asyncio.SubprocessProtocol):
     def __init__(self, pool: PricingPool, index: int) -> None:
         self.pool = pool
         self.index = index
-        self.pending: dict[int, asyncio.Future[tuple[Any, ...]]] = {}
+        self.pending: dict[int, tuple[asyncio.Future[tuple[Any, ...]], float]] = {}  # id -> (answer, sent at)
         self.transport: asyncio.SubprocessTransport | None = None
         self.alive = False
         self._buffer = bytearray()
@@ -121,25 +127,44 @@ class _Worker(asyncio.SubprocessProtocol):
             stdin.write(data)  # type: ignore[attr-defined]
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        if fd != 1:
+        if fd != 1 or not self.alive:
             return
         self._buffer += data if isinstance(data, bytes) else data.encode()
-        for request_id, ok, value in unframe(self._buffer):
-            future = self.pending.pop(request_id, None)
-            if future is None or future.done():  # the client went away
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+        try:
+            answers = unframe(self._buffer)
+            for request_id, ok, value in answers:
+                future, _ = self.pending.pop(request_id)
+                if future.done():  # the client went away
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+        except Exception:  # the stream is corrupt: nothing more it says can be trusted
+            log.exception("pricing worker %d answered something unreadable; stopping it", self.index)
+            self.abandon(ServiceError("the pricing worker's answer could not be read"))
+
+    def abandon(self, error: ServiceError) -> None:
+        """Answer every waiting request with `error` and kill the process (`process_exited` starts another)."""
+        self.alive = False
+        self._fail(error)
+        if self.transport is not None and self.transport.get_returncode() is None:
+            self.transport.kill()
+
+    def _fail(self, error: ServiceError) -> None:
+        for future, _ in self.pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self.pending.clear()
+
+    def oldest(self) -> float | None:
+        """When the longest-waiting request was sent (None: nothing waits)."""
+        return next(iter(self.pending.values()))[1] if self.pending else None
 
     def process_exited(self) -> None:
         self.alive = False
         code = self.transport.get_returncode() if self.transport is not None else None
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(PricingUnavailable("the worker pricing this report exited; retry"))
-        self.pending.clear()
+        self._fail(PricingUnavailable("the worker pricing this report exited; retry"))
         if self.transport is not None:
             self.transport.close()
         self.pool.exited(self, code)
@@ -148,10 +173,13 @@ class _Worker(asyncio.SubprocessProtocol):
 class PricingPool:
     """Prices report bodies in worker processes (or in process when `size` is 0 or no worker is running)."""
 
-    def __init__(self, size: int, pricer: Pricer, dialect: str) -> None:
+    def __init__(self, size: int, pricer: Pricer, dialect: str, *, command: Sequence[str] = WORKER_COMMAND,
+                 answer_timeout_s: float = ANSWER_TIMEOUT_S) -> None:  # fmt: skip
         self.size = size
+        self.answer_timeout_s = answer_timeout_s
         self.pricer = pricer  # the in-process pricer: size 0, and while no worker runs
         self.dialect = dialect
+        self.command = command
         self.workers: list[_Worker] = []
         self._ids = itertools.count()
         self._restarts = [0] * size
@@ -163,11 +191,26 @@ class PricingPool:
             await self._spawn(index)
         if self.size:
             log.info("pricing reports in %d worker process(es)", self.size)
+            asyncio.get_running_loop().call_later(WATCH_INTERVAL_S, self._watch)
+
+    def _watch(self) -> None:
+        """Stop a worker that has left a request unanswered for `answer_timeout_s` (it is stuck): its requests get
+        a retryable 503 and a new worker is started."""
+        if self._closing:
+            return
+        loop = asyncio.get_running_loop()
+        for worker in self.workers:
+            sent = worker.oldest()
+            if worker.alive and sent is not None and loop.time() - sent > self.answer_timeout_s:
+                waited = self.answer_timeout_s
+                log.error("pricing worker %d has not answered for %g s; stopping it", worker.index, waited)
+                worker.abandon(PricingUnavailable(f"the pricing worker did not answer within {waited:g} s; retry"))
+        loop.call_later(WATCH_INTERVAL_S, self._watch)
 
     async def _spawn(self, index: int) -> None:
         loop = asyncio.get_running_loop()
         _, worker = await loop.subprocess_exec(
-            lambda: _Worker(self, index), sys.executable, "-m", "api.pricing_pool",
+            lambda: _Worker(self, index), *self.command,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None,
         )  # fmt: skip
         worker.send((self.dialect, sorted(self.pricer.region_codes)))
@@ -180,12 +223,12 @@ class PricingPool:
             return self.pricer.price(body, principal, now)
         worker = min(live, key=lambda w: len(w.pending))
         request_id = next(self._ids)
-        future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
-        worker.pending[request_id] = future
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Any, ...]] = loop.create_future()
+        worker.pending[request_id] = (future, loop.time())
         # Plain values only, both ways: pickle handles them in C, dataclasses through Python code.
         worker.send((request_id, body, principal.role.value, principal.node_id, now))
-        report_id, node_id, order, state, history, tier, peaks = await future
-        return Prepared(report_id, node_id, order, state, history, tier, peaks, principal)
+        return Prepared.from_wire(await future, principal)
 
     def exited(self, worker: _Worker, code: int | None) -> None:
         """A worker's process ended: start another unless the pool is closing."""
@@ -210,20 +253,27 @@ class PricingPool:
             log.exception("could not start pricing worker %d", index)
 
     async def close(self) -> None:
-        """Stop the workers: each answers what it has read, then sees its input end and exits."""
+        """Stop the workers: each answers what it has read, then sees its input end and exits (or is killed after
+        `STOP_TIMEOUT_S`)."""
         self._closing = True
         for worker in list(self.workers):
-            if worker.transport is None:
-                continue
-            stdin = worker.transport.get_pipe_transport(0)
+            stdin = worker.transport.get_pipe_transport(0) if worker.transport is not None else None
             if stdin is not None:
                 stdin.close()
-        deadline = asyncio.get_running_loop().time() + STOP_TIMEOUT_S
-        while any(w.alive for w in self.workers) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+        await self._exits(STOP_TIMEOUT_S)
         for worker in self.workers:
             if worker.alive and worker.transport is not None:
                 worker.transport.kill()
+        await self._exits(STOP_TIMEOUT_S)
+        for worker in self.workers:
+            if worker.transport is not None:
+                worker.transport.close()
+
+    async def _exits(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(w.alive for w in self.workers) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
 
 
 # --- the worker's side ---------------------------------------------------------------------------------------
@@ -236,11 +286,14 @@ def _read_some(fd: int, buffer: bytearray) -> bool:
 
 
 def serve(read_fd: int, write_fd: int) -> None:
-    """Answer pricing requests from `read_fd` on `write_fd` until the input ends.  Each answer is written as soon
-    as it is made, so that the service can store the first reports of a burst while this prices the rest."""
+    """Answer pricing requests from `read_fd` on `write_fd` until the input ends.  Answers go out at least every
+    `ANSWER_BATCH_S` while a burst is being priced, so that the service stores the first reports of a burst while
+    this prices the rest, without a wake-up of its event loop for every single answer."""
     buffer = bytearray()
     pricer: Pricer | None = None
     while _read_some(read_fd, buffer):
+        answers: list[bytes] = []
+        first = 0.0
         for message in unframe(buffer):
             if pricer is None:
                 dialect, codes = message
@@ -248,14 +301,21 @@ def serve(read_fd: int, write_fd: int) -> None:
                 gc.collect()
                 gc.freeze()
                 continue
-            _write_all(write_fd, frame(_answer(pricer, message)))
+            if not answers:
+                first = time.perf_counter()
+            answers.append(frame(_answer(pricer, message)))
+            if time.perf_counter() - first >= ANSWER_BATCH_S:
+                _write_all(write_fd, b"".join(answers))
+                answers = []
+        if answers:
+            _write_all(write_fd, b"".join(answers))
 
 
 def _answer(pricer: Pricer, message: tuple[int, bytes, str, str | None, datetime]) -> tuple[int, bool, object]:
     request_id, body, role, node_id, now = message
     try:
         p = pricer.price(body, Principal(token_id=0, name="", role=Role(role), node_id=node_id), now)
-        return request_id, True, (p.report_id, p.node_id, p.order, p.state, p.history, p.tier, p.peaks)
+        return request_id, True, p.wire()
     except ServiceError as exc:
         return request_id, False, exc
     except Exception as exc:  # a bug: say so in the service's log, answer 500

@@ -25,7 +25,8 @@ from sqlalchemy import select
 from api.db.engine import make_engine
 from api.db.tables import reports
 from tests.integration.service.helpers import clean_env, document, make_report, planned_inventory
-from tests.servers import free_port
+from tests.servers import free_port, wait_for
+from tests.service import ServiceProcess
 
 FAST_RETRY = {"JITTER": "0", "BACKOFF_MAX_SECONDS": "1", "REQUEST_TIMEOUT_SECONDS": "5"}
 
@@ -175,6 +176,42 @@ def stored_reports(database_url: str) -> list[StoredReport]:
 def sequences_of(rows: list[StoredReport], node_id: str) -> list[int]:
     """A node's stored sequence numbers in the order they were written."""
     return [r.sequence for r in rows if r.node_id == node_id]
+
+
+def drain_and_stop(burst: Burst, agents: list[FaultAgent]) -> dict[str, list[int]]:
+    """Stop the burst, wait for every agent's spool to drain and stop the agents (each must exit 0); returns what
+    each agent's spool still holds (a report made after the drain, before the stop)."""
+    burst.stop()
+    wait_for(lambda: not any(a.spooled() for a in agents), 60, "every agent's spool to drain")
+    left = {a.node_id: a.spooled() for a in agents}
+    assert [a.stop() for a in agents] == [0] * len(agents)
+    return left
+
+
+def tear_down(burst: Burst | None, agents: list[FaultAgent], service: ServiceProcess) -> None:
+    """Whatever a fault test started, stopped, whether it passed or not."""
+    if burst is not None:
+        burst.stop()
+    for agent in agents:
+        agent.kill()
+    service.stop()
+
+
+def assert_delivered_once(database_url: str, acked: list[str], left: dict[str, list[int]]) -> list[StoredReport]:
+    """Every report id in `acked` is stored, no report id twice, and for each agent (node id -> the sequence numbers
+    still in its spool) the stored sequence numbers and the spooled ones are 1..N, none stored twice.  Returns the
+    stored rows, for a test's own further checks."""
+    rows = stored_reports(database_url)
+    counts = Counter(r.report_id for r in rows)
+    assert len(counts) == len(rows), f"report ids stored twice: {[i for i, c in counts.items() if c > 1][:5]}"
+    missing = set(acked) - set(counts)
+    assert not missing, f"{len(missing)} acknowledged report(s) lost, e.g. {sorted(missing)[:3]}"
+    for node_id, spooled in left.items():
+        stored = sequences_of(rows, node_id)
+        assert len(stored) == len(set(stored)), f"{node_id}: a sequence stored twice: {stored}"
+        made = set(stored) | set(spooled)
+        assert made == set(range(1, max(made) + 1)), f"{node_id}: reports lost: {sorted(made)}"
+    return rows
 
 
 @contextlib.contextmanager

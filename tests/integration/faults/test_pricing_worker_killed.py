@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
-from collections import Counter
 from pathlib import Path
 
 import psutil
 
-from tests.integration.faults.harness import Burst, FaultAgent, sequences_of, stored_reports
+from tests.integration.faults.harness import Burst, FaultAgent, assert_delivered_once, drain_and_stop, tear_down
 from tests.integration.service.helpers import create_token
 from tests.servers import wait_for
 from tests.service import ServiceProcess
@@ -51,29 +50,13 @@ def test_a_killed_pricing_worker_is_replaced_and_loses_no_acknowledged_report(tm
         wait_for(lambda: [p for p in pricing_workers(service) if p != worker], 30, "a new pricing worker")
         acked_again = burst.acked_count()
         wait_for(lambda: burst.acked_count() >= acked_again + 50, 60, "reports acknowledged by the new worker")
-        burst.stop()
-        wait_for(lambda: not any(a.spooled() for a in agents), 60, "every agent's spool to drain")
-        left = {a.node_id: a.spooled() for a in agents}  # a report made after the drain, before the stop
-        assert [a.stop() for a in agents] == [0] * AGENTS
+        left = drain_and_stop(burst, agents)
         assert "pricing worker 0 exited" in service.log.read_text()
     finally:
-        if burst is not None:
-            burst.stop()
-        for agent in agents:
-            agent.kill()
-        service.stop()
+        tear_down(burst, agents, service)
 
     assert set(burst.answers) <= {200, 503}, f"answers other than 200 and 503: {burst.answers}"
     for status, _, retry_after, problem in burst.refusals:
         assert (status, problem.get("title")) == (503, "Pricing unavailable")
         assert retry_after is not None
-    rows = stored_reports(url)
-    counts = Counter(r.report_id for r in rows)
-    assert len(counts) == len(rows), f"report ids stored twice: {[i for i, c in counts.items() if c > 1][:5]}"
-    missing = set(burst.acked) - set(counts)
-    assert not missing, f"{len(missing)} acknowledged report(s) lost, e.g. {sorted(missing)[:3]}"
-    for agent in agents:
-        stored = sequences_of(rows, agent.node_id)
-        assert len(stored) == len(set(stored)), f"{agent.node_id}: a sequence stored twice: {stored}"
-        made = set(stored) | set(left[agent.node_id])
-        assert made == set(range(1, max(made) + 1)), f"{agent.node_id}: reports lost: {sorted(made)}"
+    assert_delivered_once(url, burst.acked, left)

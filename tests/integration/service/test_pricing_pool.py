@@ -1,6 +1,6 @@
 """Pricing workers (`api.pricing_pool`) against real worker processes: a worker's answer, and each refusal, is
 exactly what pricing in the service's own process gives; a worker that dies is replaced, and meanwhile reports are
-priced in process."""
+priced in process; one that garbles or withholds its answer fails the request instead of hanging it."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
+import psutil
 import pytest
 
 from api.auth import Principal, Role
 from api.errors import Forbidden, InvalidReport, InvalidRequest, ServiceError
 from api.pricing import Prepared, Pricer
-from api.pricing_pool import PricingPool
+from api.pricing_pool import PricingPool, PricingUnavailable
 from census_agent.report import ComputeModel
 from tests.integration.service.helpers import document, make_report, planned_inventory
 
@@ -33,7 +35,7 @@ def body(node_id: str = "priced-1", **changes: object) -> bytes:
 
 
 def fields(prepared: Prepared) -> tuple[object, ...]:
-    return (prepared.report_id, prepared.node_id, prepared.order, prepared.state, prepared.history, prepared.tier,
+    return (prepared.report_id, prepared.node_id, prepared.order, prepared.state, prepared.history(True), prepared.tier,
             prepared.peaks, prepared.principal)  # fmt: skip
 
 
@@ -135,6 +137,51 @@ def test_a_killed_worker_is_replaced_and_meanwhile_reports_are_priced_in_process
             payload = body()
             priced = await pool.price(payload, ADMIN, NOW)
             assert fields(priced) == fields(pricer.price(payload, ADMIN, NOW))
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
+# Stand-ins for a worker: one that answers its configuration with a frame that is no pickle, one that never answers.
+GARBLED = (
+    "import os, sys; sys.stdin.buffer.read(4); os.write(1, b'\\x00\\x00\\x00\\x05garbage'); import time; time.sleep(60)"
+)
+SILENT = "import time; time.sleep(60)"
+
+
+@pytest.mark.parametrize(
+    ("program", "kind", "title"),
+    [
+        pytest.param(GARBLED, ServiceError, "Internal error", id="garbled-answer"),
+        pytest.param(SILENT, PricingUnavailable, "Pricing unavailable", id="no-answer"),
+    ],
+)
+def test_a_worker_that_garbles_or_withholds_its_answer_fails_the_request_and_is_replaced(
+    program: str, kind: type[ServiceError], title: str
+) -> None:
+    """A worker process (here a stand-in program) that answers bytes that are no frame, or nothing at all within
+    the answer timeout: the waiting request fails (500, or a retryable 503) instead of hanging, and the process is
+    killed and a new one started."""
+
+    async def scenario() -> None:
+        pool = PricingPool(1, Pricer(ComputeModel(), REGIONS, "sqlite"), "sqlite",
+                           command=(sys.executable, "-c", program), answer_timeout_s=0.5)  # fmt: skip
+        await pool.start()
+        try:
+            first = pool.workers[0]
+            assert first.transport is not None
+            pid = first.transport.get_pid()
+            with pytest.raises(ServiceError) as caught:
+                await asyncio.wait_for(pool.price(body(), ADMIN, NOW), timeout=10)
+            assert type(caught.value) is kind
+            assert caught.value.title == title
+            for _ in range(100):
+                if any(w.alive for w in pool.workers):
+                    break
+                await asyncio.sleep(0.05)
+            assert [w.transport.get_pid() for w in pool.workers if w.alive and w.transport] not in ([], [pid])
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
         finally:
             await pool.close()
 
