@@ -103,6 +103,15 @@ class DatabaseUnavailable(ServiceError):
     retry_after_seconds = 5
 
 
+class PricingUnavailable(ServiceError):
+    """The pricing worker (`api.pricing_pool`) of this report exited or stalled before answering: retry (a report
+    is idempotent)."""
+
+    status = 503
+    title = "Pricing unavailable"
+    retry_after_seconds = 1
+
+
 class StorageFull(ServiceError):
     """The database has no room left to write (disk full): the transaction was rolled back; retry later."""
 

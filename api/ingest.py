@@ -217,7 +217,13 @@ class Ingestor:
             raise
         # From here the commit thread owns the connection and the lock, and releases both even if this waiter is
         # cancelled: the loop never touches them again.
-        await asyncio.get_running_loop().run_in_executor(self._committer, self._commit, conn, transaction)
+        try:
+            committed = asyncio.get_running_loop().run_in_executor(self._committer, self._commit, conn, transaction)
+        except BaseException:  # the commit thread is gone (the service is stopping): nothing was handed over
+            conn.close()
+            self.write_lock.release()
+            raise
+        await committed
         return outcomes
 
     def _commit(self, conn: Connection, transaction: RootTransaction) -> None:

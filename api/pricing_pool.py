@@ -33,27 +33,20 @@ from pathlib import Path
 from typing import Any, cast
 
 from api.auth import Principal, Role
-from api.errors import ServiceError
+from api.errors import PricingUnavailable, ServiceError
 from api.pricing import Prepared, Pricer
 from census_agent.report import ComputeModel
 
 log = logging.getLogger(__name__)
 
 FRAME = struct.Struct("!I")
-RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after a worker's 1st, 2nd... unexpected exit
+RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after a worker's 1st, 2nd... unexpected exit in a row
+STEADY_S = 60.0  # a worker that ran this long before it exited starts the delays again from the first
 STOP_TIMEOUT_S = 5.0
 WORKER_COMMAND = (sys.executable, "-m", "api.pricing_pool")
 ANSWER_TIMEOUT_S = 30.0  # a worker that leaves a request this long unanswered is stuck: it is stopped and replaced
 WATCH_INTERVAL_S = 1.0
 ANSWER_BATCH_S = 0.0005  # a worker pricing a burst sends what it has priced at least this often
-
-
-class PricingUnavailable(ServiceError):
-    """The worker pricing this report exited before answering: retry (a report is idempotent)."""
-
-    status = 503
-    title = "Pricing unavailable"
-    retry_after_seconds = 1
 
 
 CGROUP = Path("/sys/fs/cgroup")
@@ -107,6 +100,7 @@ class _Worker(asyncio.SubprocessProtocol):
         self.pending: dict[int, tuple[asyncio.Future[tuple[Any, ...]], float]] = {}  # id -> (answer, sent at)
         self.transport: asyncio.SubprocessTransport | None = None
         self.alive = False
+        self.started = asyncio.get_running_loop().time()
         self._buffer = bytearray()
         self._outbox: list[bytes] = []
 
@@ -236,12 +230,14 @@ class PricingPool:
             self.workers.remove(worker)
         if self._closing:
             return
+        loop = asyncio.get_running_loop()
+        if loop.time() - worker.started > STEADY_S:  # it had been working: a fresh failure, not a crash loop
+            self._restarts[worker.index] = 0
         restarts = self._restarts[worker.index]
         delay = RESTART_DELAYS_S[min(restarts, len(RESTART_DELAYS_S) - 1)]
         self._restarts[worker.index] += 1
         log.error("pricing worker %d exited (code %s); pricing in process, starting it again in %.1f s",
                   worker.index, code, delay)  # fmt: skip
-        loop = asyncio.get_running_loop()
         loop.call_later(delay, lambda: loop.create_task(self._respawn(worker.index)))
 
     async def _respawn(self, index: int) -> None:

@@ -17,9 +17,9 @@ import psutil
 import pytest
 
 from api.auth import Principal, Role
-from api.errors import Forbidden, InvalidReport, InvalidRequest, ServiceError
+from api.errors import Forbidden, InvalidReport, InvalidRequest, PricingUnavailable, ServiceError
 from api.pricing import Prepared, Pricer
-from api.pricing_pool import PricingPool, PricingUnavailable
+from api.pricing_pool import PricingPool
 from census_agent.report import ComputeModel
 from tests.integration.service.helpers import document, make_report, planned_inventory
 
