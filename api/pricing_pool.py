@@ -180,9 +180,10 @@ class PricingPool:
         self._closing = False
 
     async def start(self) -> None:
-        """Start the workers (they load the compute model while the service finishes starting)."""
+        """Start the workers (they load the compute model while the service finishes starting); one that cannot
+        be started is tried again later, and reports are priced in process meanwhile."""
         for index in range(self.size):
-            await self._spawn(index)
+            await self._respawn(index)
         if self.size:
             log.info("pricing reports in %d worker process(es)", self.size)
             asyncio.get_running_loop().call_later(WATCH_INTERVAL_S, self._watch)
@@ -230,15 +231,19 @@ class PricingPool:
             self.workers.remove(worker)
         if self._closing:
             return
-        loop = asyncio.get_running_loop()
-        if loop.time() - worker.started > STEADY_S:  # it had been working: a fresh failure, not a crash loop
+        if asyncio.get_running_loop().time() - worker.started > STEADY_S:  # a fresh failure, not a crash loop
             self._restarts[worker.index] = 0
-        restarts = self._restarts[worker.index]
-        delay = RESTART_DELAYS_S[min(restarts, len(RESTART_DELAYS_S) - 1)]
-        self._restarts[worker.index] += 1
+        delay = self._respawn_later(worker.index)
         log.error("pricing worker %d exited (code %s); pricing in process, starting it again in %.1f s",
                   worker.index, code, delay)  # fmt: skip
-        loop.call_later(delay, lambda: loop.create_task(self._respawn(worker.index)))
+
+    def _respawn_later(self, index: int) -> float:
+        """Start worker `index` again after the next delay of its series; returns the delay."""
+        delay = RESTART_DELAYS_S[min(self._restarts[index], len(RESTART_DELAYS_S) - 1)]
+        self._restarts[index] += 1
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay, lambda: loop.create_task(self._respawn(index)))
+        return delay
 
     async def _respawn(self, index: int) -> None:
         if self._closing:
@@ -246,7 +251,8 @@ class PricingPool:
         try:
             await self._spawn(index)
         except OSError:
-            log.exception("could not start pricing worker %d", index)
+            delay = self._respawn_later(index)
+            log.exception("could not start pricing worker %d; trying again in %.1f s", index, delay)
 
     async def close(self) -> None:
         """Stop the workers: each answers what it has read, then sees its input end and exits (or is killed after
