@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psutil
 import pytest
@@ -182,6 +183,24 @@ def test_a_worker_that_garbles_or_withholds_its_answer_fails_the_request_and_is_
                 await asyncio.sleep(0.05)
             assert [w.transport.get_pid() for w in pool.workers if w.alive and w.transport] not in ([], [pid])
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_that_cannot_be_started_leaves_the_service_pricing_in_process(tmp_path: Path) -> None:
+    """A worker command that does not exist: the pool starts anyway, with no worker, and prices in process (the
+    same answer); it goes on trying to start the worker in the background."""
+
+    async def scenario() -> None:
+        pricer = Pricer(ComputeModel(), REGIONS, "sqlite")
+        pool = PricingPool(1, pricer, "sqlite", command=(str(tmp_path / "no-such-python"),))
+        await pool.start()
+        try:
+            assert pool.workers == []
+            payload = body()
+            assert fields(await pool.price(payload, ADMIN, NOW)) == fields(pricer.price(payload, ADMIN, NOW))
         finally:
             await pool.close()
 
