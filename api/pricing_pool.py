@@ -255,11 +255,17 @@ class PricingPool:
             log.exception("could not start pricing worker %d; trying again in %.1f s", index, delay)
 
     async def close(self) -> None:
-        """Stop the workers: each answers what it has read, then sees its input end and exits (or is killed after
-        `STOP_TIMEOUT_S`)."""
+        """Stop the workers: one with nothing to answer at once (it may still be starting: waiting for it cost
+        every stop of the service two seconds), the others after answering what they have read, when they see
+        their input end (killed after `STOP_TIMEOUT_S`)."""
         self._closing = True
         for worker in list(self.workers):
-            stdin = worker.transport.get_pipe_transport(0) if worker.transport is not None else None
+            if worker.transport is None:
+                continue
+            if not worker.pending and worker.alive:
+                worker.transport.terminate()
+                continue
+            stdin = worker.transport.get_pipe_transport(0)
             if stdin is not None:
                 stdin.close()
         await self._exits(STOP_TIMEOUT_S)
