@@ -144,10 +144,16 @@ def test_a_killed_worker_is_replaced_and_meanwhile_reports_are_priced_in_process
     asyncio.run(scenario())
 
 
-# Stand-ins for a worker: one that answers its configuration with a frame that is no pickle, one that never answers.
-GARBLED = (
-    "import os, sys; sys.stdin.buffer.read(4); os.write(1, b'\\x00\\x00\\x00\\x05garbage'); import time; time.sleep(60)"
-)
+# Stand-ins for a worker: one that reads its configuration and a request and answers with a frame that is no
+# pickle, one that never answers.  (A replacement of either waits quietly for its first request.)
+GARBLED = """
+import os, struct, sys, time
+for _ in range(2):
+    (length,) = struct.unpack("!I", sys.stdin.buffer.read(4))
+    sys.stdin.buffer.read(length)
+os.write(1, b"\\x00\\x00\\x00\\x05garbage")
+time.sleep(60)
+"""
 SILENT = "import time; time.sleep(60)"
 
 
