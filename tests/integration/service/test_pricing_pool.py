@@ -25,13 +25,15 @@ from census_agent.report import ComputeModel
 from tests.integration.service.helpers import document, make_report, planned_inventory
 
 REGIONS = {"440106", "440112", "440100", "440000", "CN"}
-NOW = datetime.now(tz=UTC)  # reports made during the tests are a little later: within the allowed skew
+NOW = datetime.now(tz=UTC)  # when every report here is dated and priced (a session may run long after import)
 ADMIN = Principal(token_id=1, name="admin", role=Role.ADMIN, node_id=None)
 
 
 def body(node_id: str = "priced-1", **changes: object) -> bytes:
-    """A valid report document for `node_id`, with top-level `changes`."""
-    doc = document(make_report(planned_inventory(node_id))) | {"report_id": str(uuid.uuid4())} | changes
+    """A valid report document for `node_id`, dated `NOW` (the time the tests price it at), with top-level
+    `changes`."""
+    doc = document(make_report(planned_inventory(node_id))) | {"report_id": str(uuid.uuid4()),
+                                                                "generated_at": NOW.isoformat()} | changes  # fmt: skip
     return json.dumps(doc).encode()
 
 
