@@ -20,11 +20,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
-from api.db.tables import MEASURE_COLUMNS, nodes
+from api.db.tables import MEASURE_COLUMNS
 from api.errors import InvalidReport
-from api.ingest import STATE_COLUMNS, Ingestor
+from api.ingest import Ingestor
 from api.k8s_nodes import SOURCE, DiscoveredNode
 from api.pricing import ACTIVE, AGENT, node_state
 from census_agent.models import NodeInventory, ShortText
@@ -77,26 +76,24 @@ def record(
 ) -> DiscoveryResult:
     """Record `discovered` (the last entry wins when a node id repeats); returns what changed."""
     states: dict[str, dict[str, Any]] = {}
+    received = ingestor.statements.time(now)  # as the database driver takes it
     for index, item in enumerate(discovered):
         region = item.inventory.labels.region
         if region is not None and region not in ingestor.region_codes:
             raise InvalidReport(f"unknown region code {region!r}: see GET /v1/regions",
                                 field=f"nodes.{index}.inventory.labels.region")  # fmt: skip
         state = node_state(
-            item.inventory, ingestor.assess(item.inventory), source=SOURCE, now=now, generated_at=now,
-            sequence=0, report_id=str(uuid.uuid4()), agent_peaks="{}", status=ACTIVE if item.ready else STALE,
+            item.inventory, ingestor.pricer.assess(item.inventory), source=SOURCE, now=received,
+            generated_at=received, sequence=0, report_id=str(uuid.uuid4()), agent_peaks="{}",
+            status=ACTIVE if item.ready else STALE,
         )  # fmt: skip
         states[item.inventory.host.node_id] = state
     result = DiscoveryResult()
     if not states:
         return result
     with ingestor.write_lock, ingestor.engine.begin() as conn:
-        query = select(*[nodes.c[c] for c in STATE_COLUMNS]).where(nodes.c.node_id.in_(sorted(states)))
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        current: dict[str, dict[str, Any] | None] = dict.fromkeys(states)
-        for row in conn.execute(query).mappings():
-            current[row["node_id"]] = dict(row)
+        stored = ingestor.statements.node_states(conn, sorted(states))
+        current: dict[str, dict[str, Any] | None] = {n: stored.get(n) for n in states}
         before: dict[str, dict[str, Any] | None] = {}
         after: dict[str, dict[str, Any] | None] = {}
         inserts, updates = [], []

@@ -18,16 +18,15 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, RootTransaction
+from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 
 from api.auth import Role, bind_node
 from api.db import read_time, storage_time
 from api.db.tables import MEASURE_COLUMNS, nodes
 from api.errors import DatabaseUnavailable, Forbidden, database_error
-from api.pricing import AGENT, Assessment, IngestResult, Prepared, Pricer
+from api.pricing import AGENT, IngestResult, Prepared, Pricer
 from api.rollups import Deltas, cell_of
-from census_agent.models import NodeInventory
 from census_agent.report import ComputeModel
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,6 @@ class Statements:
         self.read_time = read_time(dialect)
         mark = self.mark
         self.node_columns = tuple(c.name for c in nodes.columns)
-        self.node_times = tuple(c.name for c in nodes.columns if isinstance(c.type, DateTime))
         self.set_columns = tuple(c for c in self.node_columns if c not in ("node_id", "first_seen_at"))
 
         # Table and column names come from the table metadata, values only ever through placeholders.
@@ -77,16 +75,13 @@ class Statements:
         self._node_row = itemgetter(*self.node_columns)
         self._set_row = itemgetter(*self.set_columns, "node_id")
 
-    def _timed(self, state: dict[str, Any]) -> dict[str, Any]:
-        return state | {c: self.time(state[c]) for c in self.node_times}
-
     def node_rows(self, states: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         """Parameters of `insert_node` for new nodes' states."""
-        return [self._node_row(self._timed(s)) for s in states]
+        return [self._node_row(s) for s in states]
 
     def update_rows(self, states: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         """Parameters of `update_node` for known nodes' states."""
-        return [self._set_row(self._timed(s)) for s in states]
+        return [self._set_row(s) for s in states]
 
     def write_nodes(self, conn: Connection, inserts: list[dict[str, Any]], updates: list[dict[str, Any]]) -> None:
         """Insert new nodes' states and update known ones (whole rows; `first_seen_at` is kept on update)."""
@@ -133,10 +128,6 @@ class Ingestor:
         self.statements = Statements(engine.dialect.name)
 
     # --- the caller's side -----------------------------------------------------------------------------
-
-    def assess(self, inventory: NodeInventory) -> Assessment:
-        """The compute model's answer for `inventory` (`Pricer.assess`, cached)."""
-        return self.pricer.assess(inventory)
 
     async def store(self, prepared: Prepared) -> IngestResult:
         """Queue a prepared report and wait until its batch is committed (or fails with the reason)."""

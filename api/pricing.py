@@ -62,15 +62,15 @@ def node_state(
     assessment: Assessment,
     *,
     source: str,
-    now: datetime,
-    generated_at: datetime,
+    now: datetime | str,
+    generated_at: datetime | str,
     sequence: int,
     report_id: str,
     agent_peaks: str,
     status: str = ACTIVE,
 ) -> dict[str, Any]:
     """A `nodes` row for `inventory` as the server assessed it (every column, in `STATE_KEYS` order; `first_seen_at`
-    is kept on update)."""
+    is kept on update).  `now` and `generated_at` are as the database driver takes them (`api.db.storage_time`)."""
     figures = assessment.figures
     return {
         "node_id": inventory.host.node_id,
@@ -174,13 +174,9 @@ class Pricer:
         report_id = str(report.report_id)
         tier = assessment.tier.tier.value
         state = node_state(
-            inventory, assessment, source=AGENT, now=now, generated_at=generated_at, sequence=report.sequence,
-            report_id=report_id, agent_peaks=report.peaks.model_dump_json(),
+            inventory, assessment, source=AGENT, now=self.time(now), generated_at=self.time(generated_at),
+            sequence=report.sequence, report_id=report_id, agent_peaks=report.peaks.model_dump_json(),
         )  # fmt: skip
-        time = self.time
-        received, generated = time(now), time(generated_at)  # as the driver takes them, once
-        state["first_seen_at"] = state["last_report_at"] = received
-        state["last_generated_at"] = generated
         return Prepared(report_id, node_id, (generated_at, report.sequence), state, tier, assessment.answer, principal)
 
     def assess(self, inventory: NodeInventory) -> Assessment:

@@ -12,12 +12,9 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def sqlite_time(value: datetime | str) -> str:
+def sqlite_time(value: datetime) -> str:
     """A datetime as SQLAlchemy's SQLite dialect stores it (UTC text, ``YYYY-MM-DD HH:MM:SS.ffffff``), so reads
-    through SQLAlchemy parse it back; made by C code (`isoformat`), being called several times per report.  Text
-    is taken as converted already (ingest converts each report's times once)."""
-    if isinstance(value, str):
-        return value
+    through SQLAlchemy parse it back; made by C code (`isoformat`), being called twice per report."""
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(" ", "microseconds")
@@ -27,7 +24,7 @@ def _sqlite_read_time(value: str) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def _as_is(value: datetime | str) -> datetime | str:
+def _as_is(value: datetime) -> datetime:
     return value
 
 

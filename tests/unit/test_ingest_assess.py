@@ -1,4 +1,4 @@
-"""The ingest's price cache (`Ingestor.assess`): what a node reports every interval but the compute model does not
+"""The ingest's price cache (`Pricer.assess`): what a node reports every interval but the compute model does not
 read (host identity, free memory, the NUMA layout that carries it) must not cost a new pricing, and anything the
 model does read must."""
 
@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 
-from api.ingest import Ingestor
+from api.pricing import Pricer
 from census_agent.collectors.inventory import collect_inventory
 from census_agent.models import Labels, NodeInventory, NodePeaks, TierDecision
 from census_agent.report import ComputeModel
@@ -40,15 +39,15 @@ def inventory() -> NodeInventory:
     return found
 
 
-def ingestor(model: ComputeModel) -> Ingestor:
-    return Ingestor(create_engine("sqlite://"), model, {"440106", "440112"})
+def pricer(model: ComputeModel) -> Pricer:
+    return Pricer(model, {"440106", "440112"}, "sqlite")
 
 
 def test_free_memory_and_host_identity_changes_are_priced_from_the_cache(inventory: NodeInventory) -> None:
     """Another node of the same model, and the same node with other free memory (system-wide and per NUMA node),
     get the first pricing's answer without asking the model again."""
     model = CountingModel()
-    ing = ingestor(model)
+    ing = pricer(model)
     first = ing.assess(inventory)
     numa = [n.model_copy(update={"memory_available_bytes": 1234 + n.node}) for n in inventory.cpu.numa_nodes]
     later = inventory.model_copy(update={
@@ -73,7 +72,7 @@ def test_a_change_the_model_reads_is_priced_anew(inventory: NodeInventory, chang
     """Memory size, cores, labels and fabric decide peaks or tier: each change asks the model again, and the
     answer is the model's own for the changed machine."""
     model = CountingModel()
-    ing = ingestor(model)
+    ing = pricer(model)
     ing.assess(inventory)
     changed = inventory.model_copy(update=change(inventory))  # type: ignore[operator]
     answer = ing.assess(changed)
