@@ -6,7 +6,6 @@ read from ``admin_token_file``) and starts the housekeeper (liveness sweeps, cen
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sys
@@ -27,6 +26,7 @@ from api.db import aware
 from api.db.engine import make_engine, migrate
 from api.db.seed import seed_regions
 from api.errors import install_handlers, problem
+from api.heap import settle_heap
 from api.ingest import Ingestor
 from api.k8s_sync import KubernetesSync
 from api.liveness import last_snapshot_at, snapshot, sweep
@@ -40,8 +40,6 @@ from census_agent.report import ComputeModel
 from scheduler.config import SchedulerConfig
 
 log = logging.getLogger("api")
-
-GC_YOUNG_THRESHOLD = 10_000  # allocations between collections of the youngest generation (Python's default: 700)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -162,20 +160,6 @@ class Housekeeper(threading.Thread):
                     log.info("census snapshot taken: %d cell(s)", cells)
             except Exception:
                 log.exception("housekeeping failed; retrying at the next interval")
-
-
-def settle_heap() -> None:
-    """Move everything built at start into the collector's permanent generation, and collect young objects less
-    often.
-
-    Each report's validation allocates some hundreds of objects, so with the default thresholds the cyclic
-    collector ran every couple of reports and, every hundred or so, walked the whole start-up heap (SQLAlchemy,
-    FastAPI, pydantic schemas): that tripled the cost of validating a report in the server (42 -> 121 us,
-    measured with cProfile under `benchmarks.ingest`).  Request garbage is freed by reference counting anyway.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:

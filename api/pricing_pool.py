@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import itertools
 import logging
 import math
@@ -34,6 +33,7 @@ from typing import Any, cast
 
 from api.auth import Principal, Role
 from api.errors import PricingUnavailable, ServiceError
+from api.heap import settle_heap
 from api.pricing import Prepared, Pricer
 from census_agent.report import ComputeModel
 
@@ -306,8 +306,7 @@ def serve(read_fd: int, write_fd: int) -> None:
             if pricer is None:
                 dialect, codes = message
                 pricer = Pricer(ComputeModel(), set(codes), dialect)
-                gc.collect()
-                gc.freeze()
+                settle_heap()
                 continue
             if not answers:
                 first = time.perf_counter()
@@ -342,7 +341,6 @@ def main() -> None:
     answers = os.dup(1)
     os.dup2(2, 1)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    gc.set_threshold(10_000, *gc.get_threshold()[1:])
     with contextlib.suppress(KeyboardInterrupt):
         serve(0, answers)
 
