@@ -23,7 +23,7 @@ from api import __doc__ as api_doc
 from api.auth import Role, count_admins, create_token
 from api.census_query import load_regions
 from api.db import aware
-from api.db.engine import make_engine, migrate
+from api.db.engine import make_engine, migrate, sqlite_file_url
 from api.db.seed import seed_regions
 from api.errors import install_handlers, problem
 from api.heap import settle_heap
@@ -176,7 +176,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         ensure_admin_token(db, settings)
         ingestor = Ingestor(db, ComputeModel(), set(region_table))
         workers = settings.ingest_workers if settings.ingest_workers is not None else auto_size()
-        pricing = PricingPool(workers, ingestor.pricer, db.dialect.name)
+        pricing = PricingPool(workers, ingestor.pricer, db.dialect.name, ingestor=ingestor,
+                              database_url=sqlite_file_url(db))  # fmt: skip
         await pricing.start()
         service = ServiceState(settings=settings, engine=db, ingestor=ingestor, pricing=pricing, regions=region_table)
         if settings.scheduler_config is not None:

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.db.engine import write_transaction
 from api.db.tables import MEASURE_COLUMNS
 from api.errors import InvalidReport
 from api.ingest import Ingestor
@@ -91,7 +92,7 @@ def record(
     result = DiscoveryResult()
     if not states:
         return result
-    with ingestor.write_lock, ingestor.engine.begin() as conn:
+    with ingestor.write_lock, write_transaction(ingestor.engine) as conn:
         stored = ingestor.statements.node_states(conn, sorted(states))
         current: dict[str, dict[str, Any] | None] = {n: stored.get(n) for n in states}
         before: dict[str, dict[str, Any] | None] = {}

@@ -10,7 +10,6 @@ never sees two writers.  This module does not validate or price anything itself.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from api.auth import Role, bind_node
 from api.db import read_time, storage_time
+from api.db.engine import begin_write, write_transaction
 from api.db.tables import MEASURE_COLUMNS, nodes
 from api.errors import DatabaseUnavailable, Forbidden, database_error
 from api.pricing import AGENT, IngestResult, Prepared, Pricer
@@ -171,22 +171,46 @@ class Ingestor:
             self._writer = None
 
     async def _write(self, batch: list[Prepared]) -> list[IngestResult | Exception]:
+        if self.statements.postgresql:  # every statement is a round trip: all of it on the commit thread
+            return await asyncio.get_running_loop().run_in_executor(self._committer, self.write_blocking, batch)
         bindings: dict[int, str] = {}
         try:
-            if self.statements.postgresql:  # every statement is a round trip: all of it on the commit thread
-                run = functools.partial(self._transaction_blocking, batch, bindings)
-                outcomes = await asyncio.get_running_loop().run_in_executor(self._committer, run)
-            else:
-                outcomes = await self._transaction(batch, bindings)
+            outcomes = await self._transaction(batch, bindings)
         except Exception as exc:
-            mapped = database_error(exc) if isinstance(exc, DBAPIError) else None
-            if mapped is not None:  # the database's state, not a report, is at fault: the same answer for each
-                log.error("could not store %d report(s): %s: %s", len(batch), mapped.title, mapped.detail)
-                return [mapped, *(type(mapped)(mapped.detail) for _ in batch[1:])]
-            if len(batch) > 1:  # isolate the culprit: store one by one
-                return [outcome for item in batch for outcome in await self._write([item])]
-            log.exception("could not store report %s", batch[0].report_id)
-            return [exc]
+            failed = self._failed(batch, exc)
+            if failed is not None:
+                return failed
+            return [outcome for item in batch for outcome in await self._write([item])]
+        return self._results(batch, outcomes, bindings)
+
+    def write_blocking(self, batch: list[Prepared]) -> list[IngestResult | Exception]:
+        """Store `batch` in one transaction on this thread, or each report alone if the batch fails (PostgreSQL's
+        commit thread; a storing pricing worker, `api.pricing_pool`)."""
+        bindings: dict[int, str] = {}
+        try:
+            outcomes = self._transaction_blocking(batch, bindings)
+        except Exception as exc:
+            failed = self._failed(batch, exc)
+            if failed is not None:
+                return failed
+            return [outcome for item in batch for outcome in self.write_blocking([item])]
+        return self._results(batch, outcomes, bindings)
+
+    @staticmethod
+    def _failed(batch: list[Prepared], exc: Exception) -> list[IngestResult | Exception] | None:
+        """The answers for a batch whose transaction raised `exc` (called in the ``except`` block), or None: store its
+        reports one by one to isolate the culprit."""
+        mapped = database_error(exc) if isinstance(exc, DBAPIError) else None
+        if mapped is not None:  # the database's state, not a report, is at fault: the same answer for each
+            log.error("could not store %d report(s): %s: %s", len(batch), mapped.title, mapped.detail)
+            return [mapped, *(type(mapped)(mapped.detail) for _ in batch[1:])]
+        if len(batch) > 1:
+            return None
+        log.exception("could not store report %s", batch[0].report_id)
+        return [exc]
+
+    def _results(self, batch: list[Prepared], outcomes: list[str | Exception], bindings: dict[int, str]
+                 ) -> list[IngestResult | Exception]:  # fmt: skip
         self._bindings |= bindings  # only bindings that were committed (a failed batch's are rolled back)
         return [o if isinstance(o, Exception) else item.result(o) for item, o in zip(batch, outcomes, strict=True)]
 
@@ -200,6 +224,7 @@ class Ingestor:
         try:
             conn = self.engine.connect()
             transaction = conn.begin()
+            begin_write(conn)
             outcomes = self._store(conn, batch, bindings)
         except BaseException:
             if conn is not None:
@@ -225,7 +250,7 @@ class Ingestor:
             self.write_lock.release()
 
     def _transaction_blocking(self, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:
-        with self.write_lock, self.engine.begin() as conn:
+        with self.write_lock, write_transaction(self.engine) as conn:
             return self._store(conn, batch, bindings)
 
     def _store(self, conn: Connection, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 
 from api.db import aware
+from api.db.engine import write_transaction
 from api.db.tables import job_events, jobs
 from census_agent.models import Tier
 from scheduler.dispatcher import ActiveJob
@@ -207,7 +208,7 @@ class SqlJobStore:
     def _move(self, job_id: str, from_states: Sequence[str], state: JobState, reason: str, now: float,
               **values: Any) -> bool:  # noqa: ANN401  # fmt: skip
         at = _time(now)
-        with self._writing(), self.engine.begin() as conn:
+        with self._writing(), write_transaction(self.engine) as conn:
             moved = conn.execute(
                 update(jobs).where(jobs.c.job_id == job_id, jobs.c.state.in_(from_states))
                 .values(state=state.value, reason=reason, **values)
@@ -220,7 +221,7 @@ class SqlJobStore:
                  reason: str, now: float) -> bool:  # fmt: skip
         """queued -> dispatching, with the decision (only for the attempt the plan saw)."""
         at = _time(now)
-        with self._writing(), self.engine.begin() as conn:
+        with self._writing(), write_transaction(self.engine) as conn:
             moved = conn.execute(
                 update(jobs).where(jobs.c.job_id == job_id, jobs.c.state == JobState.QUEUED.value,
                                    jobs.c.attempt == attempt)
@@ -255,7 +256,7 @@ class SqlJobStore:
 
     def request_stop(self, job_id: str, state: JobState, reason: str) -> bool:
         """Mark a dispatched job to be stopped and recorded as `state`."""
-        with self._writing(), self.engine.begin() as conn:
+        with self._writing(), write_transaction(self.engine) as conn:
             return bool(
                 conn.execute(
                     update(jobs)
@@ -287,5 +288,5 @@ class SqlJobStore:
             update(jobs).where(jobs.c.job_id == bindparam("key"), jobs.c.state == JobState.QUEUED.value)
             .values(reason=bindparam("reason"), position=bindparam("position"), tier=bindparam("tier"))
         )  # fmt: skip
-        with self._writing(), self.engine.begin() as conn:
+        with self._writing(), write_transaction(self.engine) as conn:
             conn.execute(statement, changed)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, func, select
 
 from api.census import UNASSIGNED
+from api.db.engine import write_transaction
 from api.db.tables import MEASURE_COLUMNS, nodes, rollups, snapshots
 from api.rollups import Deltas
 
@@ -28,7 +29,7 @@ def _demote(engine: Engine, lock: threading.Lock | None, src: str, dst: str, cut
     cells: the UPDATE returns the rows it changed, so a node that reports meanwhile is never miscounted."""
     where = (nodes.c.status == src) & (nodes.c.last_report_at < cutoff)
     returning = [nodes.c.tier, nodes.c.region_code, *[nodes.c[name] for name in MEASURE_COLUMNS]]
-    with lock or nullcontext(), engine.begin() as conn:
+    with lock or nullcontext(), write_transaction(engine) as conn:
         moved = conn.execute(nodes.update().where(where).values(status=dst).returning(*returning)).mappings().all()
         if not moved:
             return 0
@@ -55,7 +56,7 @@ def sweep(
 def snapshot(engine: Engine, now: datetime, lock: threading.Lock | None = None) -> int:
     """Copy every rollup cell into the snapshots table at time `now`; returns the number of cells."""
     columns = ["tier", "region_code", "status", "nodes", *MEASURE_COLUMNS]
-    with lock or nullcontext(), engine.begin() as conn:
+    with lock or nullcontext(), write_transaction(engine) as conn:
         rows = [dict(r) for r in conn.execute(select(*[rollups.c[c] for c in columns])).mappings()]
         if rows:
             conn.execute(snapshots.insert(), [{"taken_at": now, **row} for row in rows])

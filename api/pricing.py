@@ -125,14 +125,15 @@ class Prepared:
 
     def wire(self) -> tuple[Any, ...]:
         """Everything but the principal, as plain values (a pricing worker's answer: pickle handles these in C)."""
-        return self.report_id, self.order, tuple(self.state.values()), self.tier, self.peaks
+        order = (self.order[0].replace(tzinfo=None), self.order[1])  # UTC: a naive datetime pickles 4x faster
+        return self.report_id, order, tuple(self.state.values()), self.tier, self.peaks
 
     @classmethod
     def from_wire(cls, values: tuple[Any, ...], principal: Principal) -> Prepared:
         """The `Prepared` that `wire` gave `values` of, sent by `principal`."""
-        report_id, order, state, tier, peaks = values
+        report_id, (generated_at, sequence), state, tier, peaks = values
         row = dict(zip(STATE_KEYS, state, strict=True))
-        return cls(report_id, row["node_id"], order, row, tier, peaks, principal)
+        return cls(report_id, row["node_id"], (generated_at.replace(tzinfo=UTC), sequence), row, tier, peaks, principal)
 
 
 class Pricer:

@@ -1,17 +1,27 @@
-"""Pricing workers: child processes that validate and price report bodies beside the event loop.
+"""Pricing workers: child processes that validate, price and (on SQLite) store reports beside the event loop.
 
 Validating a report (pydantic over a 3 KB document), pricing it and serialising its JSON columns cost more CPU
 than everything else the service does for it, and the event loop runs on one core.  `PricingPool` hands each
-body to one of `size` worker processes (``python -m api.pricing_pool``) over pipes and awaits the `Prepared`
-rows, or the refusal, that `api.pricing.Pricer` made of it there; the loop keeps HTTP, authentication and the
-writer.  Size 0 prices in the service's own process, and so does a pool whose workers have all exited (each is
-started again, with a growing delay).  Nothing here touches the database, and no worker sees a token: only the
-caller's `Principal`.
+body to one of `size` worker processes (``python -m api.pricing_pool``) over pipes; the loop keeps HTTP and
+authentication.  Two modes:
+
+- *storing* (an SQLite file): the worker also stores what it priced, with the service's own writer
+  (`api.ingest.Ingestor`), in one transaction for every report it read at once (group commit), and answers each
+  report's `IngestResult` after the commit.  SQLite's work and its Python around it were the largest cost left on
+  the loop, and a second process has its own interpreter lock.  Every writer of the database takes SQLite's write
+  lock when it begins (`api.db.engine.write_transaction`), so the worker and the service's housekeeping never
+  interleave.
+- *pricing* (PostgreSQL, or a database no second process can open): the worker answers the `Prepared` rows and
+  the service's writer stores them (PostgreSQL's transactions are coordinated by the service's write lock).
+
+Size 0 prices and stores in the service's own process, and so does a pool whose workers have all exited (each is
+started again, with a growing delay).  No worker sees a token: only the caller's `Principal`.
 
 Frames on both pipes are a 4-byte big-endian length and a pickle: to a worker, first its configuration
-``(dialect, region codes)``, then ``(request id, body, role, bound node, received at)``; from it, ``(request id,
-ok, `Prepared.wire()` or a ServiceError)``: plain values, which pickle handles in C.
-Pickle is safe here: both ends are this service's own processes.
+``(dialect, region codes, database URL or None)``, then ``(request id, body, role, bound node, token id, received
+at in naive UTC)``; from it, ``(request id, ok, IngestResult fields, `Prepared.wire()` or a ServiceError)``: plain
+values, which pickle handles in C (an aware datetime takes 5 us more to pickle).  Pickle is safe here: both ends
+are this service's own processes.
 """
 
 from __future__ import annotations
@@ -27,15 +37,18 @@ import struct
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from api.auth import Principal, Role
 from api.errors import PricingUnavailable, ServiceError
 from api.heap import settle_heap
-from api.pricing import Prepared, Pricer
+from api.pricing import IngestResult, Prepared, Pricer
 from census_agent.report import ComputeModel
+
+if TYPE_CHECKING:
+    from api.ingest import Ingestor
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +178,17 @@ class _Worker(asyncio.SubprocessProtocol):
 
 
 class PricingPool:
-    """Prices report bodies in worker processes (or in process when `size` is 0 or no worker is running)."""
+    """Prices (and with `database_url`, stores) reports in worker processes, or in process when `size` is 0 or no
+    worker is running.  `ingestor` stores what the workers do not (`ingest`); `price` alone needs none."""
 
-    def __init__(self, size: int, pricer: Pricer, dialect: str, *, command: Sequence[str] = WORKER_COMMAND,
+    def __init__(self, size: int, pricer: Pricer, dialect: str, *, ingestor: Ingestor | None = None,
+                 database_url: str | None = None, command: Sequence[str] = WORKER_COMMAND,
                  answer_timeout_s: float = ANSWER_TIMEOUT_S) -> None:  # fmt: skip
+        if database_url is not None and ingestor is None:
+            raise ValueError("storing workers need the service's ingestor, for reports priced in process")
         self.size = size
+        self.ingestor = ingestor
+        self.database_url = database_url  # workers store too (SQLite)
         self.answer_timeout_s = answer_timeout_s
         self.pricer = pricer  # the in-process pricer: size 0, and while no worker runs
         self.dialect = dialect
@@ -208,22 +227,47 @@ class PricingPool:
             lambda: _Worker(self, index), *self.command,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None,
         )  # fmt: skip
-        worker.send((self.dialect, sorted(self.pricer.region_codes)))
+        worker.send((self.dialect, sorted(self.pricer.region_codes), self.database_url))
         self.workers.append(worker)
 
+    @property
+    def storing(self) -> bool:
+        """Whether workers store the reports they price."""
+        return self.database_url is not None
+
+    async def ingest(self, body: bytes, principal: Principal, now: datetime) -> IngestResult:
+        """Validate, price and store a report: all in the least busy worker when workers store, else priced there
+        and stored by the service's writer; all in process when no worker runs."""
+        if self.ingestor is None:
+            raise RuntimeError("this pool prices only: it was given no ingestor")
+        worker = self._least_busy()
+        if worker is None:
+            return await self.ingestor.store(self.pricer.price(body, principal, now))
+        answer = await self._ask(worker, body, principal, now)
+        if self.storing:
+            return IngestResult(*answer)
+        return await self.ingestor.store(Prepared.from_wire(answer, principal))
+
     async def price(self, body: bytes, principal: Principal, now: datetime) -> Prepared:
-        """`Pricer.price` of `body`, in the least busy worker."""
-        live = [w for w in self.workers if w.alive]
-        if not live:
+        """`Pricer.price` of `body`, in the least busy worker (pricing workers only)."""
+        worker = None if self.storing else self._least_busy()
+        if worker is None:
             return self.pricer.price(body, principal, now)
-        worker = min(live, key=lambda w: len(w.pending))
+        return Prepared.from_wire(await self._ask(worker, body, principal, now), principal)
+
+    def _least_busy(self) -> _Worker | None:
+        live = [w for w in self.workers if w.alive]
+        return min(live, key=lambda w: len(w.pending)) if live else None
+
+    async def _ask(self, worker: _Worker, body: bytes, principal: Principal, now: datetime) -> tuple[Any, ...]:
         request_id = next(self._ids)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[Any, ...]] = loop.create_future()
         worker.pending[request_id] = (future, loop.time())
         # Plain values only, both ways: pickle handles them in C, dataclasses through Python code.
-        worker.send((request_id, body, principal.role.value, principal.node_id, now))
-        return Prepared.from_wire(await future, principal)
+        utc = now.astimezone(UTC).replace(tzinfo=None)
+        worker.send((request_id, body, principal.role.value, principal.node_id, principal.token_id, utc))
+        return await future
 
     def exited(self, worker: _Worker, code: int | None) -> None:
         """A worker's process ended: start another unless the pool is closing."""
@@ -293,41 +337,87 @@ def _read_some(fd: int, buffer: bytearray) -> bool:
     return bool(data)
 
 
+Request = tuple[int, bytes, str, str | None, int, datetime]
+
+
 def serve(read_fd: int, write_fd: int) -> None:
-    """Answer pricing requests from `read_fd` on `write_fd` until the input ends.  Answers go out at least every
-    `ANSWER_BATCH_S` while a burst is being priced, so that the service stores the first reports of a burst while
-    this prices the rest, without a wake-up of its event loop for every single answer."""
+    """Answer requests from `read_fd` on `write_fd` until the input ends.
+
+    Pricing only, answers go out at least every `ANSWER_BATCH_S` while a burst is being priced, so that the
+    service stores the first reports of a burst while this prices the rest, without a wake-up of its event loop
+    for every single answer.  Storing, every report read at once (up to `api.ingest.MAX_BATCH`) is stored in one
+    transaction, and answered when it has committed; reports that arrive meanwhile wait in the pipe and form the
+    next batch."""
     buffer = bytearray()
     pricer: Pricer | None = None
+    ingestor: Ingestor | None = None
     while _read_some(read_fd, buffer):
         answers: list[bytes] = []
+        priced: list[tuple[int, Prepared]] = []
         first = 0.0
         for message in unframe(buffer):
             if pricer is None:
-                dialect, codes = message
-                pricer = Pricer(ComputeModel(), set(codes), dialect)
-                settle_heap()
+                pricer, ingestor = _configure(*message)
                 continue
             if not answers:
                 first = time.perf_counter()
-            answers.append(frame(_answer(pricer, message)))
-            if time.perf_counter() - first >= ANSWER_BATCH_S:
+            answer = _answer(pricer, message)
+            if ingestor is not None and answer[1]:
+                priced.append((answer[0], cast(Prepared, answer[2])))
+                continue
+            answers.append(frame((answer[0], answer[1], answer[2].wire() if answer[1] else answer[2])))
+            if ingestor is None and time.perf_counter() - first >= ANSWER_BATCH_S:
                 _write_all(write_fd, b"".join(answers))
                 answers = []
+        if ingestor is not None:
+            answers.extend(_store(ingestor, priced))
         if answers:
             _write_all(write_fd, b"".join(answers))
 
 
-def _answer(pricer: Pricer, message: tuple[int, bytes, str, str | None, datetime]) -> tuple[int, bool, object]:
-    request_id, body, role, node_id, now = message
+def _configure(dialect: str, codes: list[str], database_url: str | None) -> tuple[Pricer, Ingestor | None]:
+    """The worker's pricer, and its writer when it stores (`database_url`)."""
+    model = ComputeModel()
+    ingestor = None
+    if database_url is not None:
+        from api.db.engine import make_engine  # noqa: PLC0415 - SQLAlchemy: storing workers only
+        from api.ingest import Ingestor  # noqa: PLC0415
+
+        ingestor = Ingestor(make_engine(database_url), model, set(codes))
+    pricer = ingestor.pricer if ingestor is not None else Pricer(model, set(codes), dialect)
+    settle_heap()
+    return pricer, ingestor
+
+
+def _answer(pricer: Pricer, message: Request) -> tuple[int, bool, Any]:
+    request_id, body, role, node_id, token_id, utc = message
     try:
-        p = pricer.price(body, Principal(token_id=0, name="", role=Role(role), node_id=node_id), now)
-        return request_id, True, p.wire()
+        principal = Principal(token_id=token_id, name="", role=Role(role), node_id=node_id)
+        return request_id, True, pricer.price(body, principal, utc.replace(tzinfo=UTC))
     except ServiceError as exc:
         return request_id, False, exc
     except Exception as exc:  # a bug: say so in the service's log, answer 500
         log.exception("pricing a report failed")
         return request_id, False, ServiceError(f"could not price the report ({exc!r})")
+
+
+def _store(ingestor: Ingestor, priced: list[tuple[int, Prepared]]) -> list[bytes]:
+    """Store priced reports in batches of at most `MAX_BATCH`; their answers' frames."""
+    from api.ingest import MAX_BATCH  # noqa: PLC0415
+
+    answers = []
+    for start in range(0, len(priced), MAX_BATCH):
+        chunk = priced[start : start + MAX_BATCH]
+        results = ingestor.write_blocking([prepared for _, prepared in chunk])
+        for (request_id, _), result in zip(chunk, results, strict=True):
+            if isinstance(result, ServiceError):
+                answers.append(frame((request_id, False, result)))
+            elif isinstance(result, Exception):  # a bug, logged by the writer: answer 500
+                answers.append(frame((request_id, False, ServiceError(f"could not store the report ({result!r})"))))
+            else:
+                fields = (result.report_id, result.node_id, result.outcome, result.tier, result.peaks)
+                answers.append(frame((request_id, True, fields)))
+    return answers
 
 
 def _write_all(fd: int, data: bytes) -> None:

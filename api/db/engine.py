@@ -1,13 +1,14 @@
-"""Engines for SQLite (embedded default: one file, WAL mode) and PostgreSQL (by URL), and migration at start."""
+"""Engines for SQLite (embedded default: one file, WAL mode) and PostgreSQL (by URL), write transactions, and
+migration at start."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -33,8 +34,36 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
+def sqlite_file_url(engine: Engine) -> str | None:
+    """The URL another process opens `engine`'s SQLite file with; None for in-memory SQLite and other databases."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    return engine.url.render_as_string(hide_password=False)
+
+
+def begin_write(connection: Connection) -> None:
+    """Start `connection`'s transaction as a writer.  On SQLite that takes the database's write lock now (``BEGIN
+    IMMEDIATE``, waiting up to the busy timeout) rather than at the first write: a transaction that reads, then
+    writes, must not see state that another process (a storing pricing worker, `api.pricing_pool`) changes
+    before it writes, and SQLite would refuse the late upgrade anyway.  Elsewhere a no-op (PostgreSQL's
+    transactions lock the rows they write, and ingest reads node states ``FOR UPDATE``)."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """``engine.begin()`` for a transaction that writes (`begin_write`): committed on success, else rolled back."""
+    with engine.begin() as connection:
+        begin_write(connection)
+        yield connection
+
+
 def migrate(engine: Engine) -> None:
     """Apply every Alembic migration not yet applied (idempotent)."""
+    from alembic import command  # noqa: PLC0415 - 1.5 s of imports that only start-up needs, not pricing workers
+    from alembic.config import Config  # noqa: PLC0415
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from api.auth import Principal, Role, create_token, enrolled_token
+from api.db.engine import write_transaction
 from api.deps import Enroller, State
 from api.errors import AUTHENTICATED, Conflict, invalid_body, problem_responses
 from api.openapi import json_body
@@ -52,7 +53,7 @@ async def enrol(principal: Enroller, state: State, request: Request) -> dict[str
 def _enrol(state: State, principal: Principal, node_id: str) -> dict[str, Any]:
     now = datetime.now(tz=UTC)
     # Under the writers' lock: two enrolments of one node cannot both pass the check.
-    with state.ingestor.write_lock, state.engine.begin() as conn:
+    with state.ingestor.write_lock, write_transaction(state.engine) as conn:
         existing = enrolled_token(conn, node_id)
         if existing is not None:
             raise Conflict(f"node {node_id!r} is already enrolled (agent token {existing}); an admin must revoke "

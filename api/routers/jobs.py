@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from api import job_store
 from api.auth import Principal, Role
+from api.db.engine import write_transaction
 from api.deps import Conn, JobUser, State
 from api.errors import (
     AUTHENTICATED,
@@ -83,7 +84,7 @@ async def submit(request: Request, response: Response, principal: JobUser, state
     def store() -> tuple[dict[str, Any], bool]:
         now = datetime.now(tz=UTC)
         created = True
-        with state.ingestor.write_lock, state.engine.begin() as conn:
+        with state.ingestor.write_lock, write_transaction(state.engine) as conn:
             earlier = job_store.by_key(conn, principal.name, idempotency_key) if idempotency_key else None
             if earlier is not None:
                 job_id, created = earlier[0], False
@@ -171,7 +172,7 @@ async def cancel_job(principal: JobUser, state: State, job_id: str) -> dict[str,
             job = _visible(conn, job_id, principal)
         if JobState(job["state"]).terminal:
             raise Conflict(f"job {job_id} has already ended ({job['state']})")
-        with state.ingestor.write_lock, state.engine.begin() as conn:
+        with state.ingestor.write_lock, write_transaction(state.engine) as conn:
             job_store.cancel(conn, job_id, principal.name, datetime.now(tz=UTC))
         with state.engine.connect() as conn:
             return _visible(conn, job_id, principal)

@@ -29,8 +29,7 @@ async def submit_report(request: Request, principal: Reporter) -> Response:
     """Validate, recompute and store one report. Idempotent by ``report_id``: a replay answers ``duplicate``."""
     service = request.app.state.service  # not a `State` dependency: this is the hot path
     body = await request.body()
-    prepared = await service.pricing.price(body, principal, datetime.now(tz=UTC))
-    result = await service.ingestor.store(prepared)
+    result = await service.pricing.ingest(body, principal, datetime.now(tz=UTC))
     request.state.ingest_outcome = result.outcome
     answer = {
         "report_id": result.report_id,
