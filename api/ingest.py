@@ -3,8 +3,10 @@
 Reports arrive priced (`api.pricing`, in the service's process or a pricing worker); every report waiting at that
 moment is stored in a single transaction (group commit): the history rows (unique report id: a replay is a
 no-op), each node's newest state (an older report never overwrites a newer one) and the rollup deltas commit
-together, and every request is answered only after that commit.  Batches are written one at a time, so SQLite
-never sees two writers.  This module does not validate or price anything itself.
+together, and every request is answered only after that commit.  One `Ingestor` writes its batches one at a time;
+writers in other processes (storing pricing workers, `api.pricing_pool`, which run this same code) are kept apart
+by the write lock every SQLite write transaction takes when it begins (`api.db.engine.write_transaction`).  This
+module does not validate or price anything itself.
 """
 
 from __future__ import annotations
@@ -118,7 +120,8 @@ class Ingestor:
         self.engine = engine
         self.region_codes = region_codes
         self.pricer = Pricer(model, region_codes, engine.dialect.name)
-        # Held for each batch and by housekeeping, so two writers never overlap (SQLite allows one at a time).
+        # Held for each batch and by housekeeping, so two writers of this process never overlap (SQLite allows one at
+        # a time; across processes its own lock, taken at BEGIN, does the same: `write_transaction`).
         self.write_lock = threading.Lock()
         self._bindings: dict[int, str] = {}  # agent token id -> the node it is bound to
         self._pending: list[tuple[Prepared, asyncio.Future[IngestResult]]] = []

@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     # FastAPI's native OpenTelemetry tracing, metrics and logs (providers from the OTEL_* environment); off by
     # default: they cost every request a provider lookup, and /metrics already exports the service's figures.
     opentelemetry: bool = False
-    # Processes that validate and price reports beside the event loop (`api.pricing_pool`); None: one per core
-    # beyond the first, at most 4; 0: in the service's own process.
+    # Processes that validate, price and (on an SQLite file) store reports beside the event loop
+    # (`api.pricing_pool`); None: one per core beyond the first, at most 4; 0: in the service's own process.
     ingest_workers: Annotated[int, Field(ge=0, le=64)] | None = None
 
     @field_validator("headline")
