@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--admin-token-file", dest="admin_token_file", type=Path,
                        help="first admin token: read from this file, or written to it if missing")  # fmt: skip
         p.add_argument("--ingest-workers", dest="ingest_workers", type=int, metavar="N",
-                       help="processes that validate and price reports beside the event loop (default: one per "
-                       "core beyond the first, at most 4; 0: in the service's own process)")  # fmt: skip
+                       help="processes that validate, price and (on an SQLite file) store reports beside the event "
+                       "loop (default: one per core beyond the first, at most 4; 0: in the service's own "
+                       "process)")  # fmt: skip
 
     serve = sub.add_parser("serve", help="run the census service", description="Run the census service (uvicorn).")
     service_flags(serve)
