@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import logging
 import math
@@ -36,7 +37,7 @@ import pickle
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -350,43 +351,74 @@ def serve(read_fd: int, write_fd: int) -> None:
     next batch."""
     buffer = bytearray()
     pricer: Pricer | None = None
-    ingestor: Ingestor | None = None
+    writer: Writer | None = None
     while _read_some(read_fd, buffer):
         answers: list[bytes] = []
         priced: list[tuple[int, Prepared]] = []
         first = 0.0
         for message in unframe(buffer):
             if pricer is None:
-                pricer, ingestor = _configure(*message)
+                pricer, writer = _configure(*message)
                 continue
             if not answers:
                 first = time.perf_counter()
             answer = _answer(pricer, message)
-            if ingestor is not None and answer[1]:
+            if writer is not None and answer[1]:
                 priced.append((answer[0], cast(Prepared, answer[2])))
                 continue
             answers.append(frame((answer[0], answer[1], answer[2].wire() if answer[1] else answer[2])))
-            if ingestor is None and time.perf_counter() - first >= ANSWER_BATCH_S:
+            if writer is None and time.perf_counter() - first >= ANSWER_BATCH_S:
                 _write_all(write_fd, b"".join(answers))
                 answers = []
-        if ingestor is not None:
-            answers.extend(_store(ingestor, priced))
+        if writer is not None:
+            answers.extend(_store(writer, priced))
         if answers:
             _write_all(write_fd, b"".join(answers))
 
 
-def _configure(dialect: str, codes: list[str], database_url: str | None) -> tuple[Pricer, Ingestor | None]:
-    """The worker's pricer, and its writer when it stores (`database_url`)."""
+class _WritersTurn:
+    """The storing workers' turn at writing: an exclusive ``flock`` on a file beside the database, which wakes the
+    next worker as soon as it is released.  SQLite's own lock alone would do for correctness, but its busy handler
+    sleeps in steps of up to 100 ms, and two workers taking turns through it had a p99 of 195-340 ms against
+    20-38 ms for one (`benchmarks.ingest --ingest-workers 2`); with this file, 22-37 ms."""
+
+    def __init__(self, database: str) -> None:
+        try:
+            self.fd: int | None = os.open(f"{database}-ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            log.warning("storing workers will take turns through SQLite's lock alone: %s", exc)
+            self.fd = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Wait for the turn and hold it."""
+        if self.fd is None:
+            yield
+            return
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+Writer = tuple["Ingestor", _WritersTurn]
+
+
+def _configure(dialect: str, codes: list[str], database_url: str | None) -> tuple[Pricer, Writer | None]:
+    """The worker's pricer, and when it stores (`database_url`), its writer and turn."""
     model = ComputeModel()
-    ingestor = None
+    writer = None
     if database_url is not None:
         from api.db.engine import make_engine  # noqa: PLC0415 - SQLAlchemy: storing workers only
         from api.ingest import Ingestor  # noqa: PLC0415
 
-        ingestor = Ingestor(make_engine(database_url), model, set(codes))
-    pricer = ingestor.pricer if ingestor is not None else Pricer(model, set(codes), dialect)
+        engine = make_engine(database_url)
+        assert engine.url.database is not None  # storing workers run on SQLite files only (`sqlite_file_url`)
+        writer = (Ingestor(engine, model, set(codes)), _WritersTurn(engine.url.database))
+    pricer = writer[0].pricer if writer is not None else Pricer(model, set(codes), dialect)
     settle_heap()
-    return pricer, ingestor
+    return pricer, writer
 
 
 def _answer(pricer: Pricer, message: Request) -> tuple[int, bool, Any]:
@@ -401,14 +433,17 @@ def _answer(pricer: Pricer, message: Request) -> tuple[int, bool, Any]:
         return request_id, False, ServiceError(f"could not price the report ({exc!r})")
 
 
-def _store(ingestor: Ingestor, priced: list[tuple[int, Prepared]]) -> list[bytes]:
-    """Store priced reports in batches of at most `MAX_BATCH`; their answers' frames."""
+def _store(writer: Writer, priced: list[tuple[int, Prepared]]) -> list[bytes]:
+    """Store priced reports in batches of at most `MAX_BATCH`, each in the storing workers' turn; their answers'
+    frames."""
     from api.ingest import MAX_BATCH  # noqa: PLC0415
 
     answers = []
     for start in range(0, len(priced), MAX_BATCH):
         chunk = priced[start : start + MAX_BATCH]
-        results = ingestor.write_blocking([prepared for _, prepared in chunk])
+        ingestor, turn = writer
+        with turn.held():
+            results = ingestor.write_blocking([prepared for _, prepared in chunk])
         for (request_id, _), result in zip(chunk, results, strict=True):
             if isinstance(result, ServiceError):
                 answers.append(frame((request_id, False, result)))

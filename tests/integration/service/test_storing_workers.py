@@ -70,10 +70,10 @@ def db(tmp_path: Path) -> Iterator[Database]:
     made.engine.dispose()
 
 
-def storing_pool(db: Database) -> PricingPool:
+def storing_pool(db: Database, size: int = 1) -> PricingPool:
     url = sqlite_file_url(db.engine)
     assert url == db.url
-    return PricingPool(1, db.ingestor.pricer, "sqlite", ingestor=db.ingestor, database_url=url)
+    return PricingPool(size, db.ingestor.pricer, "sqlite", ingestor=db.ingestor, database_url=url)
 
 
 def run_with(pool: PricingPool, bodies: list[bytes], principal: Principal = ADMIN) -> list[IngestResult | Exception]:
@@ -200,6 +200,37 @@ def test_housekeeping_and_a_storing_worker_write_together_and_the_rollups_stay_e
     with db.engine.connect() as conn:
         statuses = set(conn.execute(select(nodes.c.status)).scalars())
     assert statuses - {"active"}, "the sweep demoted no node: the test did not make the two write together"
+    stored, summed = cells(db.engine)
+    assert stored.keys() == summed.keys()
+    for key, figures in summed.items():
+        assert stored[key] == pytest.approx(figures, rel=1e-12), key
+
+
+def test_two_storing_workers_take_turns_and_store_every_report_once(db: Database) -> None:
+    """Two storing workers given 300 reports at once from 30 nodes (each worker gets some, by least busy): every
+    report is stored once, each node's state is its newest report, and the rollups equal the sums over the
+    nodes."""
+
+    async def scenario() -> tuple[list[IngestResult | BaseException], list[int]]:
+        pool = storing_pool(db, size=2)
+        await pool.start()
+        try:
+            bodies = [body(f"pair-{n % 30}", NOW - timedelta(seconds=300 - n), n + 1) for n in range(300)]
+            calls = [asyncio.ensure_future(pool.ingest(b, ADMIN, NOW)) for b in bodies]
+            await asyncio.sleep(0)
+            loads = [len(worker.pending) for worker in pool.workers]  # what each worker was handed
+            return await asyncio.gather(*calls, return_exceptions=True), loads
+        finally:
+            await pool.close()
+
+    answers, loads = asyncio.run(scenario())
+    assert len(loads) == 2
+    assert min(loads) > 0, loads
+    assert [a.outcome if isinstance(a, IngestResult) else a for a in answers] == ["stored"] * 300
+    with db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(reports)).scalar() == 300
+        newest = {row[0]: row[1] for row in conn.execute(select(nodes.c.node_id, nodes.c.last_sequence))}
+    assert newest == {f"pair-{n}": 270 + n + 1 for n in range(30)}
     stored, summed = cells(db.engine)
     assert stored.keys() == summed.keys()
     for key, figures in summed.items():
