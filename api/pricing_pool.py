@@ -19,8 +19,9 @@ started again, with a growing delay).  No worker sees a token: only the caller's
 
 Frames on both pipes are a 4-byte big-endian length and a pickle: to a worker, first its configuration
 ``(dialect, region codes, database URL or None)``, then ``(request id, body, role, bound node, token id, received
-at in naive UTC)``; from it, ``(request id, ok, IngestResult fields, `Prepared.wire()` or a ServiceError)``: plain
-values, which pickle handles in C (an aware datetime takes 5 us more to pickle).  Pickle is safe here: both ends
+at in naive UTC)``; from it, ``(request id, ok, answer)``, the answer being the `IngestResult`'s fields
+(storing), `Prepared.wire()` (pricing) or a ServiceError: plain values, which pickle handles in C (an aware
+datetime takes 5 us more to pickle).  Pickle is safe here: both ends
 are this service's own processes.
 """
 
