@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from pydantic import ValidationError
 
 from api.auth import Principal, Role
 from api.db import aware, storage_time
-from api.db.tables import MEASURE_COLUMNS
+from api.db.tables import MEASURE_COLUMNS, nodes
 from api.errors import Forbidden, InvalidReport, invalid_body
 from census_agent.models import NodeInventory, Precision, Report, TierDecision
 from census_agent.report import ComputeModel
@@ -51,10 +52,8 @@ class Assessment:
     answer: dict[str, float]
 
 
-STATE_KEYS = ("node_id", "source", "hostname", "region_code", "organisation", "site", "tier", "tier_reason", "status",
-              "first_seen_at", "last_report_at", "last_generated_at", "last_sequence", "last_report_id",
-              "physical_cores", "threads", "accelerators", "memory_bytes", "fp64_flops", "fp32_flops", "fp16_flops",
-              "int8_ops", "inventory", "peaks", "agent_peaks")  # fmt: skip
+STATE_KEYS = tuple(c.name for c in nodes.columns)  # a node state's keys, in the order `Prepared.wire` sends them
+_state_values = itemgetter(*STATE_KEYS)
 
 
 def node_state(
@@ -69,8 +68,8 @@ def node_state(
     agent_peaks: str,
     status: str = ACTIVE,
 ) -> dict[str, Any]:
-    """A `nodes` row for `inventory` as the server assessed it (every column, in `STATE_KEYS` order; `first_seen_at`
-    is kept on update).  `now` and `generated_at` are as the database driver takes them (`api.db.storage_time`)."""
+    """A `nodes` row for `inventory` as the server assessed it (every column, `STATE_KEYS`; `first_seen_at` is kept
+    on update).  `now` and `generated_at` are as the database driver takes them (`api.db.storage_time`)."""
     figures = assessment.figures
     return {
         "node_id": inventory.host.node_id,
@@ -126,7 +125,7 @@ class Prepared:
     def wire(self) -> tuple[Any, ...]:
         """Everything but the principal, as plain values (a pricing worker's answer: pickle handles these in C)."""
         order = (self.order[0].replace(tzinfo=None), self.order[1])  # UTC: a naive datetime pickles 4x faster
-        return self.report_id, order, tuple(self.state.values()), self.tier, self.peaks
+        return self.report_id, order, _state_values(self.state), self.tier, self.peaks
 
     @classmethod
     def from_wire(cls, values: tuple[Any, ...], principal: Principal) -> Prepared:
