@@ -242,16 +242,13 @@ class PricingPool:
         and stored by the service's writer; all in process when no worker runs."""
         if self.ingestor is None:
             raise RuntimeError("this pool prices only: it was given no ingestor")
-        worker = self._least_busy()
-        if worker is None:
-            return await self.ingestor.store(self.pricer.price(body, principal, now))
-        answer = await self._ask(worker, body, principal, now)
-        if self.storing:
-            return IngestResult(*answer)
-        return await self.ingestor.store(Prepared.from_wire(answer, principal))
+        worker = self._least_busy() if self.storing else None
+        if worker is not None:
+            return IngestResult(*await self._ask(worker, body, principal, now))
+        return await self.ingestor.store(await self.price(body, principal, now))
 
     async def price(self, body: bytes, principal: Principal, now: datetime) -> Prepared:
-        """`Pricer.price` of `body`, in the least busy worker (pricing workers only)."""
+        """`Pricer.price` of `body`, in the least busy worker (pricing workers only: storing ones would store it)."""
         worker = None if self.storing else self._least_busy()
         if worker is None:
             return self.pricer.price(body, principal, now)
