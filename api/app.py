@@ -21,19 +21,19 @@ from sqlalchemy import Engine
 
 from api import __doc__ as api_doc
 from api.auth import Role, count_admins, create_token
-from api.census_query import load_regions
+from api.census.liveness import last_snapshot_at, snapshot, sweep
+from api.census.query import load_regions
 from api.db import aware
 from api.db.engine import make_engine, migrate, sqlite_file_url
 from api.db.seed import seed_regions
+from api.discovery.sync import KubernetesSync
 from api.errors import install_handlers, problem
 from api.heap import settle_heap
-from api.ingest import Ingestor
-from api.k8s_sync import KubernetesSync
-from api.liveness import last_snapshot_at, snapshot, sweep
+from api.ingest.pool import PricingPool, auto_size
+from api.ingest.writer import Ingestor
+from api.jobs.scheduling import Scheduling
 from api.metrics import ServiceMetrics
-from api.pricing_pool import PricingPool, auto_size
 from api.routers import agents, census, dashboard, health, jobs, nodes, regions, reports, tiers, tokens
-from api.scheduling import Scheduling
 from api.settings import Settings
 from api.state import ServiceState
 from census_agent.report import ComputeModel
@@ -186,7 +186,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             service.scheduling = Scheduling(config, db, lock, settings.dispatch_interval_seconds)
             service.scheduling.start()
         if settings.k8s_sync_interval_seconds > 0:
-            from api.k8s_client import KubernetesNodes  # noqa: PLC0415 - only when discovery is on
+            from api.discovery.client import KubernetesNodes  # noqa: PLC0415 - only when discovery is on
 
             cluster = KubernetesNodes(settings.k8s_kubeconfig, settings.k8s_context, in_cluster=settings.k8s_in_cluster)
             KubernetesSync(service.ingestor, cluster.list, settings.k8s_sync_interval_seconds, service.stop).start()

@@ -1,6 +1,6 @@
 """Domain errors of the service, each with its HTTP status, mapped to problem+json (RFC 9457) in one place.
 
-The error classes import no web framework or database library: pricing workers (`api.pricing_pool`) raise them
+The error classes import no web framework or database library: pricing workers (`api.ingest.pool`) raise them
 and start faster without FastAPI (1.6 s of a worker's 2.5 s of imports); the mapping imports those when used.
 """
 
@@ -107,7 +107,7 @@ class DatabaseUnavailable(ServiceError):
 
 
 class PricingUnavailable(ServiceError):
-    """The pricing worker (`api.pricing_pool`) of this report exited or stalled before answering: retry (a report
+    """The pricing worker (`api.ingest.pool`) of this report exited or stalled before answering: retry (a report
     is idempotent)."""
 
     status = 503

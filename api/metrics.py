@@ -12,9 +12,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from api import job_store
-from api.census_query import load_rollups
+from api.census.query import load_rollups
 from api.db.tables import PRECISION_COLUMNS
+from api.jobs import store as job_store
 
 PRECISION_OF_COLUMN = {"fp64_flops": "fp64", "fp32_flops": "fp32", "fp16_flops": "fp16", "int8_ops": "int8"}
 

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # default: they cost every request a provider lookup, and /metrics already exports the service's figures.
     opentelemetry: bool = False
     # Processes that validate, price and (on an SQLite file) store reports beside the event loop
-    # (`api.pricing_pool`); None: one per core beyond the first, at most 4; 0: in the service's own process.
+    # (`api.ingest.pool`); None: one per core beyond the first, at most 4; 0: in the service's own process.
     ingest_workers: Annotated[int, Field(ge=0, le=64)] | None = None
 
     @field_validator("headline")

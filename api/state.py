@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from api.auth import PrincipalCache
-from api.census import Region
-from api.ingest import Ingestor
-from api.pricing_pool import PricingPool
-from api.scheduling import Scheduling
+from api.census.arithmetic import Region
+from api.ingest.pool import PricingPool
+from api.ingest.writer import Ingestor
+from api.jobs.scheduling import Scheduling
 from api.settings import Settings
 
 

@@ -4,7 +4,7 @@
 
 Method: for each size, a fresh SQLite database is migrated and seeded, that many node rows (spread over the
 11 districts, four tiers and three statuses) are bulk-inserted and the rollups rebuilt from them
-(`api.rollups.rebuild`, the same cells ingest maintains); then the real service (uvicorn) is started on it and
+(`api.census.rollups.rebuild`, the same cells ingest maintains); then the real service (uvicorn) is started on it and
 ``GET /v1/census`` is requested --requests times, one after the other.  Beside it, the query a census would
 need without rollups (a GROUP BY over every node) is timed on the same database.  Target: p99 under 50 ms at
 1,000,000 nodes, and not growing with the fleet.
@@ -29,11 +29,11 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, func, select
 
-from api.client import wait_until_ready
+from api.census.rollups import rebuild
+from api.cli.client import wait_until_ready
 from api.db.engine import make_engine, migrate
 from api.db.seed import region_rows, seed_regions
 from api.db.tables import MEASURE_COLUMNS, nodes
-from api.rollups import rebuild
 from tests.servers import free_port, stop_process
 
 TIERS = ("general", "ai", "hpc", "edge")

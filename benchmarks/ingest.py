@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, func, select
 
-from api.client import wait_until_ready
+from api.cli.client import wait_until_ready
 from api.db.tables import reports
 from census_agent.collectors.inventory import collect_inventory
 from census_agent.models import Labels

@@ -62,7 +62,7 @@ import psutil
 from sqlalchemy import select
 
 from api.auth import Role, create_token
-from api.client import wait_until_ready
+from api.cli.client import wait_until_ready
 from api.db.engine import make_engine
 from api.db.tables import reports
 from census_agent.agent import MAX_PUSHES_PER_DRAIN

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from api.client import wait_until_ready
+from api.cli.client import wait_until_ready
 from tests.servers import free_port, stop_process
 
 

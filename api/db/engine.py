@@ -44,7 +44,7 @@ def sqlite_file_url(engine: Engine) -> str | None:
 def begin_write(connection: Connection) -> None:
     """Start `connection`'s transaction as a writer.  On SQLite that takes the database's write lock now (``BEGIN
     IMMEDIATE``, waiting up to the busy timeout) rather than at the first write: a transaction that reads, then
-    writes, must not see state that another process (a storing pricing worker, `api.pricing_pool`) changes
+    writes, must not see state that another process (a storing pricing worker, `api.ingest.pool`) changes
     before it writes, and SQLite would refuse the late upgrade anyway.  Elsewhere a no-op (PostgreSQL's
     transactions lock the rows they write, and ingest reads node states ``FOR UPDATE``)."""
     if connection.dialect.name == "sqlite":

@@ -10,12 +10,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.census import per_capita
-from api.census_query import census_document, current_census, history_document
+from api.census.arithmetic import per_capita
+from api.census.liveness import ACTIVE, STATUSES
+from api.census.query import census_document, current_census, history_document
 from api.db import aware
 from api.deps import CensusReader, Conn, State
 from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
-from api.liveness import ACTIVE, STATUSES
 from census_agent.models import Precision, Tier
 
 router = APIRouter(prefix="/v1/census", tags=["census"], responses=problem_responses(*AUTHENTICATED, 422))

@@ -15,7 +15,6 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
-from api import job_store
 from api.auth import Principal, Role
 from api.db.engine import write_transaction
 from api.deps import Conn, JobUser, State
@@ -29,8 +28,9 @@ from api.errors import (
     invalid_body,
     problem_responses,
 )
+from api.jobs import store as job_store
+from api.jobs.scheduling import Scheduling
 from api.openapi import json_body
-from api.scheduling import Scheduling
 from api.state import ServiceState
 from scheduler.models import JobSpec, JobState, WorkloadClass
 

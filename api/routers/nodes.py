@@ -11,11 +11,11 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from api.census import ancestors
+from api.census.arithmetic import ancestors
 from api.db import aware
 from api.db.tables import nodes, reports
 from api.deps import Conn, NodeReader, Operator, State
-from api.discovery import DiscoveryIn, record
+from api.discovery.record import DiscoveryIn, record
 from api.errors import AUTHENTICATED, InvalidRequest, NotFound, invalid_body, problem_responses
 from api.openapi import json_body
 

@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import func, select
 
-from api import job_store
 from api.db.tables import rollups
 from api.deps import Conn, State, TierReader
 from api.errors import AUTHENTICATED, problem_responses
+from api.jobs import store as job_store
 from census_agent.models import Tier
 from scheduler.models import JobState
 from scheduler.queue import net_of_running

@@ -1,11 +1,11 @@
-"""Census arithmetic (`api.census`): sums over rollup cells by status, tier and region up the hierarchy, the
+"""Census arithmetic (`api.census.arithmetic`): sums over rollup cells by status, tier and region up the hierarchy, the
 headline convention, per-capita figures and the safety of the region walk.  Pure: no database, no server."""
 
 from __future__ import annotations
 
 import pytest
 
-from api.census import (
+from api.census.arithmetic import (
     ALL_FIELDS,
     UNASSIGNED,
     Region,

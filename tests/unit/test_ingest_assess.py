@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from api.pricing import Pricer
+from api.ingest.pricing import Pricer
 from census_agent.collectors.inventory import collect_inventory
 from census_agent.models import Labels, NodeInventory, NodePeaks, TierDecision
 from census_agent.report import ComputeModel

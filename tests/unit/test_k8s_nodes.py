@@ -1,4 +1,4 @@
-"""Kubernetes Node objects translated into census inventories (`api.k8s_nodes`), priced by the compute model."""
+"""Kubernetes Node objects translated into census inventories (`api.discovery.nodes`), priced by the compute model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from api.k8s_nodes import CLOCK_LABEL, PER_CYCLE_LABEL, NodeNotUsable, discover, discover_all, parse_quantity
+from api.discovery.nodes import CLOCK_LABEL, PER_CYCLE_LABEL, NodeNotUsable, discover, discover_all, parse_quantity
 from census_agent.catalogue import load_default_catalogue
 from census_agent.models import ClockSource, Precision, Tier
 from census_agent.report import ComputeModel

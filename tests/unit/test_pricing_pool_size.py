@@ -1,4 +1,4 @@
-"""How many pricing workers the service starts by default (`api.pricing_pool.auto_size`): one per usable core
+"""How many pricing workers the service starts by default (`api.ingest.pool.auto_size`): one per usable core
 beyond the event loop's, where a container's CPU limit (cgroup v2 ``cpu.max``) bounds the usable cores."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from api.pricing_pool import auto_size, usable_cores
+from api.ingest.pool import auto_size, usable_cores
 
 CORES = len(os.sched_getaffinity(0))
 

@@ -20,10 +20,10 @@ LAST_SUCCESS = "suanli_agent_last_push_success_timestamp_seconds"
 
 
 def pricing_workers(service: ServiceProcess) -> list[int]:
-    """Process ids of the service's pricing workers (its children running ``api.pricing_pool``)."""
+    """Process ids of the service's pricing workers (its children running ``api.ingest.pool``)."""
     assert service.proc is not None
     return [child.pid for child in psutil.Process(service.proc.pid).children()
-            if "api.pricing_pool" in " ".join(child.cmdline())]  # fmt: skip
+            if "api.ingest.pool" in " ".join(child.cmdline())]  # fmt: skip
 
 
 def test_a_killed_pricing_worker_is_replaced_and_loses_no_acknowledged_report(tmp_path: Path) -> None:

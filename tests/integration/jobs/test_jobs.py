@@ -20,9 +20,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api import job_store
 from api.db.engine import make_engine
-from api.job_store import SqlJobStore
+from api.jobs import store as job_store
+from api.jobs.store import SqlJobStore
 from census_agent.models import Tier
 from scheduler.local_cluster import LocalRayCluster
 from scheduler.models import JobSpec

@@ -1,4 +1,4 @@
-"""Pricing workers (`api.pricing_pool`) against real worker processes: a worker's answer, and each refusal, is
+"""Pricing workers (`api.ingest.pool`) against real worker processes: a worker's answer, and each refusal, is
 exactly what pricing in the service's own process gives; a worker that dies is replaced, and meanwhile reports are
 priced in process; one that garbles or withholds its answer fails the request instead of hanging it."""
 
@@ -19,8 +19,8 @@ import pytest
 
 from api.auth import Principal, Role
 from api.errors import Forbidden, InvalidReport, InvalidRequest, PricingUnavailable, ServiceError
-from api.pricing import Prepared, Pricer
-from api.pricing_pool import PricingPool
+from api.ingest.pool import PricingPool
+from api.ingest.pricing import Prepared, Pricer
 from census_agent.report import ComputeModel
 from tests.integration.service.helpers import document, make_report, planned_inventory
 

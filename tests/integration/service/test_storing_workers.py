@@ -1,4 +1,4 @@
-"""Storing pricing workers (`api.pricing_pool` on an SQLite file) against real worker processes and real SQLite
+"""Storing pricing workers (`api.ingest.pool` on an SQLite file) against real worker processes and real SQLite
 files: a worker stores a report exactly as the service's own writer does, binds agent tokens as it does, and
 writes beside the service's housekeeping (each taking SQLite's write lock when it begins) without an error and
 without the rollups drifting from the nodes they sum."""
@@ -20,15 +20,15 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from api.auth import Principal, Role, create_token
-from api.census_query import load_regions
+from api.census.liveness import snapshot, sweep
+from api.census.query import load_regions
 from api.db.engine import make_engine, migrate, sqlite_file_url, write_transaction
 from api.db.seed import seed_regions
 from api.db.tables import MEASURE_COLUMNS, nodes, reports, rollups
 from api.errors import Forbidden, ServiceError
-from api.ingest import Ingestor
-from api.liveness import snapshot, sweep
-from api.pricing import IngestResult
-from api.pricing_pool import PricingPool
+from api.ingest.pool import PricingPool
+from api.ingest.pricing import IngestResult
+from api.ingest.writer import Ingestor
 from census_agent.report import ComputeModel
 from tests.integration.service.helpers import document, make_report, planned_inventory
 

@@ -1,4 +1,4 @@
-"""The job commands of ``suanli``: submit, jobs, job, logs, cancel, tiers (through `api.client.SuanliClient`).
+"""The job commands of ``suanli``: submit, jobs, job, logs, cancel, tiers (through `api.cli.client.SuanliClient`).
 
     suanli submit --class ai --gpus 1 --time-limit 2h -- python train.py
     suanli jobs [--state queued] [--class hpc] [--all]
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from api.client import SuanliClient
+from api.cli.client import SuanliClient
 from census_agent.render import human_bytes, table
 
 ClientFactory = Callable[[argparse.Namespace], SuanliClient]

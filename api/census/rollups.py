@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Integer, func, select
 
-from api.census import UNASSIGNED
+from api.census.arithmetic import UNASSIGNED
 from api.db.tables import MEASURE_COLUMNS, nodes, rollups
 
 CellKey = tuple[str, str, str]  # tier, region code ("" if none), status

@@ -3,7 +3,7 @@
 A discovered node is priced by the same compute model as a report and stored as a `nodes` row whose source is
 ``kubernetes``; its rollup contribution moves with it exactly as for a report.  A node that already reports
 through an agent is left alone (the agent knows the machine better), and an agent's first report replaces the
-discovered record (see `api.ingest`).  Each sync refreshes ``last_report_at``, so a node that leaves the cluster
+discovered record (see `api.ingest.writer`).  Each sync refreshes ``last_report_at``, so a node that leaves the cluster
 goes stale, then offline, through the ordinary liveness sweep.  A node whose Ready condition is not True is
 recorded as ``stale``: known, but not counted among the active.
 
@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.db.engine import write_transaction
 from api.db.tables import MEASURE_COLUMNS
+from api.discovery.nodes import SOURCE, DiscoveredNode
 from api.errors import InvalidReport
-from api.ingest import Ingestor
-from api.k8s_nodes import SOURCE, DiscoveredNode
-from api.pricing import ACTIVE, AGENT, node_state
+from api.ingest.pricing import ACTIVE, AGENT, node_state
+from api.ingest.writer import Ingestor
 from census_agent.models import NodeInventory, ShortText
 
 STALE = "stale"

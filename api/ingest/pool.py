@@ -2,11 +2,11 @@
 
 Validating a report (pydantic over a 3 KB document), pricing it and serialising its JSON columns cost more CPU
 than everything else the service does for it, and the event loop runs on one core.  `PricingPool` hands each
-body to one of `size` worker processes (``python -m api.pricing_pool``) over pipes; the loop keeps HTTP and
+body to one of `size` worker processes (``python -m api.ingest.pool``) over pipes; the loop keeps HTTP and
 authentication.  Two modes:
 
 - *storing* (an SQLite file): the worker also stores what it priced, with the service's own writer
-  (`api.ingest.Ingestor`), in one transaction for every report it read at once (group commit), and answers each
+  (`api.ingest.writer.Ingestor`), in one transaction for every report it read at once (group commit), and answers each
   report's `IngestResult` after the commit.  SQLite's work and its Python around it were the largest cost left on
   the loop, and a second process has its own interpreter lock.  Every writer of the database takes SQLite's write
   lock when it begins (`api.db.engine.write_transaction`), so the worker and the service's housekeeping never
@@ -46,11 +46,11 @@ from typing import TYPE_CHECKING, Any, cast
 from api.auth import Principal, Role
 from api.errors import PricingUnavailable, ServiceError
 from api.heap import settle_heap
-from api.pricing import IngestResult, Prepared, Pricer
+from api.ingest.pricing import IngestResult, Prepared, Pricer
 from census_agent.report import ComputeModel
 
 if TYPE_CHECKING:
-    from api.ingest import Ingestor
+    from api.ingest.writer import Ingestor
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ FRAME = struct.Struct("!I")
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after a worker's 1st, 2nd... unexpected exit in a row
 STEADY_S = 60.0  # a worker that ran this long before it exited starts the delays again from the first
 STOP_TIMEOUT_S = 5.0
-WORKER_COMMAND = (sys.executable, "-m", "api.pricing_pool")
+WORKER_COMMAND = (sys.executable, "-m", "api.ingest.pool")
 ANSWER_TIMEOUT_S = 30.0  # a worker that leaves a request this long unanswered is stuck: it is stopped and replaced
 WATCH_INTERVAL_S = 1.0
 ANSWER_BATCH_S = 0.0005  # a worker pricing a burst sends what it has priced at least this often
@@ -344,7 +344,7 @@ def serve(read_fd: int, write_fd: int) -> None:
 
     Pricing only, answers go out at least every `ANSWER_BATCH_S` while a burst is being priced, so that the
     service stores the first reports of a burst while this prices the rest, without a wake-up of its event loop
-    for every single answer.  Storing, every report read at once (up to `api.ingest.MAX_BATCH`) is stored in one
+    for every single answer.  Storing, every report read at once (up to `api.ingest.writer.MAX_BATCH`) is stored in one
     transaction, and answered when it has committed; reports that arrive meanwhile wait in the pipe and form the
     next batch."""
     buffer = bytearray()
@@ -409,7 +409,7 @@ def _configure(dialect: str, codes: list[str], database_url: str | None) -> tupl
     writer = None
     if database_url is not None:
         from api.db.engine import make_engine  # noqa: PLC0415 - SQLAlchemy: storing workers only
-        from api.ingest import Ingestor  # noqa: PLC0415
+        from api.ingest.writer import Ingestor  # noqa: PLC0415
 
         engine = make_engine(database_url)
         assert engine.url.database is not None  # storing workers run on SQLite files only (`sqlite_file_url`)
@@ -434,7 +434,7 @@ def _answer(pricer: Pricer, message: Request) -> tuple[int, bool, Any]:
 def _store(writer: Writer, priced: list[tuple[int, Prepared]]) -> list[bytes]:
     """Store priced reports in batches of at most `MAX_BATCH`, each in the storing workers' turn; their answers'
     frames."""
-    from api.ingest import MAX_BATCH  # noqa: PLC0415
+    from api.ingest.writer import MAX_BATCH  # noqa: PLC0415
 
     answers = []
     for start in range(0, len(priced), MAX_BATCH):

@@ -5,7 +5,7 @@ else the default kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``).  Listing is
 the census reads (metadata and the capacity, allocatable, node info and conditions of the status), so a
 5,000-node listing does not hold every node's image list in memory.
 
-Must not: interpret the Nodes (that is `api.k8s_nodes`) or write anywhere.
+Must not: interpret the Nodes (that is `api.discovery.nodes`) or write anywhere.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ suanli serve                   the census service alone
 suanli census [--by tier|region] [--json|--csv]
 suanli nodes [--tier T --region R --status S]
 suanli token create|list|revoke
-suanli k8s-sync [--kubeconfig F] [--dry-run]   a Kubernetes cluster's Nodes into the census (see api.cli_k8s)
-suanli submit|jobs|job|logs|cancel|tiers   jobs on the tiers (see api.cli_jobs)
+suanli k8s-sync [--kubeconfig F] [--dry-run]   a Kubernetes cluster's Nodes into the census (see api.cli.k8s)
+suanli submit|jobs|job|logs|cancel|tiers   jobs on the tiers (see api.cli.jobs)
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api import cli_jobs, cli_k8s
-from api.client import ApiError, SuanliClient, wait_until_ready
+from api.cli import jobs as cli_jobs
+from api.cli import k8s as cli_k8s
+from api.cli.client import ApiError, SuanliClient, wait_until_ready
 from census_agent.render import human_bytes, human_flops, table
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

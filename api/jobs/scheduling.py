@@ -4,7 +4,7 @@ Built at start when ``SUANLI_SCHEDULER_CONFIG`` names a file (`scheduler.config`
 answer 503. The dispatcher steps every ``SUANLI_DISPATCH_INTERVAL_SECONDS`` (and at once after a submission
 or a cancel), on a thread of its own because Ray's Jobs API calls block.
 
-Must not: decide routing (the scheduler's policy does) or touch job rows except through `api.job_store`.
+Must not: decide routing (the scheduler's policy does) or touch job rows except through `api.jobs.store`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy import Engine
 
-from api.job_store import SqlJobStore
+from api.jobs.store import SqlJobStore
 from census_agent.models import Tier
 from scheduler.config import SchedulerConfig
 from scheduler.dispatcher import Dispatcher, StepReport

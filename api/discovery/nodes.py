@@ -10,7 +10,7 @@ never guessed: a discovered node's CPU peaks stay 0 until its clock is declared 
 The node id is the machine id (``status.nodeInfo.machineID``, read from ``/etc/machine-id``): the agent's default
 node id, so a node that also runs an agent is recognised and never counted twice.
 
-Pure: works on Node objects as plain dicts (the API's JSON form); listing them is `api.k8s_client`'s job.
+Pure: works on Node objects as plain dicts (the API's JSON form); listing them is `api.discovery.client`'s job.
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 
-from api.census import UNASSIGNED
+from api.census.arithmetic import UNASSIGNED
+from api.census.rollups import Deltas
 from api.db.engine import write_transaction
 from api.db.tables import MEASURE_COLUMNS, nodes, rollups, snapshots
-from api.rollups import Deltas
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@
     suanli k8s-sync --in-cluster             from a pod, with its service account
     suanli k8s-sync --dry-run                what the census would record, without sending it
 
-The Nodes are read with the official client (`api.k8s_client`), translated by `api.k8s_nodes` and sent to the
-service (``POST /v1/nodes/discovered``, operator role) in batches; the service prices them and leaves alone
+The Nodes are read with the official client (`api.discovery.client`), translated by `api.discovery.nodes` and
+sent to the service (``POST /v1/nodes/discovered``, operator role) in batches; the service prices them and leaves alone
 every node that already reports through an agent.
 
 Must not: write to the database itself (the service is the only writer) or guess what Kubernetes does not say.
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from api.client import SuanliClient
-from api.k8s_nodes import CLOCK_LABEL, REGION_LABEL, DiscoveredNode, discover_all
+from api.cli.client import SuanliClient
+from api.discovery.nodes import CLOCK_LABEL, REGION_LABEL, DiscoveredNode, discover_all
 from census_agent.catalogue import load_default_catalogue
 from census_agent.render import human_bytes, human_flops, table
 from census_agent.report import ComputeModel
@@ -86,7 +86,7 @@ def _rows(found: list[DiscoveredNode]) -> list[list[str]]:
 def run(args: argparse.Namespace, make_client: ClientFactory) -> int:
     """Run ``k8s-sync``; returns the exit code."""
     # The kubernetes client is in the server extra: loaded only when this command runs.
-    from api.k8s_client import KubernetesNodes, KubernetesUnavailable  # noqa: PLC0415
+    from api.discovery.client import KubernetesNodes, KubernetesUnavailable  # noqa: PLC0415
 
     try:
         cluster = KubernetesNodes(args.kubeconfig, args.context, in_cluster=args.in_cluster)

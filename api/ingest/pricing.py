@@ -1,7 +1,7 @@
 """Pricing a report: validate the document, check what needs no database, and compute the server's figures.
 
-`Pricer` turns a report body into a `Prepared` row set for the writer (`api.ingest`); it is pure (no database,
-no network) so that it can run in the service's process or in a pricing worker (`api.pricing_pool`), which is
+`Pricer` turns a report body into a `Prepared` row set for the writer (`api.ingest.writer`); it is pure (no database,
+no network) so that it can run in the service's process or in a pricing worker (`api.ingest.pool`), which is
 where most of a report's CPU time goes.  Times are converted once here to what the database driver takes.
 """
 
@@ -117,7 +117,7 @@ class Prepared:
         return IngestResult(self.report_id, self.node_id, outcome, self.tier, self.peaks)
 
     def history(self, applied: bool) -> tuple[Any, ...]:
-        """Its `reports` row (`api.ingest.HISTORY_COLUMNS`), as the driver takes it."""
+        """Its `reports` row (`api.ingest.writer.HISTORY_COLUMNS`), as the driver takes it."""
         s = self.state
         return (self.report_id, self.node_id, self.order[1], s["last_generated_at"], s["last_report_at"], self.tier,
                 s["region_code"], *[s[name] for name in MEASURE_COLUMNS], 1 if applied else 0)  # fmt: skip

@@ -1,8 +1,8 @@
 """The service's own Kubernetes discovery: every ``k8s_sync_interval_seconds``, list the cluster's Nodes and
-record them (`api.discovery.record`), as `suanli k8s-sync` does once from outside.
+record them (`api.discovery.record.record`), as `suanli k8s-sync` does once from outside.
 
 Runs on a thread of its own; a failed listing is logged and tried again at the next interval, and never stops
-the service.  Must not: translate Nodes (`api.k8s_nodes`) or write other than through `api.discovery`.
+the service.  Must not: translate Nodes (`api.discovery.nodes`) or write other than through `api.discovery.record`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from api.discovery import MAX_NODES_PER_REQUEST, DiscoveryResult, record
-from api.ingest import Ingestor
-from api.k8s_nodes import discover_all
+from api.discovery.nodes import discover_all
+from api.discovery.record import MAX_NODES_PER_REQUEST, DiscoveryResult, record
+from api.ingest.writer import Ingestor
 from census_agent.catalogue import load_default_catalogue
 
 log = logging.getLogger(__name__)

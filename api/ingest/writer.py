@@ -1,10 +1,10 @@
 """Report ingest's writer: upsert node state, append history, keep the rollups, in group commits.
 
-Reports arrive priced (`api.pricing`, in the service's process or a pricing worker); every report waiting at that
+Reports arrive priced (`api.ingest.pricing`, in the service's process or a pricing worker); every report waiting at that
 moment is stored in a single transaction (group commit): the history rows (unique report id: a replay is a
 no-op), each node's newest state (an older report never overwrites a newer one) and the rollup deltas commit
 together, and every request is answered only after that commit.  One `Ingestor` writes its batches one at a time;
-writers in other processes (storing pricing workers, `api.pricing_pool`, which run this same code) are kept apart
+writers in other processes (storing pricing workers, `api.ingest.pool`, which run this same code) are kept apart
 by the write lock every SQLite write transaction takes when it begins (`api.db.engine.write_transaction`).  This
 module does not validate or price anything itself.
 """
@@ -23,12 +23,12 @@ from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 
 from api.auth import Role, bind_node
+from api.census.rollups import Deltas, cell_of
 from api.db import read_time, storage_time
 from api.db.engine import begin_write, write_transaction
 from api.db.tables import MEASURE_COLUMNS, nodes
 from api.errors import DatabaseUnavailable, Forbidden, database_error
-from api.pricing import AGENT, IngestResult, Prepared, Pricer
-from api.rollups import Deltas, cell_of
+from api.ingest.pricing import AGENT, IngestResult, Prepared, Pricer
 from census_agent.report import ComputeModel
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class Ingestor:
 
     def write_blocking(self, batch: list[Prepared]) -> list[IngestResult | Exception]:
         """Store `batch` in one transaction on this thread, or each report alone if the batch fails (PostgreSQL's
-        commit thread; a storing pricing worker, `api.pricing_pool`)."""
+        commit thread; a storing pricing worker, `api.ingest.pool`)."""
         bindings: dict[int, str] = {}
         try:
             outcomes = self._transaction_blocking(batch, bindings)

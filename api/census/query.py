@@ -1,6 +1,6 @@
 """Reading the census: rollups (current) and snapshots (history) turned into the API's documents.
 
-Reads a handful of rollup rows and the cached region table, then calls the pure arithmetic in `api.census`;
+Reads a handful of rollup rows and the cached region table, then calls the pure arithmetic in `api.census.arithmetic`;
 the cost does not grow with the number of nodes.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from api.census import (
+from api.census.arithmetic import (
     CensusResult,
     Region,
     RollupRow,

@@ -1,0 +1,24 @@
+"""The package layout's promises that import-linter cannot see: what importing the CLI actually loads."""
+
+import json
+import subprocess
+import sys
+
+SERVER_PACKAGES = ("fastapi", "starlette", "sqlalchemy", "ray", "kubernetes", "uvicorn", "alembic")
+
+
+def test_importing_the_cli_and_sdk_loads_no_server_package() -> None:
+    """`suanli --help` and the SDK run on a user's laptop: importing them must not pull in the server's stack."""
+    code = (
+        "import json, sys; import api.cli.main, api.cli.client, api.cli.jobs, api.cli.k8s; "
+        f"print(json.dumps(sorted(m for m in {SERVER_PACKAGES!r} if m in sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(done.stdout) == []
+
+
+def test_python_dash_m_api_cli_is_the_suanli_command() -> None:
+    """`python -m api.cli --help` answers like the installed `suanli` entry point."""
+    done = subprocess.run([sys.executable, "-m", "api.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "usage: suanli" in done.stdout
