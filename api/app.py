@@ -11,13 +11,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import __doc__ as api_doc
 from api.auth import Role, count_admins, create_token
@@ -27,7 +27,7 @@ from api.db import aware
 from api.db.engine import make_engine, migrate, sqlite_file_url
 from api.db.seed import seed_regions
 from api.discovery.sync import KubernetesSync
-from api.errors import install_handlers, problem
+from api.errors import PayloadTooLarge, answer, install_handlers
 from api.heap import settle_heap
 from api.ingest.pool import PricingPool, auto_size
 from api.ingest.writer import Ingestor
@@ -40,12 +40,6 @@ from census_agent.report import ComputeModel
 from scheduler.config import SchedulerConfig
 
 log = logging.getLogger("api")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BodyLimit:
@@ -61,7 +55,7 @@ class BodyLimit:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await self._refuse(scope, receive, send)
+                await answer(self._too_large())(scope, receive, send)
                 return
         seen = 0
 
@@ -71,21 +65,16 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    raise self._too_large()
             return message
 
         try:
             await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
+        except PayloadTooLarge as exc:
+            await answer(exc)(scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(413, "Payload too large", f"request bodies are limited to {self.limit} bytes")
-        await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request bodies are limited to {self.limit} bytes")
 
 
 class Timing:

@@ -10,12 +10,12 @@ import hashlib
 import hmac
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from cachetools import TTLCache
 from sqlalchemy import Connection, func, select
 
 from api.db import aware
@@ -137,35 +137,34 @@ class PrincipalCache:
     The default outlives an agent's 30 s interval: at 10,000 agents a shorter one made every report read its
     token from the database (a sixth of the service's time, `benchmarks.load_agents`). A token's expiry is
     checked on every use all the same; a revocation made through this service is applied at once
-    (`forget_all`); one made by another replica takes at most `ttl` seconds to reach this one.
+    (`forget_all`); one made by another replica takes at most `ttl` seconds to reach this one. At most
+    `maxsize` tokens are kept (the least recently used goes first). Thread-safe: the housekeeper and the
+    commit thread share it with the event loop.
     """
 
-    def __init__(self, ttl: float = 60.0) -> None:
+    def __init__(self, ttl: float = 60.0, maxsize: int = 100_000) -> None:
         self.ttl = ttl
-        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._entries: TTLCache[str, Principal] = TTLCache(maxsize=maxsize, ttl=ttl)
         self._lock = threading.Lock()
 
     def get(self, token: str) -> Principal | None:
-        """The cached principal of `token`, if still fresh."""
+        """The cached principal of `token`, if still fresh and not expired meanwhile."""
         key = digest(token)
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry[1] < time.monotonic():
-                self._entries.pop(key, None)
-                return None
-        principal = entry[0]
-        if principal.expires_at is not None and principal.expires_at <= datetime.now(tz=UTC):
-            with self._lock:
-                self._entries.pop(key, None)
-            return None  # expired meanwhile: authenticate again (and be refused with the reason)
+            principal = self._entries.get(key)
+            if (
+                principal is not None
+                and principal.expires_at is not None
+                and principal.expires_at <= datetime.now(tz=UTC)
+            ):
+                del self._entries[key]
+                return None  # expired meanwhile: authenticate again (and be refused with the reason)
         return principal
 
     def put(self, token: str, principal: Principal) -> None:
         """Remember a verified principal."""
         with self._lock:
-            if len(self._entries) > 100_000:
-                self._entries.clear()
-            self._entries[digest(token)] = (principal, time.monotonic() + self.ttl)
+            self._entries[digest(token)] = principal
 
     def forget_all(self) -> None:
         """Drop every entry (after a revocation or a binding)."""

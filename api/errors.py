@@ -193,6 +193,15 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
+def answer(exc: ServiceError) -> JSONResponse:
+    """The problem+json answer to a domain error (with Retry-After where it has one): the one mapping of domain
+    errors to HTTP, used by the exception handlers and by middleware that refuses before a route runs."""
+    response = problem(exc.status, exc.title, exc.detail, **exc.extra)
+    if exc.retry_after_seconds is not None:
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+    return response
+
+
 def install_handlers(app: FastAPI) -> None:
     """Map domain errors, validation errors and a lost database to problem+json."""
     from fastapi import Request  # noqa: PLC0415 - see the module's docstring
@@ -202,15 +211,9 @@ def install_handlers(app: FastAPI) -> None:
     from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: PLC0415
     from starlette.requests import ClientDisconnect  # noqa: PLC0415
 
-    def _answer(exc: ServiceError) -> JSONResponse:
-        response = problem(exc.status, exc.title, exc.detail, **exc.extra)
-        if exc.retry_after_seconds is not None:
-            response.headers["Retry-After"] = str(exc.retry_after_seconds)
-        return response
-
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        return _answer(exc)
+        return answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -255,4 +258,4 @@ def install_handlers(app: FastAPI) -> None:
         if mapped is None:
             return await _unexpected(request, exc)
         log.warning("%s %s: %s (%s)", request.method, request.url.path, mapped.title, exc.orig)
-        return _answer(mapped)
+        return answer(mapped)
