@@ -56,9 +56,15 @@ def new_token_text(role: Role) -> str:
 
 
 def create_token(
-    connection: Connection, *, name: str, role: Role, now: datetime, expires_at: datetime | None = None,
-    text: str | None = None, node_id: str | None = None,
-) -> tuple[str, int]:  # fmt: skip
+    connection: Connection,
+    *,
+    name: str,
+    role: Role,
+    now: datetime,
+    expires_at: datetime | None = None,
+    text: str | None = None,
+    node_id: str | None = None,
+) -> tuple[str, int]:
     """Store a new token (or the given text, for a first admin token read from a file), bound to `node_id` when
     given (agent tokens minted by enrolment); returns (text, id)."""
     text = text or new_token_text(role)

@@ -232,8 +232,12 @@ def install_handlers(app: FastAPI) -> None:
         # The framework's own refusals (unknown path, wrong method) as problems too. Its only 400 is a body it
         # cannot decode (a route with a body model): a 422 naming the body, as the routes that read theirs say.
         if exc.status_code == 400:
-            return problem(422, "Validation failed", f"body: {exc.detail}",
-                           errors=[{"loc": [], "msg": str(exc.detail), "type": "json_invalid"}])  # fmt: skip
+            return problem(
+                422,
+                "Validation failed",
+                f"body: {exc.detail}",
+                errors=[{"loc": [], "msg": str(exc.detail), "type": "json_invalid"}],
+            )
         response = problem(exc.status_code, HTTPStatus(exc.status_code).phrase, str(exc.detail))
         response.headers.update(exc.headers or {})
         return response
@@ -243,8 +247,9 @@ def install_handlers(app: FastAPI) -> None:
         # The client hung up before its body arrived (its timeout, most often an overloaded service): nobody to
         # answer, nothing stored. A line, not a traceback: under overload, formatting a traceback for every
         # impatient client would itself take the time the service is short of. 499 in the request metrics.
-        log.info("%s %s: the client closed the connection before sending its whole request",
-                 request.method, request.url.path)  # fmt: skip
+        log.info(
+            "%s %s: the client closed the connection before sending its whole request", request.method, request.url.path
+        )
         return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)

@@ -29,8 +29,11 @@ class CensusCollector(Collector):
         """Yield the census gauges."""
         with self._engine.connect() as conn:
             rows = load_rollups(conn)
-        peak = GaugeMetricFamily("suanli_census_peak_flops", "Peak FLOPS (int8: ops/s) of the census by tier, status "
-                                 "and precision.", labels=["tier", "status", "precision"])  # fmt: skip
+        peak = GaugeMetricFamily(
+            "suanli_census_peak_flops",
+            "Peak FLOPS (int8: ops/s) of the census by tier, status and precision.",
+            labels=["tier", "status", "precision"],
+        )
         count = GaugeMetricFamily(
             "suanli_census_nodes", "Nodes in the census by tier and status.", labels=["tier", "status"]
         )
@@ -58,12 +61,16 @@ class JobsCollector(Collector):
         with self._engine.connect() as conn:
             live = job_store.counts(conn)
             ended = job_store.finished_counts(conn)
-        current = GaugeMetricFamily("suanli_jobs", "Jobs queued, dispatching or running, by tier (queued jobs not "
-                                    "yet planned: tier \"none\") and state.", labels=["tier", "state"])  # fmt: skip
+        current = GaugeMetricFamily(
+            "suanli_jobs",
+            'Jobs queued, dispatching or running, by tier (queued jobs not yet planned: tier "none") and state.',
+            labels=["tier", "state"],
+        )
         for (tier, state), n in sorted(live.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
             current.add_metric([tier or "none", state], n)
-        finished = CounterMetricFamily("suanli_jobs_finished", "Jobs that ended, by tier and final state.",
-                                       labels=["tier", "state"])  # fmt: skip
+        finished = CounterMetricFamily(
+            "suanli_jobs_finished", "Jobs that ended, by tier and final state.", labels=["tier", "state"]
+        )
         for (tier, state), n in sorted(ended.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
             finished.add_metric([tier or "none", state], n)
         yield current
@@ -77,13 +84,16 @@ class ServiceMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(CensusCollector(engine))
         self.registry.register(JobsCollector(engine))
-        self.reports = Counter("suanli_ingest_reports", "Reports received, by outcome.", ["outcome"],
-                               registry=self.registry)  # fmt: skip
+        self.reports = Counter(
+            "suanli_ingest_reports", "Reports received, by outcome.", ["outcome"], registry=self.registry
+        )
         self.latency = Histogram(
-            "suanli_http_request_duration_seconds", "HTTP request latency by route, method and status.",
-            ["route", "method", "status"], registry=self.registry,
+            "suanli_http_request_duration_seconds",
+            "HTTP request latency by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-        )  # fmt: skip
+        )
 
     def observe(self, route: str, method: str, status: int, seconds: float, extra: dict[str, Any]) -> None:
         """Record one request."""

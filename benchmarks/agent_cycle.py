@@ -347,13 +347,21 @@ class AgentProcess:
         config = workdir / "empty.toml"  # so that an /etc/suanli/agent.toml on this machine is not read
         config.write_text("")
         argv = [
-            settings.agent_python, "-m", "census_agent.cli", "run",
-            "--config", str(config),
-            "--server", sink.url,
-            "--interval", repr(interval),
-            "--spool-dir", str(self.spool),
-            "--log-level", settings.agent_log_level,
-        ]  # fmt: skip
+            settings.agent_python,
+            "-m",
+            "census_agent.cli",
+            "run",
+            "--config",
+            str(config),
+            "--server",
+            sink.url,
+            "--interval",
+            repr(interval),
+            "--spool-dir",
+            str(self.spool),
+            "--log-level",
+            settings.agent_log_level,
+        ]
         if settings.agent_metrics:
             argv += ["--metrics-port", "0"]
         if not settings.nvml:
@@ -395,8 +403,9 @@ class AgentProcess:
 def prime_bytecode(settings: Settings, sink: Sink, workdir: Path) -> dict[str, Any]:
     """Run the agent once to fill the private bytecode cache; its memory is that of a start without .pyc files."""
     with contextlib.ExitStack() as stack:
-        agent = AgentProcess(stack, settings, sink, workdir, variant="priming", interval=settings.interval,
-                             env_extra={})  # fmt: skip
+        agent = AgentProcess(
+            stack, settings, sink, workdir, variant="priming", interval=settings.interval, env_extra={}
+        )
         agent.wait_report(settings.warmup_cycles)
         reading = sample(agent.proc)
         stop_process(agent.popen, STOP_TIMEOUT)
@@ -900,14 +909,16 @@ def run(settings: Settings, *, quiet: bool) -> dict[str, Any]:
             progress("priming the agent's bytecode cache (one short run)", quiet=quiet)
             without_pyc = prime_bytecode(settings, sink, workdir)
         progress(f"agent, cached inventory: {settings.cycles} cycles every {settings.interval:g} s", quiet=quiet)
-        phases.append(run_agent(settings, sink, workdir, variant="cached inventory", interval=settings.interval,
-                                env_extra={}))  # fmt: skip
+        phases.append(
+            run_agent(settings, sink, workdir, variant="cached inventory", interval=settings.interval, env_extra={})
+        )
         if settings.full:
             interval = max(settings.interval, FULL_MIN_INTERVAL)
             progress(f"agent, full inventory: {settings.cycles} cycles every {interval:g} s", quiet=quiet)
             env = {"SUANLI_AGENT_INVENTORY_REFRESH_SECONDS": str(FULL_REFRESH_SECONDS)}
-            phases.append(run_agent(settings, sink, workdir, variant="full inventory", interval=interval,
-                                    env_extra=env))  # fmt: skip
+            phases.append(
+                run_agent(settings, sink, workdir, variant="full inventory", interval=interval, env_extra=env)
+            )
         progress(f"node_exporter: {settings.scrapes} scrapes every {settings.scrape_interval:g} s", quiet=quiet)
         phases.append(run_node_exporter(settings, workdir))
     agents, exporter = phases[:-1], phases[-1]

@@ -51,16 +51,35 @@ def fill(engine: Engine, count: int, chunk: int = 20_000) -> float:
         for i in range(offset, min(offset + chunk, count)):
             tier = TIERS[i % 4]
             gpus = 8 if tier == "ai" else 0
-            rows.append({
-                "node_id": f"node-{i:08d}", "source": "agent", "hostname": f"host-{i}",
-                "region_code": districts[i % len(districts)], "organisation": f"org-{i % 97}", "site": None,
-                "tier": tier, "tier_reason": "benchmark", "status": STATUSES[rng.randrange(5)],
-                "first_seen_at": now, "last_report_at": now, "last_generated_at": now, "last_sequence": 1,
-                "last_report_id": f"00000000-0000-4000-8000-{i:012d}", "physical_cores": 64, "threads": 128,
-                "accelerators": gpus, "memory_bytes": 512 * 2**30, "fp64_flops": 2.5e12 + gpus * 67e12,
-                "fp32_flops": 5e12 + gpus * 67e12, "fp16_flops": 5e12 + gpus * 989.5e12,
-                "int8_ops": 1e13 + gpus * 1979e12, "inventory": "{}", "peaks": "{}", "agent_peaks": "{}",
-            })  # fmt: skip
+            rows.append(
+                {
+                    "node_id": f"node-{i:08d}",
+                    "source": "agent",
+                    "hostname": f"host-{i}",
+                    "region_code": districts[i % len(districts)],
+                    "organisation": f"org-{i % 97}",
+                    "site": None,
+                    "tier": tier,
+                    "tier_reason": "benchmark",
+                    "status": STATUSES[rng.randrange(5)],
+                    "first_seen_at": now,
+                    "last_report_at": now,
+                    "last_generated_at": now,
+                    "last_sequence": 1,
+                    "last_report_id": f"00000000-0000-4000-8000-{i:012d}",
+                    "physical_cores": 64,
+                    "threads": 128,
+                    "accelerators": gpus,
+                    "memory_bytes": 512 * 2**30,
+                    "fp64_flops": 2.5e12 + gpus * 67e12,
+                    "fp32_flops": 5e12 + gpus * 67e12,
+                    "fp16_flops": 5e12 + gpus * 989.5e12,
+                    "int8_ops": 1e13 + gpus * 1979e12,
+                    "inventory": "{}",
+                    "peaks": "{}",
+                    "agent_peaks": "{}",
+                }
+            )
         with engine.begin() as conn:
             conn.execute(nodes.insert(), rows)
     with engine.begin() as conn:
@@ -97,10 +116,18 @@ def measure(size: int, requests: int, work: Path) -> dict[str, Any]:
     engine.dispose()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
-    env |= {"SUANLI_DATABASE_URL": url, "SUANLI_PORT": str(port), "SUANLI_LOG_LEVEL": "WARNING",
-            "SUANLI_ADMIN_TOKEN_FILE": str(folder / "admin.token")}  # fmt: skip
-    server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], env=env,
-                              stdout=(folder / "server.log").open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    env |= {
+        "SUANLI_DATABASE_URL": url,
+        "SUANLI_PORT": str(port),
+        "SUANLI_LOG_LEVEL": "WARNING",
+        "SUANLI_ADMIN_TOKEN_FILE": str(folder / "admin.token"),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve"],
+        env=env,
+        stdout=(folder / "server.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         if not wait_until_ready(base, server, timeout=120):

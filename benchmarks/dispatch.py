@@ -75,8 +75,12 @@ def direct_batch(ray: JobSubmissionClient, jobs: int) -> tuple[list[float], floa
     for _ in range(jobs):
         submission_id = f"direct-{uuid.uuid4().hex[:12]}"
         submitted[submission_id] = time.time()
-        ray.submit_job(entrypoint=COMMAND, submission_id=submission_id, entrypoint_num_cpus=0.25,
-                       entrypoint_label_selector={TIER_LABEL: "general"})  # fmt: skip
+        ray.submit_job(
+            entrypoint=COMMAND,
+            submission_id=submission_id,
+            entrypoint_num_cpus=0.25,
+            entrypoint_label_selector={TIER_LABEL: "general"},
+        )
     return follow(ray, submitted)
 
 
@@ -85,8 +89,9 @@ def service_batch(http: httpx.Client, ray: JobSubmissionClient, jobs: int) -> tu
     submitted: dict[str, float] = {}
     for _ in range(jobs):
         at = time.time()
-        answer = http.post("/v1/jobs", json={"name": "bench", "class": "general", "entrypoint": COMMAND,
-                                             "resources": {"cpus": 0.25}})  # fmt: skip
+        answer = http.post(
+            "/v1/jobs", json={"name": "bench", "class": "general", "entrypoint": COMMAND, "resources": {"cpus": 0.25}}
+        )
         answer.raise_for_status()
         submitted[f"{answer.json()['job_id']}-0"] = at
     return follow(ray, submitted)
@@ -132,8 +137,13 @@ def main() -> None:
     with LocalRayCluster(work / "ray", [raylet]) as cluster:
         config = work / "scheduler.toml"
         config.write_text(f'[ray]\naddress = "{cluster.dashboard_url}"\n')
-        service = ServiceProcess(f"sqlite:///{work / 'suanli.db'}", work, scheduler_config=str(config),
-                                 dispatch_interval_seconds="0.2", log_level="WARNING").start()  # fmt: skip
+        service = ServiceProcess(
+            f"sqlite:///{work / 'suanli.db'}",
+            work,
+            scheduler_config=str(config),
+            dispatch_interval_seconds="0.2",
+            log_level="WARNING",
+        ).start()
         try:
             ray = JobSubmissionClient(cluster.dashboard_url)
             direct: list[float] = []
@@ -168,15 +178,23 @@ def main() -> None:
                         break
             most = 0
             for _ in range(40):
-                unfinished = [j for j in ray.list_jobs()
-                              if j.submission_id and not j.submission_id.startswith("direct-")
-                              and j.status not in FINISHED]  # fmt: skip
+                unfinished = [
+                    j
+                    for j in ray.list_jobs()
+                    if j.submission_id and not j.submission_id.startswith("direct-") and j.status not in FINISHED
+                ]
                 most = max(most, len(unfinished))
                 time.sleep(0.5)
             accepted = codes.count(201) + codes.count(200)  # 200: a retry found its job already queued
-            figures["burst"] = {"jobs": args.burst, "accepted": accepted, "retries": retries, "stored": stored,
-                                "accept_seconds": accept_s, "max_unfinished_on_ray": most,
-                                "fit_at_once": 4}  # fmt: skip
+            figures["burst"] = {
+                "jobs": args.burst,
+                "accepted": accepted,
+                "retries": retries,
+                "stored": stored,
+                "accept_seconds": accept_s,
+                "max_unfinished_on_ray": most,
+                "fit_at_once": 4,
+            }
         finally:
             service.stop()
     if args.json:
@@ -184,14 +202,18 @@ def main() -> None:
         return
     o, b = figures["overhead"], figures["burst"]
     print(f"Dispatch benchmark ({args.rounds} rounds of {args.jobs} `{COMMAND}` jobs; one 4-CPU general raylet)")
-    print(f"  submit -> running   direct submit_job {o['direct_submit_to_running_s']:.2f} s   "
-          f"through the service {o['service_submit_to_running_s']:.2f} s   ratio {o['ratio']:.2f}")  # fmt: skip
+    print(
+        f"  submit -> running   direct submit_job {o['direct_submit_to_running_s']:.2f} s   "
+        f"through the service {o['service_submit_to_running_s']:.2f} s   ratio {o['ratio']:.2f}"
+    )
     print(
         f"  jobs/s per batch    direct {o['direct_jobs_per_s']:.2f}   through the service {o['service_jobs_per_s']:.2f}"
     )
-    print(f"  burst of {b['jobs']:,}: {b['accepted']:,} accepted in {b['accept_seconds']:.1f} s ({b['retries']} "
-          f"retried after a lost connection), {b['stored']:,} stored; most unfinished jobs on Ray at once "
-          f"{b['max_unfinished_on_ray']} (fit: {b['fit_at_once']})")  # fmt: skip
+    print(
+        f"  burst of {b['jobs']:,}: {b['accepted']:,} accepted in {b['accept_seconds']:.1f} s ({b['retries']} "
+        f"retried after a lost connection), {b['stored']:,} stored; most unfinished jobs on Ray at once "
+        f"{b['max_unfinished_on_ray']} (fit: {b['fit_at_once']})"
+    )
     print(f"{'PASS' if o['ratio'] <= TARGET_RATIO else 'FAIL'}  overhead_ratio_at_most_{TARGET_RATIO}")
     ok = b["accepted"] == b["stored"] == b["jobs"]
     print(f"{'PASS' if ok else 'FAIL'}  burst_all_accepted_none_lost")

@@ -44,8 +44,10 @@ def main() -> int:
     print(f"answers         {statuses}")
     print(f"failures        {len(result.failures)}")
     print(f"5xx logged      {unexpected}")
-    print(f"fuzzing time    {result.seconds:.1f} s ({result.cases / max(result.seconds, 1e-9):.0f} cases/s); "
-          f"{time.monotonic() - started:.1f} s in all")  # fmt: skip
+    print(
+        f"fuzzing time    {result.seconds:.1f} s ({result.cases / max(result.seconds, 1e-9):.0f} cases/s); "
+        f"{time.monotonic() - started:.1f} s in all"
+    )
     if result.skipped:
         print(f"no invalid case possible: {', '.join(result.skipped)}")
     slowest = sorted(result.seconds_by_operation.items(), key=lambda item: -item[1])[: args.slowest]

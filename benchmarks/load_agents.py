@@ -135,8 +135,9 @@ class Agent:
         self.sequence += 1
         report_id = str(uuid.uuid5(_NAMESPACE, f"{self.node_id}/{self.sequence}"))
         now = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        text = self.template.replace(MARK_ID, report_id, 1).replace(f'"sequence":{MARK_SEQ}',
-                                                                     f'"sequence":{self.sequence}', 1)  # fmt: skip
+        text = self.template.replace(MARK_ID, report_id, 1).replace(
+            f'"sequence":{MARK_SEQ}', f'"sequence":{self.sequence}', 1
+        )
         self.spool.append((self.sequence, text.replace(MARK_TIME, now, 1).encode()))
 
     def close(self) -> None:
@@ -159,9 +160,11 @@ class Target:
 
     def request(self, agent: Agent, body: bytes) -> bytes:
         """The bytes of one POST."""
-        head = (f"POST {self.path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nAuthorization: Bearer {agent.token}\r\n"
-                f"User-Agent: suanli-census-agent/load\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n")  # fmt: skip
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nAuthorization: Bearer {agent.token}\r\n"
+            f"User-Agent: suanli-census-agent/load\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
         return head.encode() + body
 
 
@@ -197,8 +200,13 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
 async def post(agent: Agent, target: Target, body: bytes, stats: Stats) -> tuple[int, bytes]:
     """One POST on the agent's connection (opened again if the service closed it while idle)."""
     idle = time.monotonic() - agent.last_used
-    if (agent.writer is None or agent.writer.is_closing() or agent.reader is None or agent.reader.at_eof()
-            or idle >= KEEPALIVE_EXPIRY_S):  # fmt: skip
+    if (
+        agent.writer is None
+        or agent.writer.is_closing()
+        or agent.reader is None
+        or agent.reader.at_eof()
+        or idle >= KEEPALIVE_EXPIRY_S
+    ):
         agent.close()
         agent.reader, agent.writer = await asyncio.open_connection("127.0.0.1", target.port)
         stats.connections += 1
@@ -262,8 +270,9 @@ async def drain(agent: Agent, target: Target, stats: Stats, in_run: bool) -> boo
     return not agent.spool
 
 
-async def run_agent(agent: Agent, target: Target, stats: Stats, *, interval: float, stop_at: float,
-                    drain_until: float) -> None:  # fmt: skip
+async def run_agent(
+    agent: Agent, target: Target, stats: Stats, *, interval: float, stop_at: float, drain_until: float
+) -> None:
     """The agent's loop (`census_agent.agent.Agent.run`), on the event loop's clock, until the run ends."""
     loop = asyncio.get_running_loop()
     next_report = loop.time() + agent.rng.uniform(0, interval)  # a fleet is not booted in step
@@ -298,8 +307,17 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
-async def generate(agents: list[Agent], target: Target, *, interval: float, duration: float, drain_s: float,
-                   label: str, progress_s: float, service_pid: int | None) -> dict[str, Any]:  # fmt: skip
+async def generate(
+    agents: list[Agent],
+    target: Target,
+    *,
+    interval: float,
+    duration: float,
+    drain_s: float,
+    label: str,
+    progress_s: float,
+    service_pid: int | None,
+) -> dict[str, Any]:
     """Run every agent for `duration` seconds (then up to `drain_s` more for their spools); the figures."""
     stats = Stats()
     loop = asyncio.get_running_loop()
@@ -316,10 +334,13 @@ async def generate(agents: list[Agent], target: Target, *, interval: float, dura
             spooled = sum(len(a.spool) for a in agents)
             errors = sum(stats.errors.values())
             phase = "" if elapsed <= duration + 1 else " (draining spools)"
-            print(f"  [{label}] {elapsed:5.0f} s{phase}: offered {stats.offered / min(elapsed, duration):7.1f}/s, "
-                  f"acknowledged {stats.acknowledged / elapsed:7.1f}/s, p99 {percentile(stats.window, 99) * 1e3:7.1f} "
-                  f"ms (last {progress_s:.0f} s), {percentile(stats.latencies, 99) * 1e3:7.1f} ms (so far), "
-                  f"errors {errors}, in spools {spooled}", flush=True)  # fmt: skip
+            print(
+                f"  [{label}] {elapsed:5.0f} s{phase}: offered {stats.offered / min(elapsed, duration):7.1f}/s, "
+                f"acknowledged {stats.acknowledged / elapsed:7.1f}/s, p99 {percentile(stats.window, 99) * 1e3:7.1f} "
+                f"ms (last {progress_s:.0f} s), {percentile(stats.latencies, 99) * 1e3:7.1f} ms (so far), "
+                f"errors {errors}, in spools {spooled}",
+                flush=True,
+            )
             stats.window = []
 
     reporter = asyncio.create_task(progress())
@@ -371,10 +392,21 @@ def noop_server(work: Path) -> Iterator[tuple[int, int]]:
     port = free_port()
     log = work / "noop-server.log"
     server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.ingest_server", "--database-url", f"sqlite:///{work / 'noop.db'}",
-         "--port", str(port), "--admin-token-file", str(work / "noop-admin.token")],
-        env=clean_env(), stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.ingest_server",
+            "--database-url",
+            f"sqlite:///{work / 'noop.db'}",
+            "--port",
+            str(port),
+            "--admin-token-file",
+            str(work / "noop-admin.token"),
+        ],
+        env=clean_env(),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         if not wait_until_ready(f"http://127.0.0.1:{port}", server):
             raise RuntimeError(f"the no-op server did not start:\n{log.read_text()[-3000:]}")
@@ -411,8 +443,12 @@ def verify(database_url: str, agents: list[Agent]) -> dict[str, int]:
         lost += len(agent.acknowledged - set(mine))
         duplicates += sum(n - 1 for n in mine.values() if n > 1)
         unacknowledged += len(set(mine) - agent.acknowledged)
-    return {"stored": sum(sum(c.values()) for c in stored.values()), "lost": lost, "duplicates": duplicates,
-            "stored_never_acknowledged": unacknowledged}  # fmt: skip
+    return {
+        "stored": sum(sum(c.values()) for c in stored.values()),
+        "lost": lost,
+        "duplicates": duplicates,
+        "stored_never_acknowledged": unacknowledged,
+    }
 
 
 def log_problems(log: Path) -> list[str]:
@@ -429,8 +465,15 @@ def make_agents(node_ids: list[str], documents: list[str], tokens: list[str], se
     return [Agent(n, t, d, random.Random(f"{seed}/{n}")) for n, d, t in zip(node_ids, documents, tokens, strict=True)]
 
 
-def run_backend(backend: str, work: Path, node_ids: list[str], documents: list[str], *, args: argparse.Namespace,
-                cluster: PostgresCluster | None) -> dict[str, Any]:  # fmt: skip
+def run_backend(
+    backend: str,
+    work: Path,
+    node_ids: list[str],
+    documents: list[str],
+    *,
+    args: argparse.Namespace,
+    cluster: PostgresCluster | None,
+) -> dict[str, Any]:
     """One backend: a fresh database, the service, the agents' tokens, the load, the checks."""
     folder = work / backend
     folder.mkdir()
@@ -439,13 +482,24 @@ def run_backend(backend: str, work: Path, node_ids: list[str], documents: list[s
     try:
         began = time.monotonic()
         tokens = agent_tokens(database_url, node_ids)
-        print(f"  [{backend}] service up, {len(tokens):,} agent tokens made in {time.monotonic() - began:.1f} s",
-              flush=True)  # fmt: skip
+        print(
+            f"  [{backend}] service up, {len(tokens):,} agent tokens made in {time.monotonic() - began:.1f} s",
+            flush=True,
+        )
         agents = make_agents(node_ids, documents, tokens, args.seed)
         assert service.proc is not None
-        figures = asyncio.run(generate(agents, Target(service.port, "/v1/reports"), interval=args.interval,
-                                       duration=args.duration, drain_s=args.drain, label=backend,
-                                       progress_s=args.progress, service_pid=service.proc.pid))  # fmt: skip
+        figures = asyncio.run(
+            generate(
+                agents,
+                Target(service.port, "/v1/reports"),
+                interval=args.interval,
+                duration=args.duration,
+                drain_s=args.drain,
+                label=backend,
+                progress_s=args.progress,
+                service_pid=service.proc.pid,
+            )
+        )
     finally:
         service.stop()
     figures |= verify(database_url, agents)
@@ -463,14 +517,18 @@ def line(name: str, r: dict[str, Any]) -> str:
     """One row of the table."""
     lat = r["latency_ms"]
     errors = sum(r["errors"].values())
-    return (f"  {name:26} {r['offered_per_s']:8.1f} {r['acknowledged_per_s']:8.1f} {lat['p50']:8.1f} "
-            f"{lat['p99']:8.1f} {lat['max']:8.1f} {errors:7d}")  # fmt: skip
+    return (
+        f"  {name:26} {r['offered_per_s']:8.1f} {r['acknowledged_per_s']:8.1f} {lat['p50']:8.1f} "
+        f"{lat['p99']:8.1f} {lat['max']:8.1f} {errors:7d}"
+    )
 
 
 def show(args: argparse.Namespace, baseline: dict[str, Any] | None, runs: list[dict[str, Any]], size: float) -> None:
     """Print the table and the checks."""
-    print(f"\nLoad: {args.agents:,} agents reporting every {args.interval:g} s (+/-10%) for {args.duration:g} s; "
-          f"reports {size:.0f} B on average")  # fmt: skip
+    print(
+        f"\nLoad: {args.agents:,} agents reporting every {args.interval:g} s (+/-10%) for {args.duration:g} s; "
+        f"reports {size:.0f} B on average"
+    )
     print(f"  {'':26} {'offered':>8} {'acked':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
     print(f"  {'':26} {'/s':>8} {'/s':>8}")
     if baseline:
@@ -486,30 +544,40 @@ def show(args: argparse.Namespace, baseline: dict[str, Any] | None, runs: list[d
             f"generator CPU {r['generator_cpu_s'] / r['seconds'] * 100:.0f}%; errors {r['errors'] or 'none'}"
         )
         if "lost" in r:
-            print(f"    acknowledged {r['acknowledged']:,} (outcomes {r['outcomes']}), stored {r['stored']:,}, "
-                  f"lost {r['lost']}, duplicates {r['duplicates']}, stored but never acknowledged "
-                  f"{r['stored_never_acknowledged']}, left in spools {r['left_in_spools']}, rejected "
-                  f"{r['rejected']}; service log: {r['service_log_errors']} error line(s)")  # fmt: skip
+            print(
+                f"    acknowledged {r['acknowledged']:,} (outcomes {r['outcomes']}), stored {r['stored']:,}, "
+                f"lost {r['lost']}, duplicates {r['duplicates']}, stored but never acknowledged "
+                f"{r['stored_never_acknowledged']}, left in spools {r['left_in_spools']}, rejected "
+                f"{r['rejected']}; service log: {r['service_log_errors']} error line(s)"
+            )
             for problem in r["service_log_first_errors"]:
                 print(f"      {problem[:200]}")
     if baseline:
         for r in runs:
             b, s = baseline["latency_ms"], r["latency_ms"]
             rate = r["acknowledged_per_s"] / baseline["acknowledged_per_s"] if baseline["acknowledged_per_s"] else 0
-            print(f"  {r['backend']} / no-op: acknowledged rate {rate:.2f}, p50 {s['p50'] / max(b['p50'], 1e-9):.1f}x, "
-                  f"p99 {s['p99'] / max(b['p99'], 1e-9):.1f}x")  # fmt: skip
+            print(
+                f"  {r['backend']} / no-op: acknowledged rate {rate:.2f}, p50 {s['p50'] / max(b['p50'], 1e-9):.1f}x, "
+                f"p99 {s['p99'] / max(b['p99'], 1e-9):.1f}x"
+            )
     for r in runs:
-        checks = {"nothing_lost": r["lost"] == 0, "no_duplicates": r["duplicates"] == 0,
-                  "no_5xx": not any(k.startswith("HTTP 5") for k in r["errors"]),
-                  "sustained_offered_rate": r["acknowledged_per_s"] >= 0.95 * r["offered_per_s"]}  # fmt: skip
+        checks = {
+            "nothing_lost": r["lost"] == 0,
+            "no_duplicates": r["duplicates"] == 0,
+            "no_5xx": not any(k.startswith("HTTP 5") for k in r["errors"]),
+            "sustained_offered_rate": r["acknowledged_per_s"] >= 0.95 * r["offered_per_s"],
+        }
         for name, ok in checks.items():
             print(f"{'PASS' if ok else 'FAIL'}  {r['backend']}: {name}")
 
 
 def parser() -> argparse.ArgumentParser:
     """The command line."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.load_agents", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.load_agents",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--agents", type=int, default=10_000, help="simulated agents, one node each (default 10000)")
     p.add_argument(
         "--interval",
@@ -567,15 +635,27 @@ def main(argv: list[str] | None = None) -> int:
         began = time.monotonic()
         node_ids, documents = templates(args.agents)
         size = sum(len(d) for d in documents) / len(documents)
-        print(f"{args.agents:,} agents ready in {time.monotonic() - began:.1f} s ({size:.0f} B per report on "
-              f"average); offered load {args.agents / args.interval:.1f} reports/s", flush=True)  # fmt: skip
+        print(
+            f"{args.agents:,} agents ready in {time.monotonic() - began:.1f} s ({size:.0f} B per report on "
+            f"average); offered load {args.agents / args.interval:.1f} reports/s",
+            flush=True,
+        )
         if args.baseline_duration > 0:
             with noop_server(work) as (port, pid):
                 tokens = [f"sl_agent_{uuid.uuid4().hex}{uuid.uuid4().hex[:11]}" for _ in node_ids]  # same length
                 agents = make_agents(node_ids, documents, tokens, args.seed)
-                baseline = asyncio.run(generate(agents, Target(port, "/bench/noop"), interval=args.interval,
-                                                duration=args.baseline_duration, drain_s=args.drain, label="no-op",
-                                                progress_s=args.progress, service_pid=pid))  # fmt: skip
+                baseline = asyncio.run(
+                    generate(
+                        agents,
+                        Target(port, "/bench/noop"),
+                        interval=args.interval,
+                        duration=args.baseline_duration,
+                        drain_s=args.drain,
+                        label="no-op",
+                        progress_s=args.progress,
+                        service_pid=pid,
+                    )
+                )
         for backend in backends:
             if backend == "postgresql" and cluster is None:
                 cluster = PostgresCluster().start()

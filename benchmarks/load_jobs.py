@@ -97,9 +97,17 @@ def job_mix(count: int, seed: int) -> list[dict[str, Any]]:
             resources["gpus"] = 1
         elif klass == "edge":
             extra["region"] = "440106" if rng.random() < 0.5 else rng.choice(list(DISTRICTS))
-        docs.append({"name": f"load-{k}", "class": klass, "entrypoint": rng.choice(["true", "sleep 0.1"]),
-                     "resources": resources, "priority": rng.choice([-1, 0, 0, 1]), "time_limit_seconds": 600,
-                     **extra})  # fmt: skip
+        docs.append(
+            {
+                "name": f"load-{k}",
+                "class": klass,
+                "entrypoint": rng.choice(["true", "sleep 0.1"]),
+                "resources": resources,
+                "priority": rng.choice([-1, 0, 0, 1]),
+                "time_limit_seconds": 600,
+                **extra,
+            }
+        )
     return docs
 
 
@@ -123,8 +131,9 @@ def split(count: int, users: int) -> list[list[int]]:
 # --- baseline: straight to Ray -------------------------------------------------------------------------------
 
 
-def direct(dashboard: str, docs: list[dict[str, Any]], *, users: int, timeout: float, progress_s: float,
-           hpc_nodes: list[str]) -> dict[str, Any]:  # fmt: skip
+def direct(
+    dashboard: str, docs: list[dict[str, Any]], *, users: int, timeout: float, progress_s: float, hpc_nodes: list[str]
+) -> dict[str, Any]:
     """Submit `docs` straight to Ray with `users` concurrent submitters; follow until all have ended."""
     submitted: dict[str, tuple[float, str]] = {}  # submission id -> (when the client submitted, class)
     lock = threading.Lock()
@@ -143,9 +152,14 @@ def direct(dashboard: str, docs: list[dict[str, Any]], *, users: int, timeout: f
             submission_id = f"direct-{k}"
             at = time.time()
             try:
-                ray.submit_job(entrypoint=entrypoint, submission_id=submission_id, entrypoint_num_cpus=cpus,
-                               entrypoint_num_gpus=gpus, entrypoint_memory=memory,
-                               entrypoint_label_selector={TIER_LABEL: tier})  # fmt: skip
+                ray.submit_job(
+                    entrypoint=entrypoint,
+                    submission_id=submission_id,
+                    entrypoint_num_cpus=cpus,
+                    entrypoint_num_gpus=gpus,
+                    entrypoint_memory=memory,
+                    entrypoint_label_selector={TIER_LABEL: tier},
+                )
             except (RuntimeError, OSError) as exc:
                 with lock:
                     errors[type(exc).__name__] += 1
@@ -168,8 +182,11 @@ def direct(dashboard: str, docs: list[dict[str, Any]], *, users: int, timeout: f
             break
         if time.monotonic() >= next_line:
             next_line += progress_s
-            print(f"  [direct] {time.time() - first:6.0f} s: {len(done)}/{len(submitted)} ended "
-                  f"({len(done) / (time.time() - first):.2f} jobs/s)", flush=True)  # fmt: skip
+            print(
+                f"  [direct] {time.time() - first:6.0f} s: {len(done)}/{len(submitted)} ended "
+                f"({len(done) / (time.time() - first):.2f} jobs/s)",
+                flush=True,
+            )
         time.sleep(1)
     ends = [j.end_time / 1000 for j in done if j.end_time]
     turnaround: dict[str, list[float]] = defaultdict(list)
@@ -206,8 +223,15 @@ class Submissions:
     last: float = 0.0
 
 
-async def submit_all(url: str, tokens: list[str], docs: list[dict[str, Any]], *, orgs: int, out: Submissions,
-                     progress: Callable[[], None]) -> None:  # fmt: skip
+async def submit_all(
+    url: str,
+    tokens: list[str],
+    docs: list[dict[str, Any]],
+    *,
+    orgs: int,
+    out: Submissions,
+    progress: Callable[[], None],
+) -> None:
     """Every user posts its share of `docs`, one after the other, all users at once; `out` fills as they go."""
     out.first = time.time()
 
@@ -241,8 +265,9 @@ async def submit_all(url: str, tokens: list[str], docs: list[dict[str, Any]], *,
 
     tick = asyncio.create_task(ticker())
     try:
-        await asyncio.gather(*(user(u, t, ix) for u, (t, ix) in enumerate(zip(tokens, split(len(docs), len(tokens)),
-                                                                               strict=True))))  # fmt: skip
+        await asyncio.gather(
+            *(user(u, t, ix) for u, (t, ix) in enumerate(zip(tokens, split(len(docs), len(tokens)), strict=True)))
+        )
     finally:
         tick.cancel()
 
@@ -302,16 +327,25 @@ def check(jobs: list[dict[str, Any]], accepted: set[str], ray_jobs: dict[str, An
         last = job["submission_id"]
         if last in ray_jobs and job["state"] in ray_final and ray_jobs[last].state is not ray_final[job["state"]]:
             disagree.append(job_id)
-    return {"lost": len(missing) + len(unfinished), "missing": missing[:10], "not_final": unfinished[:10],
-            "unexpected_jobs": unexpected[:10], "unexpected_count": len(unexpected),
-            "ray_submissions": sum(len(s) for s in submissions.values()),
-            "duplicated": len(wrong_submissions) + len(ran_twice) + len(strangers),
-            "wrong_submissions": wrong_submissions[:10], "ran_twice": ran_twice[:10], "strangers": strangers[:10],
-            "ray_disagrees": disagree[:10], "ray_disagrees_count": len(disagree)}  # fmt: skip
+    return {
+        "lost": len(missing) + len(unfinished),
+        "missing": missing[:10],
+        "not_final": unfinished[:10],
+        "unexpected_jobs": unexpected[:10],
+        "unexpected_count": len(unexpected),
+        "ray_submissions": sum(len(s) for s in submissions.values()),
+        "duplicated": len(wrong_submissions) + len(ran_twice) + len(strangers),
+        "wrong_submissions": wrong_submissions[:10],
+        "ran_twice": ran_twice[:10],
+        "strangers": strangers[:10],
+        "ray_disagrees": disagree[:10],
+        "ray_disagrees_count": len(disagree),
+    }
 
 
-def through_service(service: ServiceProcess, cluster: LocalRayCluster, docs: list[dict[str, Any]],
-                    args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+def through_service(
+    service: ServiceProcess, cluster: LocalRayCluster, docs: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
     """Tokens, submissions, following, then the checks."""
     with service.client() as admin:
         tokens = []
@@ -331,17 +365,30 @@ def through_service(service: ServiceProcess, cluster: LocalRayCluster, docs: lis
         counts = job_counts(follower)
         ended = sum(counts.get(s, 0) for s in FINAL)
         so_far = f"{accepted} accepted, " if accepted is not None else ""
-        print(f"  [service] {time.time() - began:6.0f} s: {so_far}queued {counts.get('queued', 0)}, dispatching "
-              f"{counts.get('dispatching', 0)}, running {counts.get('running', 0)}, ended {ended} "
-              f"({ended / (time.time() - began):.2f} jobs/s) {({s: counts[s] for s in FINAL if counts.get(s)})}",
-              flush=True)  # fmt: skip
+        print(
+            f"  [service] {time.time() - began:6.0f} s: {so_far}queued {counts.get('queued', 0)}, dispatching "
+            f"{counts.get('dispatching', 0)}, running {counts.get('running', 0)}, ended {ended} "
+            f"({ended / (time.time() - began):.2f} jobs/s) { ({s: counts[s] for s in FINAL if counts.get(s)}) }",
+            flush=True,
+        )
 
     submissions = Submissions()
     try:
-        asyncio.run(submit_all(service.url, tokens, docs, orgs=args.orgs, out=submissions,
-                               progress=lambda: progress(len(submissions.accepted))))  # fmt: skip
-        print(f"  [service] {len(submissions.accepted)} of {len(docs)} accepted in "
-              f"{submissions.last - submissions.first:.1f} s", flush=True)  # fmt: skip
+        asyncio.run(
+            submit_all(
+                service.url,
+                tokens,
+                docs,
+                orgs=args.orgs,
+                out=submissions,
+                progress=lambda: progress(len(submissions.accepted)),
+            )
+        )
+        print(
+            f"  [service] {len(submissions.accepted)} of {len(docs)} accepted in "
+            f"{submissions.last - submissions.first:.1f} s",
+            flush=True,
+        )
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
             counts = job_counts(follower)
@@ -397,40 +444,52 @@ def show(args: argparse.Namespace, base: dict[str, Any] | None, run: dict[str, A
         f"(cluster and service up in {setup_s:.0f} s); classes {run['by_class']}, {run['gangs']} 2-node gangs"
     )
     print(f"  {'':34} {'accepted/s':>10} {'submit s':>9} {'ended/s':>8} {'all ended s':>11}")
-    rows = [("through the service", run)] + ([(f"straight to Ray ({base['jobs']} jobs, baseline)", base)]
-                                             if base else [])  # fmt: skip
+    rows = [("through the service", run)] + (
+        [(f"straight to Ray ({base['jobs']} jobs, baseline)", base)] if base else []
+    )
     for name, r in rows:
-        print(f"  {name:34} {r['accepted_per_s']:10.1f} {r['submit_seconds']:9.1f} {r['completed_per_s']:8.2f} "
-              f"{r['complete_seconds']:11.1f}")  # fmt: skip
+        print(
+            f"  {name:34} {r['accepted_per_s']:10.1f} {r['submit_seconds']:9.1f} {r['completed_per_s']:8.2f} "
+            f"{r['complete_seconds']:11.1f}"
+        )
     if base and base["completed_per_s"] and run["completed_per_s"]:
         ratio = base["completed_per_s"] / run["completed_per_s"]
         print(f"  seconds per job, through the service / straight to Ray: {ratio:.2f}")
     print(f"  outcomes: {run['states']}; attempts {run['attempts']}; tiers {run['tiers']}")
-    print(f"  submission: {run['accepted']:,} accepted, {run['submit_retries']} retries, errors "
-          f"{run['submit_errors'] or 'none'}")  # fmt: skip
+    print(
+        f"  submission: {run['accepted']:,} accepted, {run['submit_retries']} retries, errors "
+        f"{run['submit_errors'] or 'none'}"
+    )
     if base:
         print(f"  baseline outcomes on Ray: {base['states']}; submit errors {base['submit_errors'] or 'none'}")
-    print(f"  {'class':10} {'wait p50 s':>10} {'wait p99 s':>10} {'turnaround p50 s':>17} {'p99 s':>8}"
-          f"{'   straight to Ray: turnaround p50 / p99 s' if base else ''}")  # fmt: skip
+    print(
+        f"  {'class':10} {'wait p50 s':>10} {'wait p99 s':>10} {'turnaround p50 s':>17} {'p99 s':>8}"
+        f"{'   straight to Ray: turnaround p50 / p99 s' if base else ''}"
+    )
     for klass in sorted(run["turnaround_s"]):
         w, t = run["queue_wait_s"].get(klass, percentiles([])), run["turnaround_s"][klass]
         b = base["turnaround_s"].get(klass) if base else None
         extra = f"   {b['p50']:8.1f} / {b['p99']:.1f}" if b else ""
         print(f"  {klass:10} {w['p50']:10.1f} {w['p99']:10.1f} {t['p50']:17.1f} {t['p99']:8.1f}{extra}")
-    print(f"  lost {run['lost']} (missing {run['missing']}, not final {run['not_final']}); jobs never accepted "
-          f"{run['unexpected_count']}; Ray submissions {run['ray_submissions']:,}, duplicated {run['duplicated']} "
-          f"(wrong set {run['wrong_submissions']}, ran twice {run['ran_twice']}, unknown {run['strangers']}); "
-          f"Ray disagrees on {run['ray_disagrees_count']} {run['ray_disagrees']}")  # fmt: skip
-    for name, ok in (("none_lost", run["lost"] == 0 and run["unexpected_count"] == 0),
-                     ("none_duplicated", run["duplicated"] == 0),
-                     ("all_accepted", run["accepted"] == run["jobs"])):  # fmt: skip
+    print(
+        f"  lost {run['lost']} (missing {run['missing']}, not final {run['not_final']}); jobs never accepted "
+        f"{run['unexpected_count']}; Ray submissions {run['ray_submissions']:,}, duplicated {run['duplicated']} "
+        f"(wrong set {run['wrong_submissions']}, ran twice {run['ran_twice']}, unknown {run['strangers']}); "
+        f"Ray disagrees on {run['ray_disagrees_count']} {run['ray_disagrees']}"
+    )
+    for name, ok in (
+        ("none_lost", run["lost"] == 0 and run["unexpected_count"] == 0),
+        ("none_duplicated", run["duplicated"] == 0),
+        ("all_accepted", run["accepted"] == run["jobs"]),
+    ):
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
 
 
 def parser() -> argparse.ArgumentParser:
     """The command line."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.load_jobs", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.load_jobs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--jobs", type=int, default=10_000, help="jobs submitted through the service (default 10000)")
     p.add_argument(
         "--users", type=int, default=100, help="user tokens, each submitting its share at the same time (default 100)"
@@ -473,17 +532,27 @@ def main(argv: list[str] | None = None) -> int:
     with LocalRayCluster(work / "ray", RAYLETS) as cluster:
         config = work / "scheduler.toml"
         config.write_text(f'[ray]\naddress = "{cluster.dashboard_url}"\n')
-        service = ServiceProcess(f"sqlite:///{work / 'suanli.db'}", work, scheduler_config=str(config),
-                                 dispatch_interval_seconds=str(args.dispatch_interval),
-                                 log_level="WARNING").start()  # fmt: skip
+        service = ServiceProcess(
+            f"sqlite:///{work / 'suanli.db'}",
+            work,
+            scheduler_config=str(config),
+            dispatch_interval_seconds=str(args.dispatch_interval),
+            log_level="WARNING",
+        ).start()
         setup_s = time.monotonic() - began
         print(f"Ray cluster ({len(RAYLETS)} raylets) and service up in {setup_s:.0f} s", flush=True)
         try:
             if args.baseline_jobs:
                 backend = RayJobsBackend({"hpc": TierTarget(cluster.dashboard_url, {TIER_LABEL: "hpc"})})
                 hpc_nodes = sorted(n.node_id for n in backend.nodes("hpc"))
-                base = direct(cluster.dashboard_url, docs[: args.baseline_jobs], users=args.users, timeout=args.timeout,
-                              progress_s=args.progress, hpc_nodes=hpc_nodes)  # fmt: skip
+                base = direct(
+                    cluster.dashboard_url,
+                    docs[: args.baseline_jobs],
+                    users=args.users,
+                    timeout=args.timeout,
+                    progress_s=args.progress,
+                    hpc_nodes=hpc_nodes,
+                )
             run = through_service(service, cluster, docs, args)
         finally:
             service.stop()

@@ -49,8 +49,17 @@ def cluster(n: int, rng: random.Random) -> tuple[list[NodeView], list[RunningJob
         if rng.random() < 0.5:
             held = Resources(cpus=node.cpus, gpus=int(node.gpus), memory_bytes=int(node.memory_bytes / 2))
             started = NOW - rng.uniform(0, 3600)
-            running.append(RunningJob(f"run-{k}", f"org-{k % 8}", node.tier, (node.node_id,), held, started,
-                                      rng.choice([3600, 7200, 14400])))  # fmt: skip
+            running.append(
+                RunningJob(
+                    f"run-{k}",
+                    f"org-{k % 8}",
+                    node.tier,
+                    (node.node_id,),
+                    held,
+                    started,
+                    rng.choice([3600, 7200, 14400]),
+                )
+            )
     return net_of_running(nodes, running), running
 
 
@@ -67,12 +76,18 @@ def jobs(n: int, rng: random.Random) -> list[QueuedJob]:
         if klass == "hpc":
             resources["nodes"] = rng.choice([1, 2, 4, 8])
             resources["cpus"] = 64
-        spec = JobSpec.model_validate({
-            "name": f"job-{k}", "class": klass, "entrypoint": "true", "resources": resources,
-            "priority": rng.choice([0, 0, 0, 5, 10]), "organisation": f"org-{rng.randrange(8)}",
-            "region": rng.choice(DISTRICTS) if klass == "edge" else None,
-            "time_limit_seconds": rng.choice([300, 1800, 3600, 4 * 3600]),
-        })  # fmt: skip
+        spec = JobSpec.model_validate(
+            {
+                "name": f"job-{k}",
+                "class": klass,
+                "entrypoint": "true",
+                "resources": resources,
+                "priority": rng.choice([0, 0, 0, 5, 10]),
+                "organisation": f"org-{rng.randrange(8)}",
+                "region": rng.choice(DISTRICTS) if klass == "edge" else None,
+                "time_limit_seconds": rng.choice([300, 1800, 3600, 4 * 3600]),
+            }
+        )
         out.append(QueuedJob(f"job-{k}", spec, NOW - n + k))
     return out
 
@@ -141,8 +156,10 @@ def main() -> None:
         return
     print(f"Policy benchmark: {len(queue):,} waiting jobs, {len(nodes):,} nodes ({len(running):,} running jobs)")
     for name, f in figures.items():
-        print(f"  {name:<40} {f['decisions_per_second']:>10,.0f} decisions/s  "
-              f"({f['seconds'] * 1000:.1f} ms per pass, {f['started']:,} started)")  # fmt: skip
+        print(
+            f"  {name:<40} {f['decisions_per_second']:>10,.0f} decisions/s  "
+            f"({f['seconds'] * 1000:.1f} ms per pass, {f['started']:,} started)"
+        )
     rate = figures["policy (fair share, quotas, backfill)"]["decisions_per_second"]
     print(f"{'PASS' if rate >= TARGET else 'FAIL'}  decisions_per_second_at_least_{TARGET}")
 

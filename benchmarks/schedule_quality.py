@@ -185,10 +185,16 @@ def machine_size(trace: Trace, nodes: int | None = None) -> tuple[int, str]:
 
 
 def _spec(job: TraceJob) -> JobSpec:
-    return JobSpec.model_validate({
-        "name": f"swf-{job.number}", "class": "hpc", "entrypoint": "true", "organisation": ORGANISATION,
-        "resources": {"cpus": 1, "nodes": job.width}, "time_limit_seconds": job.limit,
-    })  # fmt: skip
+    return JobSpec.model_validate(
+        {
+            "name": f"swf-{job.number}",
+            "class": "hpc",
+            "entrypoint": "true",
+            "organisation": ORGANISATION,
+            "resources": {"cpus": 1, "nodes": job.width},
+            "time_limit_seconds": job.limit,
+        }
+    )
 
 
 def simulate(jobs: Sequence[TraceJob], capacity: int, policy: Policy) -> list[float]:
@@ -220,8 +226,9 @@ def simulate(jobs: Sequence[TraceJob], capacity: int, policy: Policy) -> list[fl
         for start in plan(list(queued.values()), held, net_of_running(nodes, held), policy, now).starts:
             k = index[start.job_id]
             spec = queued.pop(start.job_id).spec
-            running[start.job_id] = RunningJob(start.job_id, ORGANISATION, start.tier, start.node_ids,
-                                               spec.resources, now, spec.time_limit_seconds)  # fmt: skip
+            running[start.job_id] = RunningJob(
+                start.job_id, ORGANISATION, start.tier, start.node_ids, spec.resources, now, spec.time_limit_seconds
+            )
             free -= spec.resources.nodes
             starts[k] = now
             heapq.heappush(ends, (now + jobs[k].run, start.job_id))
@@ -288,8 +295,7 @@ def fetch_sample_traces(names: Sequence[str] = SAMPLE_TRACES) -> dict[str, str]:
     command = [uv, "run", "--no-project", "--isolated", "--with", EVALYS, "python", "-c", _LOCATE, *names]
     with tempfile.TemporaryDirectory(prefix="schedule-quality-") as empty:  # so `tests` is evalys's, not ours
         try:
-            done = subprocess.run(command, cwd=empty, env=env, capture_output=True, text=True, timeout=600,
-                                  check=False)  # fmt: skip
+            done = subprocess.run(command, cwd=empty, env=env, capture_output=True, text=True, timeout=600, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise TraceError(f"could not run uv for {EVALYS}: {exc}") from None
         if done.returncode != 0:
@@ -340,14 +346,20 @@ def render(doc: Mapping[str, Any]) -> str:
     ]
     for key, (label, _) in POLICIES.items():
         f = doc["policies"][key]
-        lines.append(f"  {label:<32} {f['jobs']:>5} {f['mean_wait']:>12,.1f} {f['p95_wait']:>11,.1f} "
-                     f"{f['mean_bsld']:>10.2f} {f['utilisation']:>6.3f} {f['makespan']:>11,.1f} "
-                     f"{f['seconds']:>6.2f}")  # fmt: skip
-    lines.append(f"  {'lower bound':<32} {doc['jobs']:>5} {0:>12.1f} {0:>11.1f} {1:>10.2f} "
-                 f"{lb['utilisation']:>6.3f} {lb['makespan']:>11,.1f}")  # fmt: skip
+        lines.append(
+            f"  {label:<32} {f['jobs']:>5} {f['mean_wait']:>12,.1f} {f['p95_wait']:>11,.1f} "
+            f"{f['mean_bsld']:>10.2f} {f['utilisation']:>6.3f} {f['makespan']:>11,.1f} "
+            f"{f['seconds']:>6.2f}"
+        )
+    lines.append(
+        f"  {'lower bound':<32} {doc['jobs']:>5} {0:>12.1f} {0:>11.1f} {1:>10.2f} "
+        f"{lb['utilisation']:>6.3f} {lb['makespan']:>11,.1f}"
+    )
     lines.append(f"  makespan bound: {lb['binding']} (total work / capacity = {lb['work_over_capacity']:,.1f} s)")
-    lines.append(f"{'PASS' if doc['passed'] else 'FAIL'}  mean_bounded_slowdown_at_most_half_of_fifo  "
-                 f"(ratio {doc['bsld_ratio']:.3f}, target <= {TARGET_RATIO})")  # fmt: skip
+    lines.append(
+        f"{'PASS' if doc['passed'] else 'FAIL'}  mean_bounded_slowdown_at_most_half_of_fifo  "
+        f"(ratio {doc['bsld_ratio']:.3f}, target <= {TARGET_RATIO})"
+    )
     return "\n".join(lines)
 
 
@@ -369,8 +381,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     passed = all(d["passed"] for d in docs)
     if args.json:
-        print(json.dumps({"benchmark": "schedule_quality", "tau_seconds": TAU, "target_ratio": TARGET_RATIO,
-                          "traces": docs, "passed": passed}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "benchmark": "schedule_quality",
+                    "tau_seconds": TAU,
+                    "target_ratio": TARGET_RATIO,
+                    "traces": docs,
+                    "passed": passed,
+                },
+                indent=2,
+            )
+        )
     else:
         print("\n\n".join(render(d) for d in docs))
     return EXIT_MISSED if args.strict and not passed else EXIT_OK

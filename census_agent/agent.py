@@ -103,9 +103,11 @@ class Agent:
             self._inventory_at = now
             log.info(
                 "inventory collected: node %s, %d cores, %d accelerator(s); %s",
-                self._inventory.host.node_id, self._inventory.cpu.physical_cores,
-                len(self._inventory.accelerators), scan.status,
-            )  # fmt: skip
+                self._inventory.host.node_id,
+                self._inventory.cpu.physical_cores,
+                len(self._inventory.accelerators),
+                scan.status,
+            )
             return self._inventory
         self._inventory = refresh_memory(self._inventory, collect_memory(self.config.root))
         return self._inventory

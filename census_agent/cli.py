@@ -118,9 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--server", help="census service base URL, e.g. https://census.example:8443")
     run.add_argument("--token-file", dest="token_file", type=Path, help="file holding the agent's bearer token")
-    run.add_argument("--enrol-token-file", dest="enrol_token_file", type=Path,
-                     help="a fleet's enrolment token: traded once for this node's own token, which is kept in "
-                     "--token-file (default: agent.token beside the spool directory)")  # fmt: skip
+    run.add_argument(
+        "--enrol-token-file",
+        dest="enrol_token_file",
+        type=Path,
+        help="a fleet's enrolment token: traded once for this node's own token, which is kept in "
+        "--token-file (default: agent.token beside the spool directory)",
+    )
     run.add_argument("--ca-file", dest="ca_file", type=Path, help="CA bundle to verify the server's certificate")
     run.add_argument("--interval", dest="interval_seconds", type=float, help="seconds between reports (default 30)")
     run.add_argument(
@@ -185,9 +189,13 @@ def _local_report(config: AgentConfig, measurements: list[Measurement] | None = 
         nvml=default_api() if config.nvml else None,
     )
     report = build_report(
-        inventory, ComputeModel(), report_id=uuid.uuid4(), sequence=0,
-        generated_at=datetime.now(tz=UTC), measurements=measurements,
-    )  # fmt: skip
+        inventory,
+        ComputeModel(),
+        report_id=uuid.uuid4(),
+        sequence=0,
+        generated_at=datetime.now(tz=UTC),
+        measurements=measurements,
+    )
     return report, scan.status
 
 
@@ -301,9 +309,12 @@ def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
         log.info("metrics on http://%s:%d/metrics", config.metrics_host, server.server_port)
     log.info(
         "census agent %s: reporting to %s every %.0f s (spool %s holds %d report(s))",
-        __version__, config.server or "(nowhere: metrics only)", config.interval_seconds,
-        config.spool_dir, spool.depth,
-    )  # fmt: skip
+        __version__,
+        config.server or "(nowhere: metrics only)",
+        config.interval_seconds,
+        config.spool_dir,
+        spool.depth,
+    )
     try:
         agent.run()
     finally:

@@ -22,11 +22,30 @@ from census_agent.models import CpuInfo, Precision
 # Flags that matter for throughput; the collectors keep only these.
 THROUGHPUT_FLAGS = frozenset(
     {
-        "sse2", "avx", "avx2", "fma", "avx512f", "avx512_fp16", "avx512_bf16", "avx512_vnni", "avx_vnni",
-        "amx_tile", "amx_bf16", "amx_int8", "asimd", "asimdhp", "asimddp", "fphp", "sve", "sve2",
-        "svebf16", "bf16", "i8mm", "sme",
+        "sse2",
+        "avx",
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_fp16",
+        "avx512_bf16",
+        "avx512_vnni",
+        "avx_vnni",
+        "amx_tile",
+        "amx_bf16",
+        "amx_int8",
+        "asimd",
+        "asimdhp",
+        "asimddp",
+        "fphp",
+        "sve",
+        "sve2",
+        "svebf16",
+        "bf16",
+        "i8mm",
+        "sme",
     }
-)  # fmt: skip
+)
 
 # Arm (implementer, part) -> (name, FP64 FLOPs/cycle/core).
 ARM_CORES: dict[tuple[int, int], tuple[str, int]] = {

@@ -74,9 +74,14 @@ class Pusher:
     """A keep-alive HTTP client for one census server."""
 
     def __init__(
-        self, server: str, token_file: Path | None, *, ca_file: Path | None, timeout: float,
+        self,
+        server: str,
+        token_file: Path | None,
+        *,
+        ca_file: Path | None,
+        timeout: float,
         enrol_token_file: Path | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
         self._token_file = token_file
         self._enrol_token_file = enrol_token_file
@@ -117,8 +122,9 @@ class Pusher:
         except (ValueError, KeyError, TypeError) as exc:
             return PushResult(Outcome.INVALID, None, f"cannot read the node id from the report: {exc}")
         try:
-            response = self._client.post(ENROL_PATH, json={"node_id": node_id},
-                                         headers={"Authorization": f"Bearer {enrol_token}"})  # fmt: skip
+            response = self._client.post(
+                ENROL_PATH, json={"node_id": node_id}, headers={"Authorization": f"Bearer {enrol_token}"}
+            )
         except httpx.HTTPError as exc:
             return PushResult(Outcome.RETRY, None, f"enrolment: {type(exc).__name__}: {exc}")
         if response.status_code != 201:

@@ -136,8 +136,10 @@ class Spool:
             self.dropped_total += 1
             log.warning(
                 "spool over its bound (%d reports, %d bytes): dropped the oldest report, sequence %d",
-                self.max_reports, self.max_bytes, oldest.sequence,
-            )  # fmt: skip
+                self.max_reports,
+                self.max_bytes,
+                oldest.sequence,
+            )
         return entry
 
     def oldest(self) -> SpoolEntry | None:

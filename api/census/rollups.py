@@ -38,8 +38,10 @@ def _upsert_sql(dialect: str) -> str:
     mark = "?" if dialect == "sqlite" else "%s"
     columns = ("tier", "region_code", "status", *DELTA_COLUMNS)
     added = ", ".join(f"{c} = rollups.{c} + excluded.{c}" for c in DELTA_COLUMNS)
-    return (f"INSERT INTO rollups ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "  # noqa: S608
-            f"ON CONFLICT (tier, region_code, status) DO UPDATE SET {added}")  # fmt: skip
+    return (
+        f"INSERT INTO rollups ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "  # noqa: S608
+        f"ON CONFLICT (tier, region_code, status) DO UPDATE SET {added}"
+    )
 
 
 _UPSERTS = {dialect: _upsert_sql(dialect) for dialect in ("sqlite", "postgresql")}
@@ -72,10 +74,15 @@ class Deltas:
 def rebuild(connection: Connection) -> int:
     """Recompute every rollup cell from the nodes table (repair, bulk loads); returns the number of cells."""
     sums = [func.count().label("nodes"), *[func.sum(nodes.c[name]).label(name) for name in MEASURE_COLUMNS]]
-    groups = connection.execute(
-        select(nodes.c.tier, func.coalesce(nodes.c.region_code, UNASSIGNED).label("region_code"), nodes.c.status, *sums)
-        .group_by(nodes.c.tier, nodes.c.region_code, nodes.c.status)
-    ).mappings().all()  # fmt: skip
+    groups = (
+        connection.execute(
+            select(
+                nodes.c.tier, func.coalesce(nodes.c.region_code, UNASSIGNED).label("region_code"), nodes.c.status, *sums
+            ).group_by(nodes.c.tier, nodes.c.region_code, nodes.c.status)
+        )
+        .mappings()
+        .all()
+    )
     connection.execute(rollups.delete())
     if groups:
         connection.execute(rollups.insert(), [dict(g) for g in groups])

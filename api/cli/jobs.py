@@ -35,8 +35,21 @@ examples:
 
 def parse_bytes(text: str) -> int:
     """``512MiB``, ``64GiB``, ``2TiB``, ``1.5G`` or plain bytes."""
-    units = {"": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12,
-             "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+    units = {
+        "": 1,
+        "k": 10**3,
+        "kb": 10**3,
+        "m": 10**6,
+        "mb": 10**6,
+        "g": 10**9,
+        "gb": 10**9,
+        "t": 10**12,
+        "tb": 10**12,
+        "kib": 2**10,
+        "mib": 2**20,
+        "gib": 2**30,
+        "tib": 2**40,
+    }
     t = text.strip().lower()
     number = t.rstrip("abcdefghijklmnopqrstuvwxyz")
     unit = t[len(number) :]
@@ -45,16 +58,26 @@ def parse_bytes(text: str) -> int:
     return int(float(number) * units[unit])
 
 
-def add_commands(sub: Any, client_flags: Callable[[argparse.ArgumentParser], None],  # noqa: ANN401
-                 parse_duration: Callable[[str], int]) -> None:  # fmt: skip
+def add_commands(
+    sub: Any,  # noqa: ANN401 - argparse's subparsers action has no public type
+    client_flags: Callable[[argparse.ArgumentParser], None],
+    parse_duration: Callable[[str], int],
+) -> None:
     """Add the job commands to the `suanli` parser's subcommands."""
     submit = sub.add_parser(
-        "submit", help="submit a job: suanli submit --class ai --gpus 1 -- python train.py",
+        "submit",
+        help="submit a job: suanli submit --class ai --gpus 1 -- python train.py",
         description="Submit a job; its command follows `--` and is run verbatim by Ray on the node chosen.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    submit.add_argument("--class", dest="klass", required=True, choices=["general", "in-memory", "hpc", "ai", "edge"],
-                        help="workload class: decides the tier")  # fmt: skip
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    submit.add_argument(
+        "--class",
+        dest="klass",
+        required=True,
+        choices=["general", "in-memory", "hpc", "ai", "edge"],
+        help="workload class: decides the tier",
+    )
     submit.add_argument("--name", help="a name for the job (default: the command's first word)")
     submit.add_argument("--cpus", type=float, default=1.0, help="CPUs per node (default 1)")
     submit.add_argument("--gpus", type=int, default=0, help="GPUs per node (default 0)")
@@ -63,8 +86,13 @@ def add_commands(sub: Any, client_flags: Callable[[argparse.ArgumentParser], Non
     submit.add_argument("--priority", type=int, default=0, help="higher runs first (-1000..1000)")
     submit.add_argument("--organisation", "--org", dest="organisation", default="default")
     submit.add_argument("--region", help="edge locality: region code whose nodes are tried first")
-    submit.add_argument("--time-limit", dest="time_limit", type=parse_duration, default=3600,
-                        help="e.g. 90s, 30m, 2h (default 1h); the job is stopped past it")  # fmt: skip
+    submit.add_argument(
+        "--time-limit",
+        dest="time_limit",
+        type=parse_duration,
+        default=3600,
+        help="e.g. 90s, 30m, 2h (default 1h); the job is stopped past it",
+    )
     submit.add_argument("--retries", type=int, default=0, help="times a failed run is retried (default 0)")
     submit.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="environment (repeatable)")
     submit.add_argument("--workdir", help="working directory on the node")
@@ -130,8 +158,16 @@ def _line(job: dict[str, Any]) -> list[str]:
     where = job["tier"] or "-"
     if job["state"] == "queued" and job["position"]:
         where += f" #{job['position']}"
-    return [job["job_id"], job["name"][:24], job["class"], job["state"], where, job["owner"][:16],
-            job["submitted_at"][:19].replace("T", " "), job["reason"][:60]]  # fmt: skip
+    return [
+        job["job_id"],
+        job["name"][:24],
+        job["class"],
+        job["state"],
+        where,
+        job["owner"][:16],
+        job["submitted_at"][:19].replace("T", " "),
+        job["reason"][:60],
+    ]
 
 
 def render_job(job: dict[str, Any]) -> str:
@@ -155,8 +191,12 @@ def render_job(job: dict[str, Any]) -> str:
     if job["exit_code"] is not None:
         lines.append(f"exit     {job['exit_code']}")
     lines.append("")
-    lines.append(table([[e["at"][:19].replace("T", " "), e["state"], e["reason"]] for e in job["events"]],
-                       ["at (UTC)", "state", "reason"]))  # fmt: skip
+    lines.append(
+        table(
+            [[e["at"][:19].replace("T", " "), e["state"], e["reason"]] for e in job["events"]],
+            ["at (UTC)", "state", "reason"],
+        )
+    )
     return "\n".join(lines)
 
 
@@ -166,13 +206,22 @@ def render_tiers(doc: dict[str, Any]) -> str:
     for t in doc["tiers"]:
         cap, free = t["capacity"], t["free"]
         status = "not served" if not t["served"] else ("up" if t["reachable"] else "unreachable")
-        rows.append([t["tier"], status, str(t["nodes"]), f"{free['cpus']:g}/{cap['cpus']:g}",
-                     f"{free['gpus']:g}/{cap['gpus']:g}",
-                     f"{human_bytes(free['memory_bytes'])}/{human_bytes(cap['memory_bytes'])}",
-                     str(t["running"] + t["dispatching"]), str(t["queued"]),
-                     str(t["census_active_nodes"])])  # fmt: skip
-    return table(rows, ["tier", "ray", "nodes", "CPUs free", "GPUs free", "memory free", "running", "queued",
-                        "census nodes"])  # fmt: skip
+        rows.append(
+            [
+                t["tier"],
+                status,
+                str(t["nodes"]),
+                f"{free['cpus']:g}/{cap['cpus']:g}",
+                f"{free['gpus']:g}/{cap['gpus']:g}",
+                f"{human_bytes(free['memory_bytes'])}/{human_bytes(cap['memory_bytes'])}",
+                str(t["running"] + t["dispatching"]),
+                str(t["queued"]),
+                str(t["census_active_nodes"]),
+            ]
+        )
+    return table(
+        rows, ["tier", "ray", "nodes", "CPUs free", "GPUs free", "memory free", "running", "queued", "census nodes"]
+    )
 
 
 def _dump(doc: object) -> str:
@@ -181,8 +230,11 @@ def _dump(doc: object) -> str:
 
 def _submit(client: SuanliClient, args: argparse.Namespace) -> None:
     job = client.submit(spec_from(args))
-    print(_dump(job) if args.json else f"submitted {job['job_id']} ({job['class']}): {job['state']}; follow it "
-          f"with `suanli job {job['job_id']}`")  # fmt: skip
+    print(
+        _dump(job)
+        if args.json
+        else f"submitted {job['job_id']} ({job['class']}): {job['state']}; follow it with `suanli job {job['job_id']}`"
+    )
 
 
 def _jobs(client: SuanliClient, args: argparse.Namespace) -> None:
@@ -219,8 +271,13 @@ def _tiers(client: SuanliClient, args: argparse.Namespace) -> None:
 
 
 HANDLERS: dict[str, Callable[[SuanliClient, argparse.Namespace], None]] = {
-    "submit": _submit, "jobs": _jobs, "job": _job, "logs": _logs, "cancel": _cancel, "tiers": _tiers,
-}  # fmt: skip
+    "submit": _submit,
+    "jobs": _jobs,
+    "job": _job,
+    "logs": _logs,
+    "cancel": _cancel,
+    "tiers": _tiers,
+}
 COMMANDS = tuple(HANDLERS)
 
 

@@ -49,15 +49,27 @@ Needs a token with the operator (or admin) role; --dry-run needs none.
 
 def add_command(sub: Any, client_flags: Callable[[argparse.ArgumentParser], None]) -> None:  # noqa: ANN401
     """Add ``k8s-sync`` to the `suanli` parser's subcommands."""
-    p = sub.add_parser(COMMAND, help="record a Kubernetes cluster's Nodes in the census", description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        COMMAND,
+        help="record a Kubernetes cluster's Nodes in the census",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     client_flags(p)
     p.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--context", help="kubeconfig context (default: its current context)")
-    p.add_argument("--in-cluster", dest="in_cluster", action="store_true",
-                   help="use the pod's service account instead of a kubeconfig")  # fmt: skip
-    p.add_argument("--dry-run", dest="dry_run", action="store_true",
-                   help="show what would be recorded (regions from the built-in seed); send nothing")  # fmt: skip
+    p.add_argument(
+        "--in-cluster",
+        dest="in_cluster",
+        action="store_true",
+        help="use the pod's service account instead of a kubeconfig",
+    )
+    p.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        help="show what would be recorded (regions from the built-in seed); send nothing",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -78,8 +90,19 @@ def _rows(found: list[DiscoveredNode]) -> list[list[str]]:
         gpus = f"{len(inv.accelerators)} x {inv.accelerators[0].model}" if inv.accelerators else "-"
         headline = human_flops(peaks.figures[DEFAULT_HEADLINE[tier.tier]].flops)
         memory = human_bytes(inv.memory.total_bytes)
-        rows.append([node.name, inv.host.node_id[:12], "yes" if node.ready else "no", tier.tier.value, gpus,
-                     str(inv.cpu.threads), memory, headline, inv.labels.region or "-"])  # fmt: skip
+        rows.append(
+            [
+                node.name,
+                inv.host.node_id[:12],
+                "yes" if node.ready else "no",
+                tier.tier.value,
+                gpus,
+                str(inv.cpu.threads),
+                memory,
+                headline,
+                inv.labels.region or "-",
+            ]
+        )
     return rows
 
 
@@ -100,12 +123,21 @@ def run(args: argparse.Namespace, make_client: ClientFactory) -> int:
         found, unusable = discover_all(objects, codes, load_default_catalogue())
         for name, why in unusable:
             print(f"suanli {COMMAND}: skipping node {name!r}: {why}", file=sys.stderr)
-        totals: dict[str, Any] = {"listed": len(objects), "unusable": len(unusable), "added": 0, "changed": 0,
-                                  "refreshed": 0, "has_agent": 0, "has_agent_ids": []}  # fmt: skip
+        totals: dict[str, Any] = {
+            "listed": len(objects),
+            "unusable": len(unusable),
+            "added": 0,
+            "changed": 0,
+            "refreshed": 0,
+            "has_agent": 0,
+            "has_agent_ids": [],
+        }
         if client is not None:
             for start in range(0, len(found), BATCH):
-                batch = [{"name": n.name, "inventory": n.inventory.model_dump(mode="json"), "ready": n.ready}
-                         for n in found[start : start + BATCH]]  # fmt: skip
+                batch = [
+                    {"name": n.name, "inventory": n.inventory.model_dump(mode="json"), "ready": n.ready}
+                    for n in found[start : start + BATCH]
+                ]
                 answer = client.record_discovered(batch)
                 for key in ("added", "changed", "refreshed", "has_agent"):
                     totals[key] += answer[key]
@@ -115,8 +147,16 @@ def run(args: argparse.Namespace, make_client: ClientFactory) -> int:
         if client is not None:
             client.close()
     if args.json:
-        nodes = [{"name": n.name, "node_id": n.inventory.host.node_id, "ready": n.ready, "notes": list(n.notes),
-                  "inventory": n.inventory.model_dump(mode="json")} for n in found]  # fmt: skip
+        nodes = [
+            {
+                "name": n.name,
+                "node_id": n.inventory.host.node_id,
+                "ready": n.ready,
+                "notes": list(n.notes),
+                "inventory": n.inventory.model_dump(mode="json"),
+            }
+            for n in found
+        ]
         print(json.dumps({**totals, "dry_run": args.dry_run, "nodes": nodes}, indent=2, ensure_ascii=False))
         return 0
     headers = ["node", "node id", "ready", "tier", "accelerators", "cpus", "memory", "headline peak", "region"]
@@ -128,7 +168,9 @@ def run(args: argparse.Namespace, make_client: ClientFactory) -> int:
     if args.dry_run:
         print(f"dry run: {len(found)} node(s) would be recorded; nothing sent")
     else:
-        print(f"{len(objects)} node(s) listed: {totals['added']} added, {totals['changed']} changed, "
-              f"{totals['refreshed']} refreshed, {totals['has_agent']} left to their agents, "
-              f"{len(unusable)} unusable")  # fmt: skip
+        print(
+            f"{len(objects)} node(s) listed: {totals['added']} added, {totals['changed']} changed, "
+            f"{totals['refreshed']} refreshed, {totals['has_agent']} left to their agents, "
+            f"{len(unusable)} unusable"
+        )
     return 0

@@ -71,30 +71,43 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--host", help="address to bind (default 127.0.0.1)")
         p.add_argument("--port", type=int, help="port (default 8080)")
         p.add_argument("--database-url", dest="database_url", help="sqlite:///FILE or postgresql://...")
-        p.add_argument("--admin-token-file", dest="admin_token_file", type=Path,
-                       help="first admin token: read from this file, or written to it if missing")  # fmt: skip
-        p.add_argument("--ingest-workers", dest="ingest_workers", type=int, metavar="N",
-                       help="processes that validate, price and (on an SQLite file) store reports beside the event "
-                       "loop (default: one per core beyond the first, at most 4; 0: in the service's own "
-                       "process)")  # fmt: skip
+        p.add_argument(
+            "--admin-token-file",
+            dest="admin_token_file",
+            type=Path,
+            help="first admin token: read from this file, or written to it if missing",
+        )
+        p.add_argument(
+            "--ingest-workers",
+            dest="ingest_workers",
+            type=int,
+            metavar="N",
+            help="processes that validate, price and (on an SQLite file) store reports beside the event "
+            "loop (default: one per core beyond the first, at most 4; 0: in the service's own "
+            "process)",
+        )
 
     serve = sub.add_parser("serve", help="run the census service", description="Run the census service (uvicorn).")
     service_flags(serve)
     serve.add_argument("--tls-cert", dest="tls_certfile", type=Path, help="serve HTTPS with this PEM certificate")
     serve.add_argument("--tls-key", dest="tls_keyfile", type=Path, help="the certificate's PEM private key")
-    up = sub.add_parser("up", help="the whole system on this machine: service, agent, a Ray raylet per tier",
-                        description="Start the census service on SQLite in --data-dir, a local Ray cluster of one "
-                        "head and one raylet per tier (general, ai, hpc, edge; this machine's CPUs and memory "
-                        "shared out between them) that the service dispatches jobs to, and a census agent "
-                        "reporting this machine. The census counts the physical machine once. Ctrl-C stops "
-                        "everything it started and nothing else.")  # fmt: skip
+    up = sub.add_parser(
+        "up",
+        help="the whole system on this machine: service, agent, a Ray raylet per tier",
+        description="Start the census service on SQLite in --data-dir, a local Ray cluster of one "
+        "head and one raylet per tier (general, ai, hpc, edge; this machine's CPUs and memory "
+        "shared out between them) that the service dispatches jobs to, and a census agent "
+        "reporting this machine. The census counts the physical machine once. Ctrl-C stops "
+        "everything it started and nothing else.",
+    )
     service_flags(up)
     up.add_argument(
         "--data-dir", type=Path, default=Path("suanli-data"), help="database, tokens, spool (default ./suanli-data)"
     )
     up.add_argument("--region", default="440106", help="region code of this machine (default 440106, Tianhe)")
-    up.add_argument("--no-ray", dest="ray", action="store_false",
-                    help="census only: no local Ray cluster, so no job routes")  # fmt: skip
+    up.add_argument(
+        "--no-ray", dest="ray", action="store_false", help="census only: no local Ray cluster, so no job routes"
+    )
     up.add_argument(
         "--ray-cpus",
         dest="ray_cpus",
@@ -107,8 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=cli_jobs.parse_bytes,
         help="memory shared out over the raylets (default: half this machine's, at most 8 GiB)",
     )
-    up.add_argument("--ray-gpus", dest="ray_gpus", type=int, default=0,
-                    help="GPUs given to the ai raylet (default 0; logical GPUs need no real GPU)")  # fmt: skip
+    up.add_argument(
+        "--ray-gpus",
+        dest="ray_gpus",
+        type=int,
+        default=0,
+        help="GPUs given to the ai raylet (default 0; logical GPUs need no real GPU)",
+    )
 
     def client_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--server", help="service URL (default $SUANLI_SERVER or http://127.0.0.1:8080)")
@@ -136,8 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = tsub.add_parser("create", help="create a token (its secret is shown once)")
     create.add_argument("name")
-    create.add_argument("--role", required=True, choices=["admin", "operator", "planner", "user", "agent", "enrol"],
-                        help="agent: one node's reports; enrol: a fleet's agents trade it for their own")  # fmt: skip
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=["admin", "operator", "planner", "user", "agent", "enrol"],
+        help="agent: one node's reports; enrol: a fleet's agents trade it for their own",
+    )
     create.add_argument("--expires-in", dest="expires_in", help="e.g. 3600s, 12h, 30d (default: never)")
     create.add_argument("--json", action="store_true")
     listing = tsub.add_parser("list", help="list tokens (never their secrets)")
@@ -208,10 +230,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     data: Path = args.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
     admin_file = args.admin_token_file or data / "admin.token"
-    settings = _settings(args, database_url=args.database_url or f"sqlite:///{data / 'suanli.db'}",
-                         admin_token_file=admin_file)  # fmt: skip
-    env = {**os.environ, "SUANLI_DATABASE_URL": settings.database_url, "SUANLI_ADMIN_TOKEN_FILE": str(admin_file),
-           "SUANLI_HOST": settings.host, "SUANLI_PORT": str(settings.port)}  # fmt: skip
+    settings = _settings(
+        args, database_url=args.database_url or f"sqlite:///{data / 'suanli.db'}", admin_token_file=admin_file
+    )
+    env = {
+        **os.environ,
+        "SUANLI_DATABASE_URL": settings.database_url,
+        "SUANLI_ADMIN_TOKEN_FILE": str(admin_file),
+        "SUANLI_HOST": settings.host,
+        "SUANLI_PORT": str(settings.port),
+    }
     server_url = f"http://{settings.host}:{settings.port}"
     children: list[subprocess.Popen[bytes]] = []
     cluster = None
@@ -236,16 +264,35 @@ def cmd_up(args: argparse.Namespace) -> int:
             with SuanliClient(server_url, admin) as c:
                 agent_token.write_text(c.create_token("local agent", "agent")["token"] + "\n")
             agent_token.chmod(0o600)
-        children.append(subprocess.Popen(
-            [sys.executable, "-m", "census_agent.cli", "run", "--server", server_url, "--token-file", str(agent_token),
-             "--spool-dir", str(data / "spool"), "--region", args.region, "--interval", "30"],
-            start_new_session=True,
-        ))  # fmt: skip
+        children.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "census_agent.cli",
+                    "run",
+                    "--server",
+                    server_url,
+                    "--token-file",
+                    str(agent_token),
+                    "--spool-dir",
+                    str(data / "spool"),
+                    "--region",
+                    args.region,
+                    "--interval",
+                    "30",
+                ],
+                start_new_session=True,
+            )
+        )
         ray = f"Ray dashboard {cluster.dashboard_url} (a raylet per tier)\n" if cluster else ""
-        print(f"\nSuanli is up: service {server_url} (docs {server_url}/docs), database {settings.database_url}\n"
-              f"{ray}admin token in {admin_file}; try `suanli census`, `suanli tiers` and "
-              f"`suanli submit --class general -- echo hello` in another terminal. Ctrl-C stops everything.\n",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"\nSuanli is up: service {server_url} (docs {server_url}/docs), database {settings.database_url}\n"
+            f"{ray}admin token in {admin_file}; try `suanli census`, `suanli tiers` and "
+            f"`suanli submit --class general -- echo hello` in another terminal. Ctrl-C stops everything.\n",
+            file=sys.stderr,
+            flush=True,
+        )
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         return EXIT_ERROR
@@ -265,8 +312,10 @@ def cmd_up(args: argparse.Namespace) -> int:
                 child.wait()
         if cluster is not None:
             cluster.stop()
-        print("suanli up: stopped the agent and the service" + (" and the Ray cluster" if cluster else ""),
-              file=sys.stderr)  # fmt: skip
+        print(
+            "suanli up: stopped the agent and the service" + (" and the Ray cluster" if cluster else ""),
+            file=sys.stderr,
+        )
 
 
 def _ray_cluster(args: argparse.Namespace, data: Path) -> Any:  # noqa: ANN401 - scheduler.local_cluster.LocalRayCluster
@@ -279,36 +328,62 @@ def _ray_cluster(args: argparse.Namespace, data: Path) -> Any:  # noqa: ANN401 -
     cpus = args.ray_cpus or max(os.cpu_count() or 1, len(tiers))
     memory = args.ray_memory or min(psutil.virtual_memory().total // 2, 8 * 2**30)
     specs = split_machine(cpus, memory, tiers, gpus_for_ai=args.ray_gpus)
-    print(f"suanli up: starting Ray: a head and {len(specs)} raylets ({cpus} CPUs, {human_bytes(memory)} shared "
-          "out; about 20-60 s)...", file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"suanli up: starting Ray: a head and {len(specs)} raylets ({cpus} CPUs, {human_bytes(memory)} shared "
+        "out; about 20-60 s)...",
+        file=sys.stderr,
+        flush=True,
+    )
     return LocalRayCluster(data / "ray", specs)
 
 
 def _precision_cells(peaks: dict[str, float]) -> list[str]:
-    return [human_flops(peaks["fp64"]), human_flops(peaks["fp32"]), human_flops(peaks["fp16"]),
-            human_flops(peaks["int8"], ops=True)]  # fmt: skip
+    return [
+        human_flops(peaks["fp64"]),
+        human_flops(peaks["fp32"]),
+        human_flops(peaks["fp16"]),
+        human_flops(peaks["int8"], ops=True),
+    ]
 
 
 def render_census(doc: dict[str, Any], by: str) -> str:
     """The human census screen."""
     head = doc["headline"]
     conv = ", ".join(f"{t} at {p}" for t, p in head["convention"].items())
-    lines = [f"Headline compute 算力总量: {human_flops(head['flops'])}   ({conv}; {', '.join(doc['statuses'])} nodes)",
-             f"Nodes {doc['totals']['nodes']:,}, cores {doc['totals']['physical_cores']:,}, accelerators "
-             f"{doc['totals']['accelerators']:,}, memory {human_bytes(doc['totals']['memory_bytes'])}", ""]  # fmt: skip
+    lines = [
+        f"Headline compute 算力总量: {human_flops(head['flops'])}   ({conv}; {', '.join(doc['statuses'])} nodes)",
+        f"Nodes {doc['totals']['nodes']:,}, cores {doc['totals']['physical_cores']:,}, accelerators "
+        f"{doc['totals']['accelerators']:,}, memory {human_bytes(doc['totals']['memory_bytes'])}",
+        "",
+    ]
     if by == "tier":
         names = {"general": "general 通用", "ai": "ai 智算", "hpc": "hpc 超算", "edge": "edge 边缘"}
-        rows = [[names[t["tier"]], f"{t['nodes']:,}", human_flops(t["headline_flops"]),
-                 f"{t['share_of_headline']:.1%}" if t["share_of_headline"] is not None else "-",
-                 *_precision_cells(t["peak_flops"])] for t in doc["by_tier"]]  # fmt: skip
+        rows = [
+            [
+                names[t["tier"]],
+                f"{t['nodes']:,}",
+                human_flops(t["headline_flops"]),
+                f"{t['share_of_headline']:.1%}" if t["share_of_headline"] is not None else "-",
+                *_precision_cells(t["peak_flops"]),
+            ]
+            for t in doc["by_tier"]
+        ]
         lines.append(table(rows, ["tier", "nodes", "headline", "share", "fp64", "fp32", "fp16", "int8"]))
     else:
         rows = []
         for r in doc["by_region"]:
             per_capita = r["per_capita_headline_flops"]
-            rows.append([r["code"], f"{r['name_zh']} {r['name_en']}", r["level"], f"{r['nodes']:,}",
-                         human_flops(r["headline_flops"]), human_flops(per_capita) if per_capita else "-",
-                         f"{r['population']:,}" if r["population"] else "-"])  # fmt: skip
+            rows.append(
+                [
+                    r["code"],
+                    f"{r['name_zh']} {r['name_en']}",
+                    r["level"],
+                    f"{r['nodes']:,}",
+                    human_flops(r["headline_flops"]),
+                    human_flops(per_capita) if per_capita else "-",
+                    f"{r['population']:,}" if r["population"] else "-",
+                ]
+            )
         lines.append(table(rows, ["code", "region", "level", "nodes", "headline", "per capita 人均", "population"]))
     return "\n".join(lines)
 
@@ -327,14 +402,27 @@ def cmd_census(args: argparse.Namespace) -> int:
 def cmd_nodes(args: argparse.Namespace) -> int:
     """``nodes``."""
     with _client(args) as client:
-        page = client.nodes(tier=args.tier, region=args.region, status=args.status, organisation=args.organisation,
-                            limit=args.limit)  # fmt: skip
+        page = client.nodes(
+            tier=args.tier, region=args.region, status=args.status, organisation=args.organisation, limit=args.limit
+        )
     if args.json:
         print(json.dumps(page, indent=2, ensure_ascii=False))
         return EXIT_OK
-    rows = [[n["node_id"][:16], n["hostname"], n["tier"], n["status"], n["region_code"] or "-",
-             str(n["physical_cores"]), str(n["accelerators"]), human_bytes(n["memory_bytes"]),
-             human_flops(n["fp64_flops"]), human_flops(n["fp16_flops"])] for n in page["items"]]  # fmt: skip
+    rows = [
+        [
+            n["node_id"][:16],
+            n["hostname"],
+            n["tier"],
+            n["status"],
+            n["region_code"] or "-",
+            str(n["physical_cores"]),
+            str(n["accelerators"]),
+            human_bytes(n["memory_bytes"]),
+            human_flops(n["fp64_flops"]),
+            human_flops(n["fp16_flops"]),
+        ]
+        for n in page["items"]
+    ]
     print(table(rows, ["node", "hostname", "tier", "status", "region", "cores", "accel", "memory", "fp64", "fp16"]))
     if page["next_after"]:
         print(f"(more: --limit, or the API's after={page['next_after']})")
@@ -360,8 +448,18 @@ def cmd_token(args: argparse.Namespace) -> int:
                 print(f"token {made['id']} ({made['role']}) for {made['name']!r}; store it now, it is not shown again:")
                 print(made["token"])
         elif action == "list":
-            rows = [[str(t["id"]), t["name"], t["role"], t["prefix"] + "...", t["node_id"] or "-",
-                     t["created_at"][:19], _token_state(t)] for t in client.tokens()]  # fmt: skip
+            rows = [
+                [
+                    str(t["id"]),
+                    t["name"],
+                    t["role"],
+                    t["prefix"] + "...",
+                    t["node_id"] or "-",
+                    t["created_at"][:19],
+                    _token_state(t),
+                ]
+                for t in client.tokens()
+            ]
             print(table(rows, ["id", "name", "role", "prefix", "bound node", "created", "state"]))
         else:
             client.revoke_token(args.id)

@@ -32,18 +32,23 @@ class KubernetesNodes:
     """The Nodes of one cluster: ``KubernetesNodes(kubeconfig, context).list()``."""
 
     def __init__(
-        self, kubeconfig: Path | None = None, context: str | None = None, *, in_cluster: bool = False,
+        self,
+        kubeconfig: Path | None = None,
+        context: str | None = None,
+        *,
+        in_cluster: bool = False,
         timeout: float = 30.0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         configuration = client.Configuration()
         try:
             if in_cluster:
                 config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             else:
                 config.load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=str(kubeconfig) if kubeconfig else None, context=context,
+                    config_file=str(kubeconfig) if kubeconfig else None,
+                    context=context,
                     client_configuration=configuration,
-                )  # fmt: skip
+                )
         except (ConfigException, OSError) as exc:
             raise KubernetesUnavailable(f"cannot configure the Kubernetes client: {exc}") from exc
         configuration.retries = 2
@@ -60,8 +65,9 @@ class KubernetesNodes:
         token: str | None = None
         while True:
             try:
-                response = self.api.list_node(limit=page_size, _continue=token, _request_timeout=self.timeout,
-                                              _preload_content=False)  # fmt: skip
+                response = self.api.list_node(
+                    limit=page_size, _continue=token, _request_timeout=self.timeout, _preload_content=False
+                )
                 page = json.loads(response.data)  # type: ignore[attr-defined]  # a urllib3 response, unparsed
             except ApiException as exc:
                 raise KubernetesUnavailable(f"listing nodes failed: HTTP {exc.status} {exc.reason}") from exc

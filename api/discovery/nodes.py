@@ -51,11 +51,29 @@ TOPOLOGY_LABELS = ("topology.kubernetes.io/zone", "topology.kubernetes.io/region
 NFD = "feature.node.kubernetes.io/"
 # Node Feature Discovery's CPUID names for the ISA flags the compute model reads.
 NFD_FLAGS = {
-    "SSE2": "sse2", "AVX": "avx", "AVX2": "avx2", "FMA3": "fma", "AVX512F": "avx512f", "AVX512FP16": "avx512_fp16",
-    "AVX512BF16": "avx512_bf16", "AVX512VNNI": "avx512_vnni", "AVXVNNI": "avx_vnni", "AMXTILE": "amx_tile",
-    "AMXBF16": "amx_bf16", "AMXINT8": "amx_int8", "ASIMD": "asimd", "ASIMDHP": "asimdhp", "ASIMDDP": "asimddp",
-    "FPHP": "fphp", "SVE": "sve", "SVE2": "sve2", "SVEBF16": "svebf16", "BF16": "bf16", "I8MM": "i8mm", "SME": "sme",
-}  # fmt: skip
+    "SSE2": "sse2",
+    "AVX": "avx",
+    "AVX2": "avx2",
+    "FMA3": "fma",
+    "AVX512F": "avx512f",
+    "AVX512FP16": "avx512_fp16",
+    "AVX512BF16": "avx512_bf16",
+    "AVX512VNNI": "avx512_vnni",
+    "AVXVNNI": "avx_vnni",
+    "AMXTILE": "amx_tile",
+    "AMXBF16": "amx_bf16",
+    "AMXINT8": "amx_int8",
+    "ASIMD": "asimd",
+    "ASIMDHP": "asimdhp",
+    "ASIMDDP": "asimddp",
+    "FPHP": "fphp",
+    "SVE": "sve",
+    "SVE2": "sve2",
+    "SVEBF16": "svebf16",
+    "BF16": "bf16",
+    "I8MM": "i8mm",
+    "SME": "sme",
+}
 NFD_VENDORS = {"Intel": "GenuineIntel", "AMD": "AuthenticAMD", "Hygon": "HygonGenuine", "ARM": "ARM"}
 ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64", "386": "i686"}
 
@@ -72,9 +90,21 @@ MIB = 2**20
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
 _SUFFIXES: dict[str, Decimal | int] = {
-    "": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-}  # fmt: skip
+    "": 1,
+    "m": Decimal("0.001"),
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
 
 
 class NodeNotUsable(ValueError):
@@ -151,9 +181,7 @@ def _cpu(node: Mapping[str, Any], labels: Mapping[str, str], notes: list[str]) -
     clock_mhz = _int_label(labels, CLOCK_LABEL)
     if clock_mhz is None:
         notes.append(f"CPU base clock unknown: CPU peaks are 0 until the node is labelled {CLOCK_LABEL}")
-    flags = sorted(
-        flag for nfd, flag in NFD_FLAGS.items() if labels.get(f"{NFD}cpu-cpuid.{nfd}") == "true"
-    )  # fmt: skip
+    flags = sorted(flag for nfd, flag in NFD_FLAGS.items() if labels.get(f"{NFD}cpu-cpuid.{nfd}") == "true")
     return CpuInfo(
         architecture=ARCHITECTURES.get(arch, arch),
         vendor=NFD_VENDORS.get(vendor, vendor) if vendor else "unknown",
@@ -223,11 +251,15 @@ def _accelerators(
             memory_mib, capability = None, None
         found.extend(
             Accelerator(
-                index=len(found) + i, vendor=vendor, model=model, source="declared",
-                memory_bytes=memory_mib * MIB if memory_mib else None, compute_capability=capability,
+                index=len(found) + i,
+                vendor=vendor,
+                model=model,
+                source="declared",
+                memory_bytes=memory_mib * MIB if memory_mib else None,
+                compute_capability=capability,
             )
             for i in range(count)
-        )  # fmt: skip
+        )
     return found
 
 
@@ -247,8 +279,12 @@ def discover(node: Mapping[str, Any], region_codes: set[str], catalogue: Sequenc
     labels: Mapping[str, str] = metadata.get("labels") or {}
     notes: list[str] = []
     try:
-        return DiscoveredNode(name=str(name), inventory=_inventory(node, labels, region_codes, catalogue, notes),
-                              ready=_ready(node), notes=tuple(notes))  # fmt: skip
+        return DiscoveredNode(
+            name=str(name),
+            inventory=_inventory(node, labels, region_codes, catalogue, notes),
+            ready=_ready(node),
+            notes=tuple(notes),
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -256,9 +292,12 @@ def discover(node: Mapping[str, Any], region_codes: set[str], catalogue: Sequenc
 
 
 def _inventory(
-    node: Mapping[str, Any], labels: Mapping[str, str], region_codes: set[str], catalogue: Sequence[CatalogueEntry],
+    node: Mapping[str, Any],
+    labels: Mapping[str, str],
+    region_codes: set[str],
+    catalogue: Sequence[CatalogueEntry],
     notes: list[str],
-) -> NodeInventory:  # fmt: skip
+) -> NodeInventory:
     info = node.get("status", {}).get("nodeInfo") or {}
     metadata = node.get("metadata") or {}
     name = metadata["name"]
@@ -270,18 +309,23 @@ def _inventory(
         notes.append("no machine id in status.nodeInfo: an agent on this node would not be recognised")
     return NodeInventory(
         host=HostInfo(
-            node_id=node_id, node_id_source=id_source, hostname=labels.get("kubernetes.io/hostname", name),
-            os=info.get("osImage") or "unknown", kernel=info.get("kernelVersion") or "unknown",
+            node_id=node_id,
+            node_id_source=id_source,
+            hostname=labels.get("kubernetes.io/hostname", name),
+            os=info.get("osImage") or "unknown",
+            kernel=info.get("kernelVersion") or "unknown",
         ),
         cpu=_cpu(node, labels, notes),
         memory=_memory(node),
         accelerators=_accelerators(node, labels, catalogue, notes),
         labels=Labels(
-            region=_region(labels, region_codes, notes), organisation=labels.get(ORGANISATION_LABEL),
-            site=labels.get(SITE_LABEL), tier=_tier(labels, notes),
+            region=_region(labels, region_codes, notes),
+            organisation=labels.get(ORGANISATION_LABEL),
+            site=labels.get(SITE_LABEL),
+            tier=_tier(labels, notes),
             cpu_fp64_flops_per_cycle=_int_label(labels, PER_CYCLE_LABEL) or None,
         ),
-    )  # fmt: skip
+    )
 
 
 def discover_all(

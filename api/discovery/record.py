@@ -66,10 +66,14 @@ class DiscoveryResult:
     def as_dict(self) -> dict[str, Any]:
         """The API's answer: counts and the ids behind them."""
         return {
-            "added": len(self.added), "changed": len(self.changed), "refreshed": len(self.refreshed),
-            "has_agent": len(self.has_agent), "added_ids": self.added, "changed_ids": self.changed,
+            "added": len(self.added),
+            "changed": len(self.changed),
+            "refreshed": len(self.refreshed),
+            "has_agent": len(self.has_agent),
+            "added_ids": self.added,
+            "changed_ids": self.changed,
             "has_agent_ids": self.has_agent,
-        }  # fmt: skip
+        }
 
 
 def record(
@@ -81,13 +85,20 @@ def record(
     for index, item in enumerate(discovered):
         region = item.inventory.labels.region
         if region is not None and region not in ingestor.region_codes:
-            raise InvalidReport(f"unknown region code {region!r}: see GET /v1/regions",
-                                field=f"nodes.{index}.inventory.labels.region")  # fmt: skip
+            raise InvalidReport(
+                f"unknown region code {region!r}: see GET /v1/regions", field=f"nodes.{index}.inventory.labels.region"
+            )
         state = node_state(
-            item.inventory, ingestor.pricer.assess(item.inventory), source=SOURCE, now=received,
-            generated_at=received, sequence=0, report_id=str(uuid.uuid4()), agent_peaks="{}",
+            item.inventory,
+            ingestor.pricer.assess(item.inventory),
+            source=SOURCE,
+            now=received,
+            generated_at=received,
+            sequence=0,
+            report_id=str(uuid.uuid4()),
+            agent_peaks="{}",
             status=ACTIVE if item.ready else STALE,
-        )  # fmt: skip
+        )
         states[item.inventory.host.node_id] = state
     result = DiscoveryResult()
     if not states:

@@ -52,9 +52,14 @@ class KubernetesSync(threading.Thread):
         while True:
             try:
                 result, unusable = sync_once(self.ingestor, self.list_nodes, datetime.now(tz=UTC))
-                log.info("kubernetes sync: %d added, %d changed, %d refreshed, %d left to their agents, %d unusable",
-                         len(result.added), len(result.changed), len(result.refreshed), len(result.has_agent),
-                         unusable)  # fmt: skip
+                log.info(
+                    "kubernetes sync: %d added, %d changed, %d refreshed, %d left to their agents, %d unusable",
+                    len(result.added),
+                    len(result.changed),
+                    len(result.refreshed),
+                    len(result.has_agent),
+                    unusable,
+                )
             except Exception:
                 log.exception("kubernetes sync failed; trying again in %.0f s", self.interval)
             if self.stop.wait(self.interval):

@@ -30,12 +30,18 @@ log = logging.getLogger(__name__)
 class Scheduling:
     """The dispatcher loop and the scheduler's answers for the API."""
 
-    def __init__(self, config: SchedulerConfig, engine: Engine, write_lock: threading.Lock | None,
-                 interval_seconds: float) -> None:  # fmt: skip
+    def __init__(
+        self, config: SchedulerConfig, engine: Engine, write_lock: threading.Lock | None, interval_seconds: float
+    ) -> None:
         self.config = config
         self.backend = RayJobsBackend(config.targets)
-        self.dispatcher = Dispatcher(SqlJobStore(engine, write_lock), self.backend, config.policy,
-                                     list(config.targets), lost_after_seconds=config.lost_after_seconds)  # fmt: skip
+        self.dispatcher = Dispatcher(
+            SqlJobStore(engine, write_lock),
+            self.backend,
+            config.policy,
+            list(config.targets),
+            lost_after_seconds=config.lost_after_seconds,
+        )
         self.interval = interval_seconds
         self.last_step: StepReport | None = None
         self.last_step_at: float | None = None
@@ -70,8 +76,13 @@ class Scheduling:
                 self.last_step, self.last_step_at = report, time.time()
                 if report.started or report.finished or report.requeued:
                     finished = {k: v.value for k, v in report.finished.items()}
-                    log.info("dispatch: started %s, finished %s, requeued %s, %d waiting", report.started, finished,
-                             report.requeued, report.waiting)  # fmt: skip
+                    log.info(
+                        "dispatch: started %s, finished %s, requeued %s, %d waiting",
+                        report.started,
+                        finished,
+                        report.requeued,
+                        report.waiting,
+                    )
             except Exception:
                 log.exception("dispatcher step failed; retrying at the next interval")
             self._wake.wait(self.interval)

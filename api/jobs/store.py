@@ -56,12 +56,23 @@ def create(conn: Connection, spec: JobSpec, owner: str, now: datetime, reason: s
     job_id = new_job_id()
     conn.execute(
         jobs.insert().values(
-            job_id=job_id, name=spec.name, workload_class=spec.workload_class.value, owner=owner,
-            organisation=spec.organisation, priority=spec.priority, spec=spec.model_dump_json(),
-            state=JobState.QUEUED.value, reason=reason, position=None, tier=None, node_ids=None, attempt=0,
-            submitted_at=now, idempotency_key=key,
+            job_id=job_id,
+            name=spec.name,
+            workload_class=spec.workload_class.value,
+            owner=owner,
+            organisation=spec.organisation,
+            priority=spec.priority,
+            spec=spec.model_dump_json(),
+            state=JobState.QUEUED.value,
+            reason=reason,
+            position=None,
+            tier=None,
+            node_ids=None,
+            attempt=0,
+            submitted_at=now,
+            idempotency_key=key,
         )
-    )  # fmt: skip
+    )
     conn.execute(job_events.insert().values(job_id=job_id, at=now, state=JobState.QUEUED.value, reason=reason))
     return job_id
 
@@ -103,21 +114,35 @@ def get(conn: Connection, job_id: str) -> dict[str, Any] | None:
         return None
     events = conn.execute(
         select(job_events.c.at, job_events.c.state, job_events.c.reason)
-        .where(job_events.c.job_id == job_id).order_by(job_events.c.id)
-    ).mappings()  # fmt: skip
+        .where(job_events.c.job_id == job_id)
+        .order_by(job_events.c.id)
+    ).mappings()
     return {
         **document(row),
         "events": [{"at": aware(e["at"]).isoformat(), "state": e["state"], "reason": e["reason"]} for e in events],
     }
 
 
-def search(conn: Connection, *, owner: str | None = None, state: str | None = None, klass: str | None = None,
-           tier: str | None = None, organisation: str | None = None, limit: int = 100,
-           before: str | None = None) -> dict[str, Any]:  # fmt: skip
+def search(
+    conn: Connection,
+    *,
+    owner: str | None = None,
+    state: str | None = None,
+    klass: str | None = None,
+    tier: str | None = None,
+    organisation: str | None = None,
+    limit: int = 100,
+    before: str | None = None,
+) -> dict[str, Any]:
     """Jobs newest first, filtered; paginated by job id (`before`: the `next_before` of the previous page)."""
     query = select(jobs)
-    for column, value in ((jobs.c.owner, owner), (jobs.c.state, state), (jobs.c.workload_class, klass),
-                          (jobs.c.tier, tier), (jobs.c.organisation, organisation)):  # fmt: skip
+    for column, value in (
+        (jobs.c.owner, owner),
+        (jobs.c.state, state),
+        (jobs.c.workload_class, klass),
+        (jobs.c.tier, tier),
+        (jobs.c.organisation, organisation),
+    ):
         if value is not None:
             query = query.where(column == value)
     if before is not None:
@@ -137,9 +162,10 @@ def counts(conn: Connection) -> dict[tuple[str | None, str], int]:
     """Jobs per (tier, state) for the states that are not over."""
     open_states = (JobState.QUEUED.value, *DISPATCHED)
     rows = conn.execute(
-        select(jobs.c.tier, jobs.c.state, func.count()).where(jobs.c.state.in_(open_states))
+        select(jobs.c.tier, jobs.c.state, func.count())
+        .where(jobs.c.state.in_(open_states))
         .group_by(jobs.c.tier, jobs.c.state)
-    )  # fmt: skip
+    )
     return {(tier, state): int(n) for tier, state, n in rows}
 
 
@@ -147,9 +173,10 @@ def finished_counts(conn: Connection) -> dict[tuple[str | None, str], int]:
     """Jobs per (tier, state) that have ended: succeeded, failed or cancelled (monotonic: rows are kept)."""
     ended = (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value)
     rows = conn.execute(
-        select(jobs.c.tier, jobs.c.state, func.count()).where(jobs.c.state.in_(ended))
+        select(jobs.c.tier, jobs.c.state, func.count())
+        .where(jobs.c.state.in_(ended))
         .group_by(jobs.c.tier, jobs.c.state)
-    )  # fmt: skip
+    )
     return {(tier, state): int(n) for tier, state, n in rows}
 
 
@@ -158,16 +185,18 @@ def cancel(conn: Connection, job_id: str, by: str, now: datetime) -> str:
     job's state afterwards (a finished job is left as it was)."""
     reason = f"cancelled by {by}"
     done = conn.execute(
-        update(jobs).where(jobs.c.job_id == job_id, jobs.c.state == JobState.QUEUED.value)
+        update(jobs)
+        .where(jobs.c.job_id == job_id, jobs.c.state == JobState.QUEUED.value)
         .values(state=JobState.CANCELLED.value, reason=reason, finished_at=now, position=None)
-    ).rowcount  # fmt: skip
+    ).rowcount
     if done:
         conn.execute(job_events.insert().values(job_id=job_id, at=now, state=JobState.CANCELLED.value, reason=reason))
         return JobState.CANCELLED.value
     conn.execute(
-        update(jobs).where(jobs.c.job_id == job_id, jobs.c.state.in_(DISPATCHED), jobs.c.stop_state.is_(None))
+        update(jobs)
+        .where(jobs.c.job_id == job_id, jobs.c.state.in_(DISPATCHED), jobs.c.stop_state.is_(None))
         .values(stop_state=JobState.CANCELLED.value, stop_reason=reason)
-    )  # fmt: skip
+    )
     return str(conn.execute(select(jobs.c.state).where(jobs.c.job_id == job_id)).scalar_one())
 
 
@@ -185,9 +214,10 @@ class SqlJobStore:
         """Jobs in state queued."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(jobs.c.job_id, jobs.c.spec, jobs.c.submitted_at, jobs.c.attempt)
-                .where(jobs.c.state == JobState.QUEUED.value)
-            ).all()  # fmt: skip
+                select(jobs.c.job_id, jobs.c.spec, jobs.c.submitted_at, jobs.c.attempt).where(
+                    jobs.c.state == JobState.QUEUED.value
+                )
+            ).all()
         return [QueuedJob(r[0], JobSpec.model_validate_json(r[1]), aware(r[2]).timestamp(), r[3]) for r in rows]
 
     def active(self) -> list[ActiveJob]:
@@ -196,39 +226,68 @@ class SqlJobStore:
             rows = conn.execute(select(jobs).where(jobs.c.state.in_(DISPATCHED))).mappings().all()
         return [
             ActiveJob(
-                job_id=r["job_id"], spec=JobSpec.model_validate_json(r["spec"]), state=JobState(r["state"]),
-                tier=Tier(r["tier"]), node_ids=tuple(json.loads(r["node_ids"] or "[]")), attempt=r["attempt"],
-                submission_id=r["submission_id"], dispatched_at=aware(r["dispatched_at"]).timestamp(),
+                job_id=r["job_id"],
+                spec=JobSpec.model_validate_json(r["spec"]),
+                state=JobState(r["state"]),
+                tier=Tier(r["tier"]),
+                node_ids=tuple(json.loads(r["node_ids"] or "[]")),
+                attempt=r["attempt"],
+                submission_id=r["submission_id"],
+                dispatched_at=aware(r["dispatched_at"]).timestamp(),
                 started_at=_seconds(r["started_at"]),
-                stop_state=JobState(r["stop_state"]) if r["stop_state"] else None, stop_reason=r["stop_reason"],
+                stop_state=JobState(r["stop_state"]) if r["stop_state"] else None,
+                stop_reason=r["stop_reason"],
             )
             for r in rows
-        ]  # fmt: skip
+        ]
 
-    def _move(self, job_id: str, from_states: Sequence[str], state: JobState, reason: str, now: float,
-              **values: Any) -> bool:  # noqa: ANN401  # fmt: skip
+    def _move(
+        self,
+        job_id: str,
+        from_states: Sequence[str],
+        state: JobState,
+        reason: str,
+        now: float,
+        **values: Any,  # noqa: ANN401 - column values of the jobs row
+    ) -> bool:
         at = _time(now)
         with self._writing(), write_transaction(self.engine) as conn:
             moved = conn.execute(
-                update(jobs).where(jobs.c.job_id == job_id, jobs.c.state.in_(from_states))
+                update(jobs)
+                .where(jobs.c.job_id == job_id, jobs.c.state.in_(from_states))
                 .values(state=state.value, reason=reason, **values)
-            ).rowcount  # fmt: skip
+            ).rowcount
             if moved:
                 conn.execute(job_events.insert().values(job_id=job_id, at=at, state=state.value, reason=reason))
         return bool(moved)
 
-    def dispatch(self, job_id: str, *, attempt: int, tier: Tier, node_ids: Sequence[str], submission_id: str,
-                 reason: str, now: float) -> bool:  # fmt: skip
+    def dispatch(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        tier: Tier,
+        node_ids: Sequence[str],
+        submission_id: str,
+        reason: str,
+        now: float,
+    ) -> bool:
         """queued -> dispatching, with the decision (only for the attempt the plan saw)."""
         at = _time(now)
         with self._writing(), write_transaction(self.engine) as conn:
             moved = conn.execute(
-                update(jobs).where(jobs.c.job_id == job_id, jobs.c.state == JobState.QUEUED.value,
-                                   jobs.c.attempt == attempt)
-                .values(state=JobState.DISPATCHING.value, reason=reason, tier=tier.value,
-                        node_ids=json.dumps(list(node_ids)), submission_id=submission_id, dispatched_at=at,
-                        position=None)
-            ).rowcount  # fmt: skip
+                update(jobs)
+                .where(jobs.c.job_id == job_id, jobs.c.state == JobState.QUEUED.value, jobs.c.attempt == attempt)
+                .values(
+                    state=JobState.DISPATCHING.value,
+                    reason=reason,
+                    tier=tier.value,
+                    node_ids=json.dumps(list(node_ids)),
+                    submission_id=submission_id,
+                    dispatched_at=at,
+                    position=None,
+                )
+            ).rowcount
             if moved:
                 conn.execute(
                     job_events.insert().values(job_id=job_id, at=at, state=JobState.DISPATCHING.value, reason=reason)
@@ -240,8 +299,15 @@ class SqlJobStore:
         with self.engine.connect() as conn:
             reason = conn.execute(select(jobs.c.reason).where(jobs.c.job_id == job_id)).scalar() or "running"
         where = f" (driver on node {driver_node_id})" if driver_node_id else ""
-        return self._move(job_id, [JobState.DISPATCHING.value], JobState.RUNNING, f"running{where}; {reason}", now,
-                          started_at=_time(now), driver_node_id=driver_node_id)  # fmt: skip
+        return self._move(
+            job_id,
+            [JobState.DISPATCHING.value],
+            JobState.RUNNING,
+            f"running{where}; {reason}",
+            now,
+            started_at=_time(now),
+            driver_node_id=driver_node_id,
+        )
 
     def finish(self, job_id: str, state: JobState, reason: str, exit_code: int | None, now: float) -> bool:
         """dispatching or running -> succeeded, failed or cancelled."""
@@ -250,9 +316,19 @@ class SqlJobStore:
     def requeue(self, job_id: str, reason: str, now: float) -> bool:
         """dispatching or running -> queued for the next attempt."""
         return self._move(
-            job_id, DISPATCHED, JobState.QUEUED, reason, now, attempt=jobs.c.attempt + 1, submission_id=None,
-            node_ids=None, dispatched_at=None, started_at=None, driver_node_id=None, exit_code=None,
-        )  # fmt: skip
+            job_id,
+            DISPATCHED,
+            JobState.QUEUED,
+            reason,
+            now,
+            attempt=jobs.c.attempt + 1,
+            submission_id=None,
+            node_ids=None,
+            dispatched_at=None,
+            started_at=None,
+            driver_node_id=None,
+            exit_code=None,
+        )
 
     def request_stop(self, job_id: str, state: JobState, reason: str) -> bool:
         """Mark a dispatched job to be stopped and recorded as `state`."""
@@ -273,10 +349,11 @@ class SqlJobStore:
             current = {
                 r[0]: (r[1], r[2], r[3])
                 for r in conn.execute(
-                    select(jobs.c.job_id, jobs.c.reason, jobs.c.position, jobs.c.tier)
-                    .where(jobs.c.state == JobState.QUEUED.value)
+                    select(jobs.c.job_id, jobs.c.reason, jobs.c.position, jobs.c.tier).where(
+                        jobs.c.state == JobState.QUEUED.value
+                    )
                 )
-            }  # fmt: skip
+            }
         changed = [
             {"key": w.job_id, "reason": w.reason, "position": w.position, "tier": w.tier.value}
             for w in waits
@@ -285,8 +362,9 @@ class SqlJobStore:
         if not changed:
             return
         statement = (
-            update(jobs).where(jobs.c.job_id == bindparam("key"), jobs.c.state == JobState.QUEUED.value)
+            update(jobs)
+            .where(jobs.c.job_id == bindparam("key"), jobs.c.state == JobState.QUEUED.value)
             .values(reason=bindparam("reason"), position=bindparam("position"), tier=bindparam("tier"))
-        )  # fmt: skip
+        )
         with self._writing(), write_transaction(self.engine) as conn:
             conn.execute(statement, changed)

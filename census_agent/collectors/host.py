@@ -52,8 +52,10 @@ def collect_host(root: Path, node_id_override: str | None = None) -> HostInfo:
         log.warning(
             "no /etc/machine-id under %s: node id %s derived from hostname %r; set node_id in the config "
             "to keep it stable across renames",
-            root, node_id, hostname,
-        )  # fmt: skip
+            root,
+            node_id,
+            hostname,
+        )
     return HostInfo(
         node_id=node_id,
         node_id_source=source,
