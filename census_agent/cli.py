@@ -43,7 +43,7 @@ configuration (lowest precedence first):
   request_timeout_seconds, spool_dir, spool_max_reports, spool_max_bytes, metrics_port, metrics_host,
   root, node_id, nvml, inventory_refresh_seconds, log_level; labels: region, organisation, site, tier
   (in the file under [labels], with declared_peaks, cpu_fp64_flops_per_cycle and cpu_base_clock_hz);
-  [[accelerators]] for devices NVML cannot see. See the README for a full example.
+  [[accelerators]] for devices NVML cannot see. See docs/agent.md for a full example.
 
 examples:
   census-agent inspect
@@ -70,7 +70,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used to generate the README's reference)."""
+    """The argument parser (the README and docs/agent.md list its commands)."""
     parser = argparse.ArgumentParser(
         prog="census-agent",
         description="Suanli census agent: inventories this node (CPU, memory, GPUs), computes its peak FLOPS "

@@ -5,7 +5,7 @@ Pure.  Rpeak = physical cores x base clock x FLOPs per cycle.  FP64 FLOPs per cy
 one FMA pipe from two), the model name.  See ``shared/reference/compute-methodology.md``; every rule here
 returns a human-readable reason, shown by ``census-agent inspect``.
 
-Lower precisions, by rules documented in the README:
+Lower precisions, by rules documented in docs/census.md:
 - fp32 = 2 x fp64 (twice the lanes);
 - fp16 = 1024 FLOPs/cycle with AMX-BF16, 2 x fp32 with AVX-512 FP16/BF16 or Arm half-precision arithmetic,
   otherwise fp32 (computed after conversion);

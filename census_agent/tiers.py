@@ -1,7 +1,7 @@
 """Tier classification (general 通用, AI 智算, HPC 超算, edge 边缘) by documented rules.
 
 Pure.  The thresholds live in ``seeds/tier_rules.toml`` (the rules and their order are described there and in
-the README); an operator's ``tier`` label always wins.  Every decision carries the reason a person can read.
+docs/census.md); an operator's ``tier`` label always wins.  Every decision carries the reason a person can read.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ nodes = Table(
     "nodes",
     metadata,
     Column("node_id", String(128), primary_key=True),
-    Column("source", String(16), nullable=False),  # agent (kubernetes later)
+    Column("source", String(16), nullable=False),  # agent or kubernetes (api.discovery.record)
     Column("hostname", String(256), nullable=False),
     Column("region_code", String(12), ForeignKey("regions.code"), nullable=True),
     Column("organisation", String(128), nullable=True),
