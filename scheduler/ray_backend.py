@@ -46,8 +46,8 @@ from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient, JobTy
 from ray.util.state import list_nodes
 from ray.util.state.exception import RayStateApiException, ServerUnavailable
 
+from census_agent.labels import REGION_LABEL, TIER_LABEL
 from census_agent.models import Tier
-from scheduler.local_cluster import REGION_LABEL, TIER_LABEL
 
 __all__ = [
     "NODE_ID_LABEL",
