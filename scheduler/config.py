@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from census_agent.labels import TIER_LABEL
 from census_agent.models import Tier
+from scheduler.models import TierTarget
 from scheduler.policy import Policy
-from scheduler.ray_backend import TIER_LABEL, TierTarget
 
 
 @dataclass(frozen=True)

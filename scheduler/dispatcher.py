@@ -27,12 +27,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from census_agent.labels import REGION_LABEL
 from census_agent.models import Tier
 from scheduler import gang
-from scheduler.models import JobSpec, JobState, NodeView, QueuedJob, RunningJob
+from scheduler.models import (
+    JobSpec,
+    JobState,
+    NodeView,
+    QueuedJob,
+    RayJobState,
+    RayJobStatus,
+    RayNode,
+    RayUnavailable,
+    RunningJob,
+)
 from scheduler.policy import Policy
 from scheduler.queue import Plan, Wait, net_of_running, overdue, plan
-from scheduler.ray_backend import REGION_LABEL, RayJobState, RayJobStatus, RayNode, RayUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from census_agent.labels import TIER_LABEL
 from census_agent.models import Tier
 from scheduler.config import SchedulerConfig
+from scheduler.models import TierTarget
 from scheduler.policy import Quota
-from scheduler.ray_backend import TIER_LABEL, TierTarget
 
 
 def test_one_ray_cluster_serves_every_tier_by_label_selector() -> None:
