@@ -60,3 +60,15 @@ def test_configuration_mistakes_name_the_key(text: str, message: str, tmp_path: 
     with pytest.raises(ValueError, match=message) as caught:
         SchedulerConfig.load(path)
     assert str(path) in str(caught.value)
+
+
+def test_every_mistake_of_a_file_is_named_at_once() -> None:
+    """Several mistakes are refused together, each with its key, so a file is fixed in one pass; a value that is
+    not a table where a table belongs says so."""
+    text = "[ray]\naddress = 3\nport = 1\n[scheduler]\nx = 1\n[tiers]\nhpc = 5\n"
+    with pytest.raises(ValueError, match=r"ray\.address: Input should be a valid string") as caught:
+        SchedulerConfig.parse(text)
+    message = str(caught.value)
+    assert "ray: unknown keys port" in message
+    assert "unknown keys: scheduler (expected ray, tiers, policy, dispatch)" in message
+    assert "tiers.hpc: a table" in message
