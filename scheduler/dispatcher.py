@@ -66,8 +66,15 @@ class ActiveJob:
     def holding(self) -> RunningJob:
         """What it holds, for the queue: its nodes until its time limit (counted from dispatch until it runs)."""
         started = self.started_at if self.started_at is not None else self.dispatched_at
-        return RunningJob(self.job_id, self.spec.organisation, self.tier, self.node_ids, self.spec.resources,
-                          started, self.spec.time_limit_seconds)  # fmt: skip
+        return RunningJob(
+            self.job_id,
+            self.spec.organisation,
+            self.tier,
+            self.node_ids,
+            self.spec.resources,
+            started,
+            self.spec.time_limit_seconds,
+        )
 
 
 class JobStore(Protocol):
@@ -82,8 +89,17 @@ class JobStore(Protocol):
         """Jobs in state dispatching or running."""
         ...
 
-    def dispatch(self, job_id: str, *, attempt: int, tier: Tier, node_ids: Sequence[str], submission_id: str,
-                 reason: str, now: float) -> bool:  # fmt: skip
+    def dispatch(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        tier: Tier,
+        node_ids: Sequence[str],
+        submission_id: str,
+        reason: str,
+        now: float,
+    ) -> bool:
         """queued -> dispatching, with the decision."""
         ...
 
@@ -111,9 +127,19 @@ class JobStore(Protocol):
 class Backend(Protocol):
     """What the dispatcher needs of Ray (`scheduler.ray_backend.RayJobsBackend`)."""
 
-    def submit(self, *, job_id: str, tier: str, entrypoint: str, cpus: float, gpus: float, memory_bytes: int,
-               runtime_env: Mapping[str, Any] | None = None, metadata: Mapping[str, str] | None = None,
-               node_id: str | None = None) -> bool:  # fmt: skip
+    def submit(
+        self,
+        *,
+        job_id: str,
+        tier: str,
+        entrypoint: str,
+        cpus: float,
+        gpus: float,
+        memory_bytes: int,
+        runtime_env: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        node_id: str | None = None,
+    ) -> bool:
         """Submit under `job_id` (Ray's submission id); False if Ray already has it."""
         ...
 
@@ -162,9 +188,14 @@ class Dispatcher:
     """Moves jobs through their lifecycle, one `step` at a time (the service calls it on a timer)."""
 
     def __init__(
-        self, store: JobStore, backend: Backend, policy: Policy, tiers: Sequence[Tier], *,
+        self,
+        store: JobStore,
+        backend: Backend,
+        policy: Policy,
+        tiers: Sequence[Tier],
+        *,
         lost_after_seconds: float = 120.0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.store = store
         self.backend = backend
         self.policy = policy
@@ -220,8 +251,15 @@ class Dispatcher:
         for start in result.starts:
             attempt = by_id[start.job_id].attempt
             submission_id = f"{start.job_id}-{attempt}"
-            if not self.store.dispatch(start.job_id, attempt=attempt, tier=start.tier, node_ids=start.node_ids,
-                                       submission_id=submission_id, reason=start.reason, now=now):  # fmt: skip
+            if not self.store.dispatch(
+                start.job_id,
+                attempt=attempt,
+                tier=start.tier,
+                node_ids=start.node_ids,
+                submission_id=submission_id,
+                reason=start.reason,
+                now=now,
+            ):
                 continue  # cancelled meanwhile
             self._submit(by_id[start.job_id].spec, start.tier, start.node_ids, submission_id)
             report.started.append(start.job_id)
@@ -247,11 +285,16 @@ class Dispatcher:
             cpus, gpus, memory = 0.0, 0.0, 0
         try:
             self.backend.submit(
-                job_id=submission_id, tier=tier.value, entrypoint=entrypoint, cpus=cpus, gpus=gpus,
-                memory_bytes=memory, runtime_env=runtime_env or None,
+                job_id=submission_id,
+                tier=tier.value,
+                entrypoint=entrypoint,
+                cpus=cpus,
+                gpus=gpus,
+                memory_bytes=memory,
+                runtime_env=runtime_env or None,
                 metadata={"suanli_job": submission_id.rsplit("-", 1)[0], "name": spec.name},
                 node_id=node_ids[0],
-            )  # fmt: skip
+            )
         except RayUnavailable as exc:
             # Recorded as dispatching already: the next step finds Ray without it and submits again.
             log.warning("could not submit %s to %s now (%s); will retry", submission_id, tier, exc)
@@ -281,8 +324,9 @@ class Dispatcher:
                     self.backend.stop(submission_id, tier.value)
                 except RayUnavailable:
                     break
-                log.warning("tier %s: stopped %s, an attempt presumed lost while the tier was unreachable", tier,
-                            submission_id)  # fmt: skip
+                log.warning(
+                    "tier %s: stopped %s, an attempt presumed lost while the tier was unreachable", tier, submission_id
+                )
                 report.stopping.append(submission_id)
             else:
                 self._sweep.discard(tier)
@@ -333,15 +377,15 @@ class Dispatcher:
         what = f"exit code {status.exit_code}" if status.exit_code is not None else (status.message or "failed")
         return self._retry_or_fail(job, what, status.exit_code, now, report)
 
-    def _finish(self, job: ActiveJob, state: JobState, reason: str, exit_code: int | None, *, now: float,
-                report: StepReport) -> bool:  # fmt: skip
+    def _finish(
+        self, job: ActiveJob, state: JobState, reason: str, exit_code: int | None, *, now: float, report: StepReport
+    ) -> bool:
         if self.store.finish(job.job_id, state, reason, exit_code, now):
             report.finished[job.job_id] = state
             self._stop_sent.discard(job.job_id)
         return False
 
-    def _retry_or_fail(self, job: ActiveJob, what: str, exit_code: int | None, now: float,
-                       report: StepReport) -> bool:  # fmt: skip
+    def _retry_or_fail(self, job: ActiveJob, what: str, exit_code: int | None, now: float, report: StepReport) -> bool:
         tries = job.attempt + 1
         if job.attempt < job.spec.max_retries:
             reason = f"attempt {tries} failed ({what}); retry {tries} of {job.spec.max_retries}"

@@ -198,8 +198,12 @@ class LocalRayCluster:
         try:
             began = time.monotonic()
             self._start_head(deadline)
-            log.info("ray head up in %.1f s (gcs %s, dashboard %s)", time.monotonic() - began, self.address,
-                     self.dashboard_url)  # fmt: skip
+            log.info(
+                "ray head up in %.1f s (gcs %s, dashboard %s)",
+                time.monotonic() - began,
+                self.address,
+                self.dashboard_url,
+            )
             self._start_raylets(deadline)
             self._wait_ready(deadline)
             log.info("ray cluster ready in %.1f s: %d raylet(s)", time.monotonic() - began, len(self.raylets))
@@ -235,7 +239,9 @@ class LocalRayCluster:
     def _start_head(self, deadline: float) -> None:
         gcs, dashboard, client, *node_ports = _free_ports(9)
         argv = [
-            _ray_executable(), "start", "--head",
+            _ray_executable(),
+            "start",
+            "--head",
             f"--port={gcs}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard}",
@@ -245,14 +251,15 @@ class LocalRayCluster:
             "--memory=0",
             f"--object-store-memory={self.head_object_store_bytes}",
             *self._common_flags("head", node_ports),
-        ]  # fmt: skip
+        ]
         self._gcs_port, self._dashboard_port = gcs, dashboard
         self._run_ray_start("head", argv, deadline)
 
     def _raylet_argv(self, spec: RayletSpec, name: str) -> list[str]:
         labels = ",".join(f"{k}={v}" for k, v in spec.all_labels().items())
         return [
-            _ray_executable(), "start",
+            _ray_executable(),
+            "start",
             f"--address={self.address}",
             f"--labels={labels}",
             f"--num-cpus={spec.cpus}",
@@ -261,7 +268,7 @@ class LocalRayCluster:
             f"--object-store-memory={spec.object_store_bytes}",
             "--include-log-monitor=false",  # the head's log monitor reads the shared session's logs
             *self._common_flags(name, _free_ports(6)),
-        ]  # fmt: skip
+        ]
 
     def _start_raylets(self, deadline: float) -> None:
         def start_one(spec: RayletSpec, name: str) -> None:
@@ -276,8 +283,12 @@ class LocalRayCluster:
                     # Kill what the failed start left, so that a late registration cannot make a duplicate node.
                     _terminate([p for p in self._processes() if _sid(p.pid) == exc.session], grace_s=0)
                     continue
-                log.info("raylet %s joined in %.1f s (%s)", name, time.monotonic() - began,
-                         ", ".join(f"{k}={v}" for k, v in spec.all_labels().items()))  # fmt: skip
+                log.info(
+                    "raylet %s joined in %.1f s (%s)",
+                    name,
+                    time.monotonic() - began,
+                    ", ".join(f"{k}={v}" for k, v in spec.all_labels().items()),
+                )
                 return
 
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="ray-start") as pool:
@@ -328,9 +339,13 @@ class LocalRayCluster:
             sockets_before = self._raylet_sockets()
             with log_path.open("ab") as out:
                 proc = subprocess.Popen(
-                    argv, stdout=out, stderr=subprocess.STDOUT, env=self._env(), start_new_session=True,
+                    argv,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=self._env(),
+                    start_new_session=True,
                     cwd=self.workdir,
-                )  # fmt: skip
+                )
             with self._lock:
                 self._sessions.add(proc.pid)
             if staggered:

@@ -142,8 +142,9 @@ def fits(node: NodeView, r: Resources) -> bool:
     return node.cpus >= r.cpus and node.gpus >= r.gpus and node.memory_bytes >= r.memory_bytes
 
 
-def feasible(resources: Resources, organisation: str, klass: WorkloadClass, nodes: Iterable[NodeView],
-             policy: Policy) -> str | None:  # fmt: skip
+def feasible(
+    resources: Resources, organisation: str, klass: WorkloadClass, nodes: Iterable[NodeView], policy: Policy
+) -> str | None:
     """None if some tier of the class could ever run the job (by node totals and quotas), else why not."""
     route = policy.classes[klass]
     by_tier: dict[Tier, list[NodeView]] = {t: [] for t in route.tiers}
@@ -180,8 +181,10 @@ def _over_quota(r: Resources, quota: Quota | None) -> str | None:
 def _largest(nodes: Sequence[NodeView]) -> str:
     if not nodes:
         return "no nodes"
-    return (f"largest node {max(n.cpus for n in nodes):g} CPUs, {max(n.gpus for n in nodes):g} GPUs, "
-            f"{max(n.memory_bytes for n in nodes) / GiB:.1f} GiB")  # fmt: skip
+    return (
+        f"largest node {max(n.cpus for n in nodes):g} CPUs, {max(n.gpus for n in nodes):g} GPUs, "
+        f"{max(n.memory_bytes for n in nodes) / GiB:.1f} GiB"
+    )
 
 
 def describe(r: Resources) -> str:

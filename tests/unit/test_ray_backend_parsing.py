@@ -40,9 +40,17 @@ def test_label_selectors_match_as_ray_does(selector: dict[str, str], matches: bo
 
 
 def details(status: JobStatus, message: str, exit_code: int | None = None) -> JobDetails:
-    return JobDetails(type=JobType.SUBMISSION, submission_id="j", status=status, entrypoint="x", message=message,
-                      start_time=1_700_000_000_000, end_time=1_700_000_004_500, driver_node_id="n1",
-                      driver_exit_code=exit_code)  # fmt: skip
+    return JobDetails(
+        type=JobType.SUBMISSION,
+        submission_id="j",
+        status=status,
+        entrypoint="x",
+        message=message,
+        start_time=1_700_000_000_000,
+        end_time=1_700_000_004_500,
+        driver_node_id="n1",
+        driver_exit_code=exit_code,
+    )
 
 
 def test_a_failed_jobs_exit_code_comes_from_the_field_or_from_rays_message() -> None:

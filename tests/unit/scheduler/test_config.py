@@ -22,9 +22,7 @@ def test_one_ray_cluster_serves_every_tier_by_label_selector() -> None:
 def test_a_tier_with_its_own_address_is_a_whole_cluster() -> None:
     """`[tiers.hpc] address` makes hpc its own cluster (no selector) while the others stay on `[ray]`; with no
     `[ray]`, only the tiers given are served."""
-    config = SchedulerConfig.parse(
-        '[ray]\naddress = "http://a:8265"\n[tiers.hpc]\naddress = "http://hpc:8265"\n'
-    )  # fmt: skip
+    config = SchedulerConfig.parse('[ray]\naddress = "http://a:8265"\n[tiers.hpc]\naddress = "http://hpc:8265"\n')
     assert config.targets[Tier.HPC] == TierTarget("http://hpc:8265", None)
     assert config.targets[Tier.AI] == TierTarget("http://a:8265", {TIER_LABEL: "ai"})
     only = SchedulerConfig.parse('[tiers.edge]\naddress = "http://edge:8265"\n')
