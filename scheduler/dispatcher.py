@@ -16,8 +16,12 @@ point and started again finds each job where it left it: a ``dispatching`` job R
 again under the same submission id (Ray refuses a second submission of an id, so it never runs twice); one Ray
 knows is followed. Retries get a new submission id per attempt (``<job id>-<attempt>``).
 
+It knows Ray and the database only through the `Backend` and `JobStore` protocols below (and the time only as
+each step's ``now``), so it imports neither: tests/unit/scheduler/test_dispatcher.py drives it with in-memory
+fakes of both.
+
 Must not: hold jobs in memory between steps (the store is the truth), submit a job Ray could not start now,
-or call ``ray.init`` (the service is not a Ray driver).
+read a clock, or call ``ray.init`` (the service is not a Ray driver).
 """
 
 from __future__ import annotations
