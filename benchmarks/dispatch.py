@@ -34,7 +34,9 @@ from typing import Any
 import httpx
 from ray.job_submission import JobStatus, JobSubmissionClient
 
-from scheduler.local_cluster import TIER_LABEL, LocalRayCluster, RayletSpec
+from census_agent.labels import TIER_LABEL
+from scheduler.local_cluster import LocalRayCluster
+from scheduler.slicing import RayletSpec
 from tests.service import ServiceProcess
 
 MIB = 2**20

@@ -64,8 +64,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from census_agent.labels import TIER_LABEL
 from scheduler import gang
-from scheduler.local_cluster import TIER_LABEL, LocalRayCluster
+from scheduler.local_cluster import LocalRayCluster
 from scheduler.ray_backend import RayJobsBackend, RayJobState, TierTarget
 from tests.fleet import DISTRICTS
 from tests.ray_cluster import RAYLETS, TIERS

@@ -28,11 +28,48 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from census_agent.labels import TIER_LABEL
 from census_agent.models import Tier
+from scheduler.models import TierTarget
 from scheduler.policy import Policy
-from scheduler.ray_backend import TIER_LABEL, TierTarget
+from scheduler.tables import TierName, refusal
+
+
+def _dashboard_url(address: str) -> str:
+    if not address.startswith(("http://", "https://")):
+        raise ValueError("the Ray dashboard URL, e.g. http://127.0.0.1:8265")
+    return address.rstrip("/")
+
+
+class ClusterTable(BaseModel):
+    """``[ray]`` or ``[tiers.<tier>]``: a Ray cluster's dashboard (absent: that table serves nothing)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: Annotated[str, AfterValidator(_dashboard_url)] | None = None
+
+
+class DispatchTable(BaseModel):
+    """``[dispatch]``: how long a tier may be unreachable before its running attempts are presumed lost."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lost_after_seconds: Annotated[float, Field(gt=0, strict=True)] = 120.0
+
+
+class SchedulerFile(BaseModel):
+    """The file as written; `SchedulerConfig.parse` turns it into targets and a policy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ray: ClusterTable = ClusterTable()
+    tiers: dict[TierName, ClusterTable] = {}
+    policy: dict[str, Any] = {}  # read by `Policy.from_mapping`, which names its own keys
+    dispatch: DispatchTable = DispatchTable()
 
 
 @dataclass(frozen=True)
@@ -46,33 +83,19 @@ class SchedulerConfig:
     @classmethod
     def parse(cls, text: str) -> SchedulerConfig:
         """From TOML text; ValueError naming the key on a mistake."""
-        data = tomllib.loads(text)
-        unknown = set(data) - {"ray", "tiers", "policy", "dispatch"}
-        if unknown:
-            raise ValueError(f"unknown keys: {', '.join(sorted(unknown))} (expected ray, tiers, policy, dispatch)")
-        shared = _address(data.get("ray", {}), "ray")
-        tiers = data.get("tiers", {})
-        if not isinstance(tiers, dict):
-            raise ValueError("tiers: a table of [tiers.<tier>] tables")
-        targets: dict[Tier, TierTarget] = {}
-        for name, entry in tiers.items():
-            try:
-                tier = Tier(name)
-            except ValueError:
-                raise ValueError(f"tiers.{name}: not a tier (general, ai, hpc, edge)") from None
-            own = _address(entry, f"tiers.{name}")
-            if own is not None:
-                targets[tier] = TierTarget(own, None)
-        if shared is not None:
+        try:
+            file = SchedulerFile.model_validate(tomllib.loads(text))
+        except ValidationError as exc:
+            raise refusal(exc, SchedulerFile) from None
+        targets = {
+            tier: TierTarget(entry.address, None) for tier, entry in file.tiers.items() if entry.address is not None
+        }
+        if file.ray.address is not None:
             for tier in Tier:
-                targets.setdefault(tier, TierTarget(shared, {TIER_LABEL: tier.value}))
+                targets.setdefault(tier, TierTarget(file.ray.address, {TIER_LABEL: tier.value}))
         if not targets:
             raise ValueError("no tier is served: give [ray] address or at least one [tiers.<tier>] address")
-        policy_table = data.get("policy", {})
-        if not isinstance(policy_table, dict):
-            raise ValueError("policy: a table")
-        policy = Policy.from_mapping(policy_table)
-        return cls(targets, policy, _lost_after(data.get("dispatch", {})))
+        return cls(targets, Policy.from_mapping(file.policy), file.dispatch.lost_after_seconds)
 
     @classmethod
     def load(cls, path: Path) -> SchedulerConfig:
@@ -81,29 +104,3 @@ class SchedulerConfig:
             return cls.parse(path.read_text(encoding="utf-8"))
         except (ValueError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"{path}: {exc}") from None
-
-
-def _lost_after(table: Any) -> float:  # noqa: ANN401 - parsed TOML
-    if not isinstance(table, dict):
-        raise ValueError("dispatch: a table")
-    unknown = set(table) - {"lost_after_seconds"}
-    if unknown:
-        raise ValueError(f"dispatch: unknown keys {', '.join(sorted(unknown))} (expected lost_after_seconds)")
-    value = table.get("lost_after_seconds", 120.0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"dispatch.lost_after_seconds: a positive number of seconds, not {value!r}")
-    return float(value)
-
-
-def _address(entry: Any, where: str) -> str | None:  # noqa: ANN401 - parsed TOML
-    if not isinstance(entry, dict):
-        raise ValueError(f"{where}: a table")
-    extra = set(entry) - {"address"}
-    if extra:
-        raise ValueError(f"{where}: unknown keys {', '.join(sorted(extra))}")
-    address = entry.get("address")
-    if address is None:
-        return None
-    if not isinstance(address, str) or not address.startswith(("http://", "https://")):
-        raise ValueError(f"{where}.address: the Ray dashboard URL, e.g. http://127.0.0.1:8265")
-    return address.rstrip("/")

@@ -16,8 +16,12 @@ point and started again finds each job where it left it: a ``dispatching`` job R
 again under the same submission id (Ray refuses a second submission of an id, so it never runs twice); one Ray
 knows is followed. Retries get a new submission id per attempt (``<job id>-<attempt>``).
 
+It knows Ray and the database only through the `Backend` and `JobStore` protocols below (and the time only as
+each step's ``now``), so it imports neither: tests/unit/scheduler/test_dispatcher.py drives it with in-memory
+fakes of both.
+
 Must not: hold jobs in memory between steps (the store is the truth), submit a job Ray could not start now,
-or call ``ray.init`` (the service is not a Ray driver).
+read a clock, or call ``ray.init`` (the service is not a Ray driver).
 """
 
 from __future__ import annotations
@@ -27,12 +31,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from census_agent.labels import REGION_LABEL
 from census_agent.models import Tier
 from scheduler import gang
-from scheduler.models import JobSpec, JobState, NodeView, QueuedJob, RunningJob
+from scheduler.models import (
+    JobSpec,
+    JobState,
+    NodeView,
+    QueuedJob,
+    RayJobState,
+    RayJobStatus,
+    RayNode,
+    RayUnavailable,
+    RunningJob,
+)
 from scheduler.policy import Policy
 from scheduler.queue import Plan, Wait, net_of_running, overdue, plan
-from scheduler.ray_backend import REGION_LABEL, RayJobState, RayJobStatus, RayNode, RayUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +70,15 @@ class ActiveJob:
     def holding(self) -> RunningJob:
         """What it holds, for the queue: its nodes until its time limit (counted from dispatch until it runs)."""
         started = self.started_at if self.started_at is not None else self.dispatched_at
-        return RunningJob(self.job_id, self.spec.organisation, self.tier, self.node_ids, self.spec.resources,
-                          started, self.spec.time_limit_seconds)  # fmt: skip
+        return RunningJob(
+            self.job_id,
+            self.spec.organisation,
+            self.tier,
+            self.node_ids,
+            self.spec.resources,
+            started,
+            self.spec.time_limit_seconds,
+        )
 
 
 class JobStore(Protocol):
@@ -72,8 +93,17 @@ class JobStore(Protocol):
         """Jobs in state dispatching or running."""
         ...
 
-    def dispatch(self, job_id: str, *, attempt: int, tier: Tier, node_ids: Sequence[str], submission_id: str,
-                 reason: str, now: float) -> bool:  # fmt: skip
+    def dispatch(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        tier: Tier,
+        node_ids: Sequence[str],
+        submission_id: str,
+        reason: str,
+        now: float,
+    ) -> bool:
         """queued -> dispatching, with the decision."""
         ...
 
@@ -101,9 +131,19 @@ class JobStore(Protocol):
 class Backend(Protocol):
     """What the dispatcher needs of Ray (`scheduler.ray_backend.RayJobsBackend`)."""
 
-    def submit(self, *, job_id: str, tier: str, entrypoint: str, cpus: float, gpus: float, memory_bytes: int,
-               runtime_env: Mapping[str, Any] | None = None, metadata: Mapping[str, str] | None = None,
-               node_id: str | None = None) -> bool:  # fmt: skip
+    def submit(
+        self,
+        *,
+        job_id: str,
+        tier: str,
+        entrypoint: str,
+        cpus: float,
+        gpus: float,
+        memory_bytes: int,
+        runtime_env: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        node_id: str | None = None,
+    ) -> bool:
         """Submit under `job_id` (Ray's submission id); False if Ray already has it."""
         ...
 
@@ -152,9 +192,14 @@ class Dispatcher:
     """Moves jobs through their lifecycle, one `step` at a time (the service calls it on a timer)."""
 
     def __init__(
-        self, store: JobStore, backend: Backend, policy: Policy, tiers: Sequence[Tier], *,
+        self,
+        store: JobStore,
+        backend: Backend,
+        policy: Policy,
+        tiers: Sequence[Tier],
+        *,
         lost_after_seconds: float = 120.0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.store = store
         self.backend = backend
         self.policy = policy
@@ -210,8 +255,15 @@ class Dispatcher:
         for start in result.starts:
             attempt = by_id[start.job_id].attempt
             submission_id = f"{start.job_id}-{attempt}"
-            if not self.store.dispatch(start.job_id, attempt=attempt, tier=start.tier, node_ids=start.node_ids,
-                                       submission_id=submission_id, reason=start.reason, now=now):  # fmt: skip
+            if not self.store.dispatch(
+                start.job_id,
+                attempt=attempt,
+                tier=start.tier,
+                node_ids=start.node_ids,
+                submission_id=submission_id,
+                reason=start.reason,
+                now=now,
+            ):
                 continue  # cancelled meanwhile
             self._submit(by_id[start.job_id].spec, start.tier, start.node_ids, submission_id)
             report.started.append(start.job_id)
@@ -237,11 +289,16 @@ class Dispatcher:
             cpus, gpus, memory = 0.0, 0.0, 0
         try:
             self.backend.submit(
-                job_id=submission_id, tier=tier.value, entrypoint=entrypoint, cpus=cpus, gpus=gpus,
-                memory_bytes=memory, runtime_env=runtime_env or None,
+                job_id=submission_id,
+                tier=tier.value,
+                entrypoint=entrypoint,
+                cpus=cpus,
+                gpus=gpus,
+                memory_bytes=memory,
+                runtime_env=runtime_env or None,
                 metadata={"suanli_job": submission_id.rsplit("-", 1)[0], "name": spec.name},
                 node_id=node_ids[0],
-            )  # fmt: skip
+            )
         except RayUnavailable as exc:
             # Recorded as dispatching already: the next step finds Ray without it and submits again.
             log.warning("could not submit %s to %s now (%s); will retry", submission_id, tier, exc)
@@ -271,8 +328,9 @@ class Dispatcher:
                     self.backend.stop(submission_id, tier.value)
                 except RayUnavailable:
                     break
-                log.warning("tier %s: stopped %s, an attempt presumed lost while the tier was unreachable", tier,
-                            submission_id)  # fmt: skip
+                log.warning(
+                    "tier %s: stopped %s, an attempt presumed lost while the tier was unreachable", tier, submission_id
+                )
                 report.stopping.append(submission_id)
             else:
                 self._sweep.discard(tier)
@@ -323,15 +381,15 @@ class Dispatcher:
         what = f"exit code {status.exit_code}" if status.exit_code is not None else (status.message or "failed")
         return self._retry_or_fail(job, what, status.exit_code, now, report)
 
-    def _finish(self, job: ActiveJob, state: JobState, reason: str, exit_code: int | None, *, now: float,
-                report: StepReport) -> bool:  # fmt: skip
+    def _finish(
+        self, job: ActiveJob, state: JobState, reason: str, exit_code: int | None, *, now: float, report: StepReport
+    ) -> bool:
         if self.store.finish(job.job_id, state, reason, exit_code, now):
             report.finished[job.job_id] = state
             self._stop_sent.discard(job.job_id)
         return False
 
-    def _retry_or_fail(self, job: ActiveJob, what: str, exit_code: int | None, now: float,
-                       report: StepReport) -> bool:  # fmt: skip
+    def _retry_or_fail(self, job: ActiveJob, what: str, exit_code: int | None, now: float, report: StepReport) -> bool:
         tries = job.attempt + 1
         if job.attempt < job.spec.max_retries:
             reason = f"attempt {tries} failed ({what}); retry {tries} of {job.spec.max_retries}"

@@ -37,14 +37,17 @@ def command_line(entrypoint: str, cpus: float, gpus: float, memory_bytes: int, n
     import shlex  # noqa: PLC0415 - only the dispatcher needs it
 
     nodes = " ".join(f"--node {shlex.quote(n)}" for n in node_ids)
-    return (f"python -m scheduler.gang --cpus {cpus:g} --gpus {gpus:g} --memory-bytes {memory_bytes} {nodes} -- "
-            f"{shlex.quote(entrypoint)}")  # fmt: skip
+    return (
+        f"python -m scheduler.gang --cpus {cpus:g} --gpus {gpus:g} --memory-bytes {memory_bytes} {nodes} -- "
+        f"{shlex.quote(entrypoint)}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Reserve, run, release; returns the command's exit code."""
-    parser = argparse.ArgumentParser(prog="python -m scheduler.gang", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m scheduler.gang", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cpus", type=float, required=True)
     parser.add_argument("--gpus", type=float, default=0.0)
     parser.add_argument("--memory-bytes", dest="memory_bytes", type=int, default=0)

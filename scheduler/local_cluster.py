@@ -1,12 +1,13 @@
 """A local multi-raylet Ray cluster on this one machine, one raylet per tier slice, for `suanli up` and the tests.
 
 A head with no CPUs (so no job lands on it by accident) runs the GCS and the dashboard (the Jobs API), and each
-`RayletSpec` becomes one more `ray start` labelled ``suanli.io/tier=<tier>``. Every port Ray would otherwise take
-from a fixed default (6379, 8265, 10001, 52365, the 10002-19999 worker range) is chosen free or left to the OS, so
-several clusters can share the machine. `stop` ends exactly the processes this cluster started.
+`RayletSpec` (`scheduler.slicing`, which also shares a machine out among them) becomes one more `ray start` labelled
+``suanli.io/tier=<tier>``. Every port Ray would otherwise take from a fixed default (6379, 8265, 10001, 52365, the
+10002-19999 worker range) is chosen free or left to the OS, so several clusters can share the machine. `stop` ends
+exactly the processes this cluster started.
 
 Must not: run `ray stop` or touch any Ray process it did not start; call `ray.init` (this module only launches
-and inspects through the dashboard); import `api`.
+and inspects through the dashboard); import `api`; decide how a machine is sliced (`scheduler.slicing` does).
 
 What Ray 2.60 does here (observed on a 2-core machine, see the tests in tests/integration/ray):
 
@@ -41,27 +42,40 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 import psutil
 
-from census_agent.models import Tier
+from census_agent.labels import REGION_LABEL, TIER_LABEL
+from scheduler.slicing import (
+    DEFAULT_OBJECT_STORE_BYTES,
+    MIB,
+    MIN_OBJECT_STORE_BYTES,
+    RayletSpec,
+    raylet_names,
+    split_machine,
+)
+
+# The slicing names and labels are re-exported for callers (tests/integration) that import them from here with
+# the cluster; they are defined in scheduler.slicing and census_agent.labels.
+__all__ = [
+    "CLUSTER_ENV",
+    "MIB",
+    "MIN_OBJECT_STORE_BYTES",
+    "REGION_LABEL",
+    "TIER_LABEL",
+    "LocalClusterError",
+    "LocalRayCluster",
+    "RayletSpec",
+    "raylet_names",
+    "split_machine",
+]
 
 log = logging.getLogger(__name__)
-
-TIER_LABEL = "suanli.io/tier"
-REGION_LABEL = "suanli.io/region"
-
-MIB = 2**20
-# Ray refuses an object store under 75 MiB (ray_constants.OBJECT_STORE_MINIMUM_MEMORY_BYTES).
-MIN_OBJECT_STORE_BYTES = 75 * MIB
-DEFAULT_OBJECT_STORE_BYTES = 80 * MIB
-DEFAULT_MEMORY_BYTES = 512 * MIB
 
 # Every process of a cluster inherits this variable (set on each `ray start`); `stop` finds strays by it.
 CLUSTER_ENV = "SUANLI_RAY_CLUSTER"
@@ -84,105 +98,6 @@ class _StartFailed(LocalClusterError):
     def __init__(self, message: str, session: int) -> None:
         super().__init__(message)
         self.session = session
-
-
-@dataclass(frozen=True)
-class RayletSpec:
-    """One raylet: the tier it serves and the slice of this machine it may schedule."""
-
-    tier: str  # general | ai | hpc | edge
-    cpus: int  # --num-cpus (logical; Ray takes whole numbers only)
-    gpus: int = 0  # --num-gpus (logical GPUs are allowed on a machine without any)
-    memory_bytes: int = DEFAULT_MEMORY_BYTES  # --memory: what tasks and jobs may reserve
-    object_store_bytes: int = DEFAULT_OBJECT_STORE_BYTES  # --object-store-memory
-    labels: Mapping[str, str] = field(default_factory=dict)  # extra labels, e.g. {REGION_LABEL: "440106"}
-
-    def __post_init__(self) -> None:
-        if self.tier not in {t.value for t in Tier}:
-            raise ValueError(f"unknown tier {self.tier!r}: expected one of {', '.join(t.value for t in Tier)}")
-        if self.cpus < 0 or self.gpus < 0 or self.memory_bytes < 0:
-            raise ValueError("cpus, gpus and memory_bytes must not be negative")
-        if self.object_store_bytes < MIN_OBJECT_STORE_BYTES:
-            raise ValueError(f"object_store_bytes must be at least {MIN_OBJECT_STORE_BYTES} (Ray's minimum)")
-        if TIER_LABEL in self.labels:
-            raise ValueError(f"{TIER_LABEL} comes from `tier`, not from `labels`")
-        for key, value in self.labels.items():
-            if any(c in key + value for c in ",= "):
-                raise ValueError(f"label {key}={value} may not contain ',', '=' or spaces")
-
-    def all_labels(self) -> dict[str, str]:
-        """The labels the raylet starts with: the tier label and the extra ones."""
-        return {TIER_LABEL: self.tier, **self.labels}
-
-
-def split_machine(
-    cpus: int,
-    memory_bytes: int,
-    tiers: Sequence[str],
-    gpus_for_ai: int = 0,
-    *,
-    object_store_fraction: float = 0.2,
-    labels: Mapping[str, str] | None = None,
-) -> list[RayletSpec]:
-    """One raylet per tier so that the raylets' CPUs, and memory plus object store, add up to what is given.
-
-    CPUs and memory are shared out as evenly as whole units allow (earlier tiers get the remainder); each raylet's
-    share of memory is split into an object store (`object_store_fraction` of it, at least Ray's minimum) and
-    schedulable memory. All `gpus_for_ai` go to the ai raylet. Ray node resources are whole numbers, so `cpus` must
-    be at least the number of tiers: pass a larger, deliberately overcommitted count to run every tier on fewer
-    cores.
-    """
-    if not tiers:
-        raise ValueError("at least one tier is needed")
-    if len(set(tiers)) != len(tiers):
-        raise ValueError(f"tiers must be distinct, got {list(tiers)}")
-    if cpus < len(tiers):
-        raise ValueError(
-            f"{cpus} CPU(s) cannot be split over {len(tiers)} tiers: Ray node CPUs are whole numbers, so give "
-            f"at least one logical CPU per tier (an overcommitted count is fine for a demo)"
-        )
-    if gpus_for_ai and Tier.AI.value not in tiers:
-        raise ValueError("gpus_for_ai needs an ai tier")
-    if not 0 < object_store_fraction < 1:
-        raise ValueError("object_store_fraction must be between 0 and 1")
-    cpu_shares = _shares(cpus, len(tiers))
-    memory_shares = _shares(memory_bytes, len(tiers))
-    specs = []
-    for tier, cpu_share, memory_share in zip(tiers, cpu_shares, memory_shares, strict=True):
-        object_store = max(MIN_OBJECT_STORE_BYTES, int(memory_share * object_store_fraction))
-        if memory_share - object_store < MIN_OBJECT_STORE_BYTES:
-            raise ValueError(
-                f"{memory_bytes} bytes over {len(tiers)} tiers leaves {memory_share} per raylet: too little for an "
-                f"object store of {object_store} and schedulable memory"
-            )
-        specs.append(
-            RayletSpec(
-                tier=tier,
-                cpus=cpu_share,
-                gpus=gpus_for_ai if tier == Tier.AI.value else 0,
-                memory_bytes=memory_share - object_store,
-                object_store_bytes=object_store,
-                labels=dict(labels or {}),
-            )
-        )
-    return specs
-
-
-def _shares(total: int, parts: int) -> list[int]:
-    """`total` split into `parts` whole shares that differ by at most one, larger ones first."""
-    base, extra = divmod(total, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
-
-
-def raylet_names(raylets: Sequence[RayletSpec]) -> list[str]:
-    """Node names, one per raylet, numbered within each tier: general-0, hpc-0, hpc-1, ..."""
-    counts: dict[str, int] = {}
-    names = []
-    for spec in raylets:
-        index = counts.get(spec.tier, 0)
-        counts[spec.tier] = index + 1
-        names.append(f"{spec.tier}-{index}")
-    return names
 
 
 def _free_ports(count: int) -> list[int]:
@@ -283,8 +198,12 @@ class LocalRayCluster:
         try:
             began = time.monotonic()
             self._start_head(deadline)
-            log.info("ray head up in %.1f s (gcs %s, dashboard %s)", time.monotonic() - began, self.address,
-                     self.dashboard_url)  # fmt: skip
+            log.info(
+                "ray head up in %.1f s (gcs %s, dashboard %s)",
+                time.monotonic() - began,
+                self.address,
+                self.dashboard_url,
+            )
             self._start_raylets(deadline)
             self._wait_ready(deadline)
             log.info("ray cluster ready in %.1f s: %d raylet(s)", time.monotonic() - began, len(self.raylets))
@@ -320,7 +239,9 @@ class LocalRayCluster:
     def _start_head(self, deadline: float) -> None:
         gcs, dashboard, client, *node_ports = _free_ports(9)
         argv = [
-            _ray_executable(), "start", "--head",
+            _ray_executable(),
+            "start",
+            "--head",
             f"--port={gcs}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard}",
@@ -330,14 +251,15 @@ class LocalRayCluster:
             "--memory=0",
             f"--object-store-memory={self.head_object_store_bytes}",
             *self._common_flags("head", node_ports),
-        ]  # fmt: skip
+        ]
         self._gcs_port, self._dashboard_port = gcs, dashboard
         self._run_ray_start("head", argv, deadline)
 
     def _raylet_argv(self, spec: RayletSpec, name: str) -> list[str]:
         labels = ",".join(f"{k}={v}" for k, v in spec.all_labels().items())
         return [
-            _ray_executable(), "start",
+            _ray_executable(),
+            "start",
             f"--address={self.address}",
             f"--labels={labels}",
             f"--num-cpus={spec.cpus}",
@@ -346,7 +268,7 @@ class LocalRayCluster:
             f"--object-store-memory={spec.object_store_bytes}",
             "--include-log-monitor=false",  # the head's log monitor reads the shared session's logs
             *self._common_flags(name, _free_ports(6)),
-        ]  # fmt: skip
+        ]
 
     def _start_raylets(self, deadline: float) -> None:
         def start_one(spec: RayletSpec, name: str) -> None:
@@ -361,8 +283,12 @@ class LocalRayCluster:
                     # Kill what the failed start left, so that a late registration cannot make a duplicate node.
                     _terminate([p for p in self._processes() if _sid(p.pid) == exc.session], grace_s=0)
                     continue
-                log.info("raylet %s joined in %.1f s (%s)", name, time.monotonic() - began,
-                         ", ".join(f"{k}={v}" for k, v in spec.all_labels().items()))  # fmt: skip
+                log.info(
+                    "raylet %s joined in %.1f s (%s)",
+                    name,
+                    time.monotonic() - began,
+                    ", ".join(f"{k}={v}" for k, v in spec.all_labels().items()),
+                )
                 return
 
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="ray-start") as pool:
@@ -413,9 +339,13 @@ class LocalRayCluster:
             sockets_before = self._raylet_sockets()
             with log_path.open("ab") as out:
                 proc = subprocess.Popen(
-                    argv, stdout=out, stderr=subprocess.STDOUT, env=self._env(), start_new_session=True,
+                    argv,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=self._env(),
+                    start_new_session=True,
                     cwd=self.workdir,
-                )  # fmt: skip
+                )
             with self._lock:
                 self._sessions.add(proc.pid)
             if staggered:

@@ -1,13 +1,18 @@
-"""The job model: workload classes, a job's specification and state, and the views the policy decides over.
+"""The scheduler's values: the job model, the views the policy decides over, and Ray's answers as plain data.
 
-Pure: no I/O, no Ray, no database. A `JobSpec` is what a user submits (validated here, so the API, the CLI and the
-SDK share one contract); `JobState` is the lifecycle the dispatcher persists; `NodeView` and `RunningJob` are
-the facts the routing policy and the queue decide over, built by the dispatcher from Ray's live view.
+A `JobSpec` is what a user submits (validated here, so the API, the CLI and the SDK share one contract);
+`JobState` is the lifecycle the dispatcher persists; `NodeView` and `RunningJob` are the facts the routing
+policy and the queue decide over, built by the dispatcher from Ray's live view. `TierTarget` says where a tier's
+jobs go; `RayNode`, `RayJobStatus` and the `RayBackendError`s are what a backend (`scheduler.ray_backend`, or a
+test's fake) answers the dispatcher, so the dispatcher and the configuration need no Ray to be imported.
+
+Pure: no I/O, no Ray, no database.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated
 
@@ -139,3 +144,75 @@ class RunningJob:
     def ends_by(self) -> float:
         """When its time limit stops it, at the latest."""
         return self.started_at + self.time_limit_seconds
+
+
+# -- the Ray side, as plain data ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierTarget:
+    """Where a tier's jobs go: a Ray dashboard URL and, in a shared cluster, the selector of the tier's nodes."""
+
+    address: str  # e.g. "http://127.0.0.1:8265"
+    label_selector: Mapping[str, str] | None = None  # {"suanli.io/tier": "hpc"}, or None: the whole cluster
+
+
+@dataclass(frozen=True)
+class RayNode:
+    """One alive Ray node serving a tier, with the resources it was started with."""
+
+    node_id: str
+    cpus: float
+    gpus: float
+    memory_bytes: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+    name: str = ""
+
+
+class RayJobState(StrEnum):
+    """A submission's state in Ray; MISSING when Ray has no such submission."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    MISSING = "MISSING"
+
+    @property
+    def terminal(self) -> bool:
+        """True for the states a submission never leaves."""
+        return self in (RayJobState.STOPPED, RayJobState.SUCCEEDED, RayJobState.FAILED)
+
+
+@dataclass(frozen=True)
+class RayJobStatus:
+    """Ray's view of one submission."""
+
+    state: RayJobState
+    message: str = ""
+    driver_node_id: str | None = None
+    exit_code: int | None = None  # the entrypoint's exit code once it has exited, when Ray knows it
+    start_time: float | None = None  # seconds since the epoch
+    end_time: float | None = None
+
+
+class RayBackendError(Exception):
+    """A Ray call for a tier did not do what was asked."""
+
+    def __init__(self, tier: str, reason: str) -> None:
+        super().__init__(f"{tier}: {reason}")
+        self.tier = tier
+        self.reason = reason
+
+
+class RayUnavailable(RayBackendError):
+    """The tier's Ray cluster cannot be reached now (connection refused, timeout, 502-504): try again later."""
+
+
+class RayRequestFailed(RayBackendError):
+    """Ray answered with an error (an unknown submission for logs, a bad request, ...)."""
+
+    def __init__(self, tier: str, reason: str, status_code: int | None = None) -> None:
+        super().__init__(tier, reason)
+        self.status_code = status_code

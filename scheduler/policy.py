@@ -16,10 +16,13 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from census_agent.models import Tier
 from scheduler.models import NodeView, Resources, WorkloadClass
+from scheduler.tables import ClassName, TierName, refusal
 
 GiB = 2**30
 
@@ -82,42 +85,56 @@ class Policy:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Policy:
         """A policy from parsed TOML; what it leaves out keeps the default. ValueError names the offending key."""
-        unknown = set(data) - {"classes", "quotas", "backfill"}
-        if unknown:
-            raise ValueError(f"unknown policy keys: {', '.join(sorted(unknown))}")
+        try:
+            table = PolicyTable.model_validate(data)
+        except ValidationError as exc:
+            raise refusal(exc, PolicyTable, unknown="unknown policy keys") from None
         classes = dict(DEFAULT_CLASSES)
-        for name, entry in _table(data, "classes").items():
-            try:
-                klass = WorkloadClass(name)
-                tiers = tuple(Tier(t) for t in entry.get("tiers", [t.value for t in classes[klass].tiers]))
-                placement = Placement(entry.get("placement", classes[klass].placement.value))
-            except ValueError as exc:
-                raise ValueError(f"classes.{name}: {exc}") from None
-            if not tiers:
-                raise ValueError(f"classes.{name}.tiers: at least one tier")
-            classes[klass] = ClassPolicy(tiers, placement)
-        quotas: dict[tuple[str, Tier], Quota] = {}
-        for organisation, per_tier in _table(data, "quotas").items():
-            for tier_name, limits in per_tier.items():
-                try:
-                    tier = Tier(tier_name)
-                except ValueError as exc:
-                    raise ValueError(f"quotas.{organisation}.{tier_name}: {exc}") from None
-                extra = set(limits) - {"cpus", "gpus", "jobs"}
-                if extra:
-                    raise ValueError(f"quotas.{organisation}.{tier_name}: unknown keys {', '.join(sorted(extra))}")
-                quotas[(organisation, tier)] = Quota(limits.get("cpus"), limits.get("gpus"), limits.get("jobs"))
-        backfill = data.get("backfill", True)
-        if not isinstance(backfill, bool):
-            raise ValueError("backfill: true or false")
-        return cls(classes, quotas, backfill)
+        for klass, entry in table.classes.items():
+            default = classes[klass]
+            tiers = tuple(entry.tiers) if entry.tiers is not None else default.tiers
+            classes[klass] = ClassPolicy(tiers, entry.placement or default.placement)
+        quotas = {
+            (organisation, tier): Quota(limits.cpus, limits.gpus, limits.jobs)
+            for organisation, per_tier in table.quotas.items()
+            for tier, limits in per_tier.items()
+        }
+        return cls(classes, quotas, table.backfill)
 
 
-def _table(data: Mapping[str, Any], key: str) -> dict[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-        raise ValueError(f"{key}: a table of tables")
-    return value
+def _at_least_one(tiers: list[Tier]) -> list[Tier]:
+    if not tiers:
+        raise ValueError("at least one tier")
+    return tiers
+
+
+class ClassTable(BaseModel):
+    """``[policy.classes.<class>]``: the class's tiers in order and its placement (each absent one: the default)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tiers: Annotated[list[TierName], AfterValidator(_at_least_one)] | None = None
+    placement: Placement | None = None
+
+
+class QuotaTable(BaseModel):
+    """``[policy.quotas.<organisation>.<tier>]``: CPUs and GPUs held at once, running jobs (absent: no ceiling)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpus: Annotated[float, Field(strict=True)] | None = None
+    gpus: Annotated[float, Field(strict=True)] | None = None
+    jobs: Annotated[int, Field(strict=True)] | None = None
+
+
+class PolicyTable(BaseModel):
+    """The ``[policy]`` table as written in the scheduler's file (`Policy.from_mapping` builds the `Policy`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    classes: dict[ClassName, ClassTable] = {}
+    quotas: dict[str, dict[TierName, QuotaTable]] = {}  # organisation ("*": every other) -> tier -> quota
+    backfill: StrictBool = True
 
 
 def fits(node: NodeView, r: Resources) -> bool:
@@ -125,8 +142,9 @@ def fits(node: NodeView, r: Resources) -> bool:
     return node.cpus >= r.cpus and node.gpus >= r.gpus and node.memory_bytes >= r.memory_bytes
 
 
-def feasible(resources: Resources, organisation: str, klass: WorkloadClass, nodes: Iterable[NodeView],
-             policy: Policy) -> str | None:  # fmt: skip
+def feasible(
+    resources: Resources, organisation: str, klass: WorkloadClass, nodes: Iterable[NodeView], policy: Policy
+) -> str | None:
     """None if some tier of the class could ever run the job (by node totals and quotas), else why not."""
     route = policy.classes[klass]
     by_tier: dict[Tier, list[NodeView]] = {t: [] for t in route.tiers}
@@ -163,8 +181,10 @@ def _over_quota(r: Resources, quota: Quota | None) -> str | None:
 def _largest(nodes: Sequence[NodeView]) -> str:
     if not nodes:
         return "no nodes"
-    return (f"largest node {max(n.cpus for n in nodes):g} CPUs, {max(n.gpus for n in nodes):g} GPUs, "
-            f"{max(n.memory_bytes for n in nodes) / GiB:.1f} GiB")  # fmt: skip
+    return (
+        f"largest node {max(n.cpus for n in nodes):g} CPUs, {max(n.gpus for n in nodes):g} GPUs, "
+        f"{max(n.memory_bytes for n in nodes) / GiB:.1f} GiB"
+    )
 
 
 def describe(r: Resources) -> str:

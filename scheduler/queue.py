@@ -18,7 +18,7 @@ import heapq
 import math
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from census_agent.models import Tier
@@ -164,8 +164,8 @@ class _Pass:
             if self.policy.backfill:
                 reservation = self._reserve(job.job_id, home, r)
                 self.reservations[home] = reservation
-                return Wait(job.job_id, home, position, f"{reason}; next in line, nodes reserved to start "
-                            f"{_when(reservation.at)} at the latest (running jobs' time limits)")  # fmt: skip
+                until = f"{_when(reservation.at)} at the latest (running jobs' time limits)"
+                return Wait(job.job_id, home, position, f"{reason}; next in line, nodes reserved to start {until}")
             self.blocked.add(home)
             return Wait(job.job_id, home, position, f"{reason}; next in line (strict order: nothing starts behind it)")
         if reservation is not None:
@@ -174,8 +174,9 @@ class _Pass:
             reason += "; " + "; ".join(quota_notes)
         return Wait(job.job_id, home, position, reason)
 
-    def _place(self, tier: Tier, placement: Placement, r: Resources, region: str | None,
-               limit: int) -> list[int] | None:  # fmt: skip
+    def _place(
+        self, tier: Tier, placement: Placement, r: Resources, region: str | None, limit: int
+    ) -> list[int] | None:
         pool = self.pool
         reservation = self.reservations.get(tier)
         # A job that ends before the reserved start may use any node; one that does not must avoid the reserved.
@@ -238,8 +239,9 @@ class _Pass:
         return _Reservation(job_id, math.inf, frozenset(pool.by_tier[tier]))
 
 
-def plan(queued: Sequence[QueuedJob], running: Sequence[RunningJob], nodes: Sequence[NodeView], policy: Policy,
-         now: float) -> Plan:  # fmt: skip
+def plan(
+    queued: Sequence[QueuedJob], running: Sequence[RunningJob], nodes: Sequence[NodeView], policy: Policy, now: float
+) -> Plan:
     """One scheduling pass: the jobs of `queued` to start now, and why each of the others waits."""
     state = _Pass(nodes, running, policy, now)
     # A tier is idle for spilling when no waiting job calls it home.
@@ -284,8 +286,7 @@ def net_of_running(nodes: Sequence[NodeView], running: Sequence[RunningJob]) -> 
     views = []
     for n in nodes:
         c, g, m = held.get(n.node_id, (0.0, 0.0, 0.0))
-        views.append(NodeView(n.node_id, n.tier, n.cpus, n.gpus, n.memory_bytes, n.cpus - c, n.gpus - g,
-                              n.memory_bytes - m, n.region))  # fmt: skip
+        views.append(replace(n, free_cpus=n.cpus - c, free_gpus=n.gpus - g, free_memory_bytes=n.memory_bytes - m))
     return views
 
 

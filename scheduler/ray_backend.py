@@ -1,8 +1,10 @@
 """The tiers as Ray Jobs API targets: submit, follow, stop and read jobs, and list each tier's alive nodes.
 
 A tier is either a label selector inside one shared Ray cluster (``{"suanli.io/tier": "hpc"}``) or a whole Ray
-cluster of its own (``label_selector=None``); `TierTarget` names the cluster's dashboard either way. Jobs are Ray
-submissions whose submission id is Suanli's job id, so a retried dispatch is recognised instead of run twice.
+cluster of its own (``label_selector=None``); `TierTarget` names the cluster's dashboard either way. The values
+this module answers with (`RayNode`, `RayJobStatus`, the `RayBackendError`s) are plain data in `scheduler.models`,
+re-exported here. Jobs are Ray submissions whose submission id is Suanli's job id, so a retried dispatch is
+recognised instead of run twice.
 
 Must not: call `ray.init` (the service is not a Ray driver; everything goes through the dashboard's HTTP APIs),
 import `api`, or raise Ray's own exceptions to callers: an unreachable cluster is `RayUnavailable` (keep the job
@@ -37,8 +39,6 @@ import math
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import aiohttp
@@ -46,13 +46,20 @@ from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient, JobTy
 from ray.util.state import list_nodes
 from ray.util.state.exception import RayStateApiException, ServerUnavailable
 
+from census_agent.labels import TIER_LABEL
 from census_agent.models import Tier
-from scheduler.local_cluster import REGION_LABEL, TIER_LABEL
+from scheduler.models import (
+    RayBackendError,
+    RayJobState,
+    RayJobStatus,
+    RayNode,
+    RayRequestFailed,
+    RayUnavailable,
+    TierTarget,
+)
 
 __all__ = [
     "NODE_ID_LABEL",
-    "REGION_LABEL",
-    "TIER_LABEL",
     "RayBackendError",
     "RayJobState",
     "RayJobStatus",
@@ -62,6 +69,7 @@ __all__ = [
     "RayUnavailable",
     "TierTarget",
     "label_matches",
+    "status_from_details",
 ]
 
 NODE_ID_LABEL = "ray.io/node-id"  # set by Ray on every node
@@ -70,93 +78,25 @@ _HTTP_STATUS = re.compile(r"status code (\d{3})")
 _UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 
 
-@dataclass(frozen=True)
-class TierTarget:
-    """Where a tier's jobs go: a Ray dashboard URL and, in a shared cluster, the selector of the tier's nodes."""
-
-    address: str  # e.g. "http://127.0.0.1:8265"
-    label_selector: Mapping[str, str] | None = None  # {"suanli.io/tier": "hpc"}, or None: the whole cluster
-
-
-@dataclass(frozen=True)
-class RayNode:
-    """One alive Ray node serving a tier, with the resources it was started with."""
-
-    node_id: str
-    cpus: float
-    gpus: float
-    memory_bytes: float
-    labels: Mapping[str, str] = field(default_factory=dict)
-    name: str = ""
-
-
-class RayJobState(StrEnum):
-    """A submission's state in Ray; MISSING when Ray has no such submission."""
-
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    STOPPED = "STOPPED"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    MISSING = "MISSING"
-
-    @property
-    def terminal(self) -> bool:
-        """True for the states a submission never leaves."""
-        return self in (RayJobState.STOPPED, RayJobState.SUCCEEDED, RayJobState.FAILED)
-
-
-@dataclass(frozen=True)
-class RayJobStatus:
-    """Ray's view of one submission."""
-
-    state: RayJobState
-    message: str = ""
-    driver_node_id: str | None = None
-    exit_code: int | None = None  # the entrypoint's exit code once it has exited, when Ray knows it
-    start_time: float | None = None  # seconds since the epoch
-    end_time: float | None = None
-
-    @classmethod
-    def from_details(cls, details: JobDetails) -> RayJobStatus:
-        """From Ray's job details (times in ms, exit code from the field or from the failure message)."""
-        message = details.message or ""
-        exit_code = details.driver_exit_code
-        if exit_code is None and details.status == JobStatus.FAILED:
-            match = _EXIT_CODE.search(message)
-            exit_code = int(match.group(1)) if match else None
-        return cls(
-            state=RayJobState(details.status.value),
-            message=message,
-            driver_node_id=details.driver_node_id or None,
-            exit_code=exit_code,
-            start_time=details.start_time / 1000 if details.start_time else None,
-            end_time=details.end_time / 1000 if details.end_time else None,
-        )
+def status_from_details(details: JobDetails) -> RayJobStatus:
+    """Ray's job details as a `RayJobStatus` (times from ms to s; the exit code from the field or from the failure
+    message)."""
+    message = details.message or ""
+    exit_code = details.driver_exit_code
+    if exit_code is None and details.status == JobStatus.FAILED:
+        match = _EXIT_CODE.search(message)
+        exit_code = int(match.group(1)) if match else None
+    return RayJobStatus(
+        state=RayJobState(details.status.value),
+        message=message,
+        driver_node_id=details.driver_node_id or None,
+        exit_code=exit_code,
+        start_time=details.start_time / 1000 if details.start_time else None,
+        end_time=details.end_time / 1000 if details.end_time else None,
+    )
 
 
 MISSING = RayJobStatus(RayJobState.MISSING, "Ray has no such submission")
-
-
-class RayBackendError(Exception):
-    """A Ray call for a tier did not do what was asked."""
-
-    def __init__(self, tier: str, reason: str) -> None:
-        super().__init__(f"{tier}: {reason}")
-        self.tier = tier
-        self.reason = reason
-
-
-class RayUnavailable(RayBackendError):
-    """The tier's Ray cluster cannot be reached now (connection refused, timeout, 502-504): try again later."""
-
-
-class RayRequestFailed(RayBackendError):
-    """Ray answered with an error (an unknown submission for logs, a bad request, ...)."""
-
-    def __init__(self, tier: str, reason: str, status_code: int | None = None) -> None:
-        super().__init__(tier, reason)
-        self.status_code = status_code
 
 
 class _TimedJobClient(JobSubmissionClient):
@@ -311,7 +251,7 @@ class RayJobsBackend:
         client = self._client(tier)
         with self._errors(tier, f"status of {job_id}"):
             details = self._details(client, job_id)
-        return MISSING if details is None else RayJobStatus.from_details(details)
+        return MISSING if details is None else status_from_details(details)
 
     def stop(self, job_id: str, tier: str) -> bool:
         """Ask Ray to stop the submission; False if it had already ended or Ray has none."""
@@ -343,7 +283,7 @@ class RayJobsBackend:
         with self._errors(tier, "list jobs"):
             listed = client.list_jobs()
         return {
-            job.submission_id: RayJobStatus.from_details(job)
+            job.submission_id: status_from_details(job)
             for job in listed
             if job.type == JobType.SUBMISSION
             and job.submission_id is not None

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import psutil
 
-from scheduler.local_cluster import MIB, REGION_LABEL, TIER_LABEL, LocalRayCluster, RayletSpec
+from census_agent.labels import REGION_LABEL, TIER_LABEL
+from scheduler.local_cluster import LocalRayCluster
 from scheduler.ray_backend import RayJobsBackend, RayJobState, RayJobStatus, TierTarget
+from scheduler.slicing import MIB, RayletSpec
 
 TIERS = ("general", "ai", "hpc", "edge")
 RAYLETS = (

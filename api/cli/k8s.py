@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from api.cli.client import SuanliClient
-from api.discovery.nodes import CLOCK_LABEL, REGION_LABEL, DiscoveredNode, discover_all
+from api.discovery.nodes import DiscoveredNode, discover_all
 from census_agent.catalogue import load_default_catalogue
+from census_agent.labels import CLOCK_LABEL, REGION_LABEL
 from census_agent.render import human_bytes, human_flops, table
 from census_agent.report import ComputeModel
 

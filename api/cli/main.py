@@ -322,7 +322,8 @@ def _ray_cluster(args: argparse.Namespace, data: Path) -> Any:  # noqa: ANN401 -
     """A head and one raylet per tier, sharing out --ray-cpus and --ray-memory (the figures stay honest)."""
     import psutil  # noqa: PLC0415 - server-side commands only
 
-    from scheduler.local_cluster import LocalRayCluster, split_machine  # noqa: PLC0415
+    from scheduler.local_cluster import LocalRayCluster  # noqa: PLC0415
+    from scheduler.slicing import split_machine  # noqa: PLC0415
 
     tiers = ["general", "ai", "hpc", "edge"]
     cpus = args.ray_cpus or max(os.cpu_count() or 1, len(tiers))

@@ -25,6 +25,14 @@ from pydantic import ValidationError
 
 from census_agent.catalogue import CatalogueEntry, find_entry
 from census_agent.cpu_peaks import THROUGHPUT_FLAGS
+from census_agent.labels import (
+    CLOCK_LABEL,
+    ORGANISATION_LABEL,
+    PER_CYCLE_LABEL,
+    REGION_LABEL,
+    SITE_LABEL,
+    TIER_LABEL,
+)
 from census_agent.models import (
     Accelerator,
     ClockSource,
@@ -38,13 +46,6 @@ from census_agent.models import (
 
 SOURCE = "kubernetes"
 
-# Labels an operator may set on a Node for the census (the agent's `labels` section, in label form).
-REGION_LABEL = "suanli.io/region"
-ORGANISATION_LABEL = "suanli.io/organisation"
-SITE_LABEL = "suanli.io/site"
-TIER_LABEL = "suanli.io/tier"
-CLOCK_LABEL = "suanli.io/cpu-base-clock-mhz"
-PER_CYCLE_LABEL = "suanli.io/cpu-fp64-flops-per-cycle"  # overrides the rule chosen from the ISA flags
 # Standard topology labels, used for the region when they hold one of the census's region codes.
 TOPOLOGY_LABELS = ("topology.kubernetes.io/zone", "topology.kubernetes.io/region")
 

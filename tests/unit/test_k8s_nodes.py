@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from api.discovery.nodes import CLOCK_LABEL, PER_CYCLE_LABEL, NodeNotUsable, discover, discover_all, parse_quantity
+from api.discovery.nodes import NodeNotUsable, discover, discover_all, parse_quantity
 from census_agent.catalogue import load_default_catalogue
+from census_agent.labels import CLOCK_LABEL, PER_CYCLE_LABEL
 from census_agent.models import ClockSource, Precision, Tier
 from census_agent.report import ComputeModel
 

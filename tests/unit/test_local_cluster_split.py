@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.local_cluster import (
-    MIN_OBJECT_STORE_BYTES,
-    REGION_LABEL,
-    TIER_LABEL,
-    RayletSpec,
-    raylet_names,
-    split_machine,
-)
+from census_agent.labels import REGION_LABEL, TIER_LABEL
+from scheduler.slicing import MIN_OBJECT_STORE_BYTES, RayletSpec, raylet_names, split_machine
 
 GIB = 2**30
 TIERS = ["general", "ai", "hpc", "edge"]

@@ -8,11 +8,11 @@ from ray.job_submission import JobDetails, JobStatus, JobType
 from scheduler.ray_backend import (
     RayJobsBackend,
     RayJobState,
-    RayJobStatus,
     RayRequestFailed,
     RayUnavailable,
     TierTarget,
     label_matches,
+    status_from_details,
 )
 
 LABELS = {"suanli.io/tier": "hpc", "suanli.io/region": "440106"}
@@ -40,22 +40,30 @@ def test_label_selectors_match_as_ray_does(selector: dict[str, str], matches: bo
 
 
 def details(status: JobStatus, message: str, exit_code: int | None = None) -> JobDetails:
-    return JobDetails(type=JobType.SUBMISSION, submission_id="j", status=status, entrypoint="x", message=message,
-                      start_time=1_700_000_000_000, end_time=1_700_000_004_500, driver_node_id="n1",
-                      driver_exit_code=exit_code)  # fmt: skip
+    return JobDetails(
+        type=JobType.SUBMISSION,
+        submission_id="j",
+        status=status,
+        entrypoint="x",
+        message=message,
+        start_time=1_700_000_000_000,
+        end_time=1_700_000_004_500,
+        driver_node_id="n1",
+        driver_exit_code=exit_code,
+    )
 
 
 def test_a_failed_jobs_exit_code_comes_from_the_field_or_from_rays_message() -> None:
     """driver_exit_code when Ray sets it, else N from "Job entrypoint command failed with exit code N"."""
     message = "Job entrypoint command failed with exit code 3, last available logs (truncated to 20,000 chars):\n"
-    assert RayJobStatus.from_details(details(JobStatus.FAILED, message)).exit_code == 3
-    assert RayJobStatus.from_details(details(JobStatus.FAILED, message, exit_code=7)).exit_code == 7
-    assert RayJobStatus.from_details(details(JobStatus.FAILED, "Job supervisor actor died")).exit_code is None
+    assert status_from_details(details(JobStatus.FAILED, message)).exit_code == 3
+    assert status_from_details(details(JobStatus.FAILED, message, exit_code=7)).exit_code == 7
+    assert status_from_details(details(JobStatus.FAILED, "Job supervisor actor died")).exit_code is None
 
 
 def test_job_times_are_seconds_and_states_map_one_to_one() -> None:
     """Ray's millisecond times become seconds; each JobStatus has its RayJobState."""
-    status = RayJobStatus.from_details(details(JobStatus.SUCCEEDED, "Job finished successfully.", exit_code=0))
+    status = status_from_details(details(JobStatus.SUCCEEDED, "Job finished successfully.", exit_code=0))
     assert (status.start_time, status.end_time, status.driver_node_id) == (1_700_000_000.0, 1_700_000_004.5, "n1")
     for ray_status in JobStatus:
         assert RayJobState(ray_status.value).value == ray_status.value

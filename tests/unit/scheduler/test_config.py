@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from census_agent.labels import TIER_LABEL
 from census_agent.models import Tier
 from scheduler.config import SchedulerConfig
+from scheduler.models import TierTarget
 from scheduler.policy import Quota
-from scheduler.ray_backend import TIER_LABEL, TierTarget
 
 
 def test_one_ray_cluster_serves_every_tier_by_label_selector() -> None:
@@ -21,9 +22,7 @@ def test_one_ray_cluster_serves_every_tier_by_label_selector() -> None:
 def test_a_tier_with_its_own_address_is_a_whole_cluster() -> None:
     """`[tiers.hpc] address` makes hpc its own cluster (no selector) while the others stay on `[ray]`; with no
     `[ray]`, only the tiers given are served."""
-    config = SchedulerConfig.parse(
-        '[ray]\naddress = "http://a:8265"\n[tiers.hpc]\naddress = "http://hpc:8265"\n'
-    )  # fmt: skip
+    config = SchedulerConfig.parse('[ray]\naddress = "http://a:8265"\n[tiers.hpc]\naddress = "http://hpc:8265"\n')
     assert config.targets[Tier.HPC] == TierTarget("http://hpc:8265", None)
     assert config.targets[Tier.AI] == TierTarget("http://a:8265", {TIER_LABEL: "ai"})
     only = SchedulerConfig.parse('[tiers.edge]\naddress = "http://edge:8265"\n')
@@ -59,3 +58,15 @@ def test_configuration_mistakes_name_the_key(text: str, message: str, tmp_path: 
     with pytest.raises(ValueError, match=message) as caught:
         SchedulerConfig.load(path)
     assert str(path) in str(caught.value)
+
+
+def test_every_mistake_of_a_file_is_named_at_once() -> None:
+    """Several mistakes are refused together, each with its key, so a file is fixed in one pass; a value that is
+    not a table where a table belongs says so."""
+    text = "[ray]\naddress = 3\nport = 1\n[scheduler]\nx = 1\n[tiers]\nhpc = 5\n"
+    with pytest.raises(ValueError, match=r"ray\.address: Input should be a valid string") as caught:
+        SchedulerConfig.parse(text)
+    message = str(caught.value)
+    assert "ray: unknown keys port" in message
+    assert "unknown keys: scheduler (expected ray, tiers, policy, dispatch)" in message
+    assert "tiers.hpc: a table" in message

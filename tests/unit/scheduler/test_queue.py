@@ -131,8 +131,10 @@ def test_without_backfill_nothing_starts_behind_a_blocked_head() -> None:
 
 def test_overdue_lists_jobs_past_their_time_limit() -> None:
     """A job started 2 h ago with a 1 h limit is overdue; one with 3 h is not."""
-    jobs = [running("late", Tier.HPC, ("hpc-0",), started_at=NOW - 7200, limit=3600),
-            running("fine", Tier.HPC, ("hpc-1",), started_at=NOW - 7200, limit=3 * 3600)]  # fmt: skip
+    jobs = [
+        running("late", Tier.HPC, ("hpc-0",), started_at=NOW - 7200, limit=3600),
+        running("fine", Tier.HPC, ("hpc-1",), started_at=NOW - 7200, limit=3 * 3600),
+    ]
     assert overdue(jobs, NOW) == ["late"]
 
 
@@ -148,8 +150,15 @@ CLUSTER = (
 
 job_specs = st.builds(
     lambda klass, cpus, gpus, mem, nodes, prio, org, limit: spec(
-        klass, cpus=cpus, gpus=gpus if klass == "ai" else 0, memory_gib=mem, nodes=nodes if klass == "hpc" else 1,
-        priority=prio, org=org, limit=limit),
+        klass,
+        cpus=cpus,
+        gpus=gpus if klass == "ai" else 0,
+        memory_gib=mem,
+        nodes=nodes if klass == "hpc" else 1,
+        priority=prio,
+        org=org,
+        limit=limit,
+    ),
     st.sampled_from(["general", "in-memory", "hpc", "ai", "edge"]),
     st.sampled_from([0.5, 1, 2, 4, 8]),
     st.integers(0, 2),
@@ -158,7 +167,7 @@ job_specs = st.builds(
     st.integers(0, 2),
     st.sampled_from(["org-a", "org-b", "org-c"]),
     st.sampled_from([60, 600, 3600, 7200]),
-)  # fmt: skip
+)
 
 
 @st.composite
@@ -167,8 +176,17 @@ def scenarios(draw: st.DrawFn) -> tuple[list[QueuedJob], list[RunningJob], bool]
     jobs = [queued(f"q{i}", s, NOW - 1000 + i) for i, s in enumerate(specs)]
     # Running jobs: take whole nodes from a random subset, ending at random times.
     holders = draw(st.lists(st.sampled_from(CLUSTER), unique_by=lambda n: n.node_id, max_size=6))
-    busy = [running(f"r{i}", n.tier, (n.node_id,), cpus=n.cpus, started_at=NOW - draw(st.integers(0, 3000)),
-                    limit=draw(st.sampled_from([600, 3600, 7200]))) for i, n in enumerate(holders)]  # fmt: skip
+    busy = [
+        running(
+            f"r{i}",
+            n.tier,
+            (n.node_id,),
+            cpus=n.cpus,
+            started_at=NOW - draw(st.integers(0, 3000)),
+            limit=draw(st.sampled_from([600, 3600, 7200])),
+        )
+        for i, n in enumerate(holders)
+    ]
     return jobs, busy, draw(st.booleans())
 
 
@@ -215,8 +233,9 @@ def test_the_head_job_still_fits_on_its_reserved_nodes_at_its_reserved_time(
     result = plan(jobs, busy, nodes, Policy(backfill=True), NOW)
     specs = {j.job_id: j.spec for j in jobs}
     holding = [(b.node_ids, b.resources, b.ends_by) for b in busy]
-    holding += [(s.node_ids, specs[s.job_id].resources, NOW + specs[s.job_id].time_limit_seconds)
-                for s in result.starts]  # fmt: skip
+    holding += [
+        (s.node_ids, specs[s.job_id].resources, NOW + specs[s.job_id].time_limit_seconds) for s in result.starts
+    ]
     totals = {n.node_id: n for n in CLUSTER}
     for reservation in result.reservations.values():
         if reservation.at == float("inf"):

@@ -22,8 +22,12 @@ CLUSTER = [
 ]
 
 
-def start_of(job_spec_: object, nodes: list[NodeView] = CLUSTER, busy: list[RunningJob] | None = None,
-             policy: Policy | None = None) -> Start:  # fmt: skip
+def start_of(
+    job_spec_: object,
+    nodes: list[NodeView] = CLUSTER,
+    busy: list[RunningJob] | None = None,
+    policy: Policy | None = None,
+) -> Start:
     busy = busy or []
     result = plan([queued("j", job_spec_)], busy, net_of_running(nodes, busy), policy or Policy(), NOW)  # type: ignore[arg-type]
     assert result.starts, result.waits
@@ -82,10 +86,12 @@ def test_general_job_spills_onto_idle_hpc_when_general_is_full_but_never_onto_a_
 def test_general_job_uses_ai_only_after_every_other_tier() -> None:
     """ai is the last resort for general work: with general, hpc and edge full it spills to ai."""
     busy = [
-        running("a", Tier.GENERAL, ("gen-1",), cpus=4), running("b", Tier.GENERAL, ("gen-2",), cpus=4),
+        running("a", Tier.GENERAL, ("gen-1",), cpus=4),
+        running("b", Tier.GENERAL, ("gen-2",), cpus=4),
         running("c", Tier.HPC, ("hpc-1", "hpc-2"), cpus=64),
-        running("d", Tier.EDGE, ("edge-sz",), cpus=2), running("e", Tier.EDGE, ("edge-th",), cpus=2),
-    ]  # fmt: skip
+        running("d", Tier.EDGE, ("edge-sz",), cpus=2),
+        running("e", Tier.EDGE, ("edge-th",), cpus=2),
+    ]
     assert start_of(spec("general"), busy=busy).tier is Tier.AI
     only_hpc_free = busy[:2] + busy[3:]
     assert start_of(spec("general"), busy=only_hpc_free).tier is Tier.HPC
