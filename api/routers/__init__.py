@@ -1,7 +1,7 @@
 """One router per resource; the answers' models are in `api.schemas`.
 
-Each router sets ``default_response_class=JSONResponse``. FastAPI's default would, for a route with a response
-model, write the JSON with pydantic's serialiser, which spells some floats differently from ``json.dumps``
-(``1e-07`` becomes ``1e-7``, ``2.5e-05`` becomes ``0.000025``); with `JSONResponse` the model still validates
-and shapes the answer, and ``json.dumps`` writes it as it always has, so the answers' bytes do not change.
+A route's ``response_model`` validates and shapes its answer, and FastAPI writes it with pydantic's JSON
+serialiser, as it did before the models, when each route's ``dict[str, Any]`` annotation was its model: the
+answers' bytes (key order, floats such as ``0.000025``) are the same. A route that answers a `Response` itself
+(the report ingest, readiness, the CSV export, the dashboard) is sent as it is; its model only documents it.
 """

@@ -13,7 +13,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from api.auth import Principal, Role, create_token, enrolled_token
@@ -24,12 +23,7 @@ from api.openapi import json_body
 from api.schemas.tokens import AgentTokenCreated
 from census_agent.models import NodeId
 
-router = APIRouter(
-    prefix="/v1/agents",
-    tags=["agents"],
-    responses=problem_responses(*AUTHENTICATED),
-    default_response_class=JSONResponse,
-)
+router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=problem_responses(*AUTHENTICATED))
 
 
 class Enrolment(BaseModel):

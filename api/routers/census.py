@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from api.census.arithmetic import per_capita
 from api.census.liveness import ACTIVE, STATUSES
@@ -19,12 +19,7 @@ from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
 from api.schemas.census import CensusPublic, HistoryPublic
 from census_agent.models import Precision, Tier
 
-router = APIRouter(
-    prefix="/v1/census",
-    tags=["census"],
-    responses=problem_responses(*AUTHENTICATED, 422),
-    default_response_class=JSONResponse,
-)
+router = APIRouter(prefix="/v1/census", tags=["census"], responses=problem_responses(*AUTHENTICATED, 422))
 
 Include = Annotated[
     Literal["active", "all"], Query(description="count active nodes only (default) or every known node")

@@ -12,7 +12,7 @@ from api.deps import Operator, State
 from api.errors import AUTHENTICATED, problem_responses
 from api.schemas.health import Alive, NotReady, Ready
 
-router = APIRouter(tags=["health"], default_response_class=JSONResponse)
+router = APIRouter(tags=["health"])
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
@@ -35,12 +35,7 @@ from api.schemas.jobs import JobPublic, JobsPage
 from api.state import ServiceState
 from scheduler.models import JobSpec, JobState, WorkloadClass
 
-router = APIRouter(
-    prefix="/v1/jobs",
-    tags=["jobs"],
-    responses=problem_responses(*AUTHENTICATED, 422),
-    default_response_class=JSONResponse,
-)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(*AUTHENTICATED, 422))
 
 
 def _scheduling(state: ServiceState) -> Scheduling:

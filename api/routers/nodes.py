@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 
@@ -21,12 +20,7 @@ from api.errors import AUTHENTICATED, InvalidRequest, NotFound, invalid_body, pr
 from api.openapi import json_body
 from api.schemas.nodes import DiscoveryRecorded, NodePublic, NodesPage
 
-router = APIRouter(
-    prefix="/v1/nodes",
-    tags=["nodes"],
-    responses=problem_responses(*AUTHENTICATED, 422),
-    default_response_class=JSONResponse,
-)
+router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=problem_responses(*AUTHENTICATED, 422))
 
 SUMMARY = [
     "node_id",

@@ -5,18 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from api.deps import CensusReader, State
 from api.errors import AUTHENTICATED, problem_responses
 from api.schemas.regions import RegionsPublic
 
-router = APIRouter(
-    prefix="/v1/regions",
-    tags=["regions"],
-    responses=problem_responses(*AUTHENTICATED),
-    default_response_class=JSONResponse,
-)
+router = APIRouter(prefix="/v1/regions", tags=["regions"], responses=problem_responses(*AUTHENTICATED))
 
 
 @router.get("", summary="List regions", response_model=RegionsPublic)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from api.db.tables import rollups
@@ -21,9 +20,7 @@ from census_agent.models import Tier
 from scheduler.models import JobState
 from scheduler.queue import net_of_running
 
-router = APIRouter(
-    prefix="/v1/tiers", tags=["jobs"], responses=problem_responses(*AUTHENTICATED), default_response_class=JSONResponse
-)
+router = APIRouter(prefix="/v1/tiers", tags=["jobs"], responses=problem_responses(*AUTHENTICATED))
 
 
 @router.get("", summary="Capacity, free resources, running and queued jobs per tier", response_model=TiersPublic)

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import Role, create_token, list_tokens, revoke
@@ -17,12 +16,7 @@ from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
 from api.openapi import json_body
 from api.schemas.tokens import TokenCreated, TokensPublic
 
-router = APIRouter(
-    prefix="/v1/tokens",
-    tags=["tokens"],
-    responses=problem_responses(*AUTHENTICATED),
-    default_response_class=JSONResponse,
-)
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=problem_responses(*AUTHENTICATED))
 TOKEN_ID_MAX = 2**63 - 1  # a 64-bit integer column: a larger id names no token (422, not a database error)
 
 
