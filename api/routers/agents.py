@@ -20,6 +20,7 @@ from api.db.engine import write_transaction
 from api.deps import Enroller, State
 from api.errors import AUTHENTICATED, Conflict, invalid_body, problem_responses
 from api.openapi import json_body
+from api.schemas.tokens import AgentTokenCreated
 from census_agent.models import NodeId
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=problem_responses(*AUTHENTICATED))
@@ -36,6 +37,7 @@ class Enrolment(BaseModel):
 @router.post(
     "/enrol",
     status_code=201,
+    response_model=AgentTokenCreated,
     summary="Trade the enrolment token for an agent token bound to this node",
     responses=problem_responses(409, 413, 422),
     openapi_extra=json_body(Enrolment.model_json_schema()),
@@ -56,8 +58,10 @@ def _enrol(state: State, principal: Principal, node_id: str) -> dict[str, Any]:
     with state.ingestor.write_lock, write_transaction(state.engine) as conn:
         existing = enrolled_token(conn, node_id)
         if existing is not None:
-            raise Conflict(f"node {node_id!r} is already enrolled (agent token {existing}); an admin must revoke "
-                           "that token before the node can enrol again")  # fmt: skip
+            raise Conflict(
+                f"node {node_id!r} is already enrolled (agent token {existing}); an admin must revoke "
+                "that token before the node can enrol again"
+            )
         name = f"{principal.name}: {node_id}"[:128]
         text, token_id = create_token(conn, name=name, role=Role.AGENT, now=now, node_id=node_id)
     return {"id": token_id, "name": name, "role": Role.AGENT.value, "node_id": node_id, "token": text}

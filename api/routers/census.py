@@ -16,6 +16,7 @@ from api.census.query import census_document, current_census, history_document
 from api.db import aware
 from api.deps import CensusReader, Conn, State
 from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
+from api.schemas.census import CensusPublic, HistoryPublic
 from census_agent.models import Precision, Tier
 
 router = APIRouter(prefix="/v1/census", tags=["census"], responses=problem_responses(*AUTHENTICATED, 422))
@@ -35,7 +36,7 @@ def _check_region(state: State, region: str | None) -> None:
         raise InvalidRequest(f"unknown region code {region!r}: see GET /v1/regions")
 
 
-@router.get("", summary="Census totals by tier and region")
+@router.get("", summary="Census totals by tier and region", response_model=CensusPublic)
 def census(
     _: CensusReader, state: State, conn: Conn, include: Include = "active", region: RegionQuery = None
 ) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def census(
     )
 
 
-@router.get("/history", summary="Census figures over time")
+@router.get("/history", summary="Census figures over time", response_model=HistoryPublic)
 def history(
     _: CensusReader,
     *,
@@ -80,18 +81,36 @@ def history(
 
 
 CSV_COLUMNS = [
-    "region_code", "region_name_en", "region_name_zh", "level", "tier", "nodes", "physical_cores", "accelerators",
-    "memory_bytes", "fp64_flops", "fp32_flops", "fp16_flops", "int8_ops", "headline_precision", "headline_flops",
-    "population", "per_capita_headline_flops",
-]  # fmt: skip
+    "region_code",
+    "region_name_en",
+    "region_name_zh",
+    "level",
+    "tier",
+    "nodes",
+    "physical_cores",
+    "accelerators",
+    "memory_bytes",
+    "fp64_flops",
+    "fp32_flops",
+    "fp16_flops",
+    "int8_ops",
+    "headline_precision",
+    "headline_flops",
+    "population",
+    "per_capita_headline_flops",
+]
 
 
 def _blank_if_none(value: float | None) -> float | str:
     return "" if value is None else value
 
 
-@router.get("/export.csv", summary="Census by region and tier as CSV", response_class=Response,
-            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})  # fmt: skip
+@router.get(
+    "/export.csv",
+    summary="Census by region and tier as CSV",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 def export_csv(
     _: CensusReader, state: State, conn: Conn, include: Include = "active", region: RegionQuery = None
 ) -> Response:
@@ -99,9 +118,13 @@ def export_csv(
     _check_region(state, region)
     statuses = _statuses(include)
     document = census_document(
-        current_census(conn, statuses, state.regions), region_table=state.regions,
-        convention=state.settings.headline, statuses=statuses, as_of=datetime.now(tz=UTC), focus=region,
-    )  # fmt: skip
+        current_census(conn, statuses, state.regions),
+        region_table=state.regions,
+        convention=state.settings.headline,
+        statuses=statuses,
+        as_of=datetime.now(tz=UTC),
+        focus=region,
+    )
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
@@ -111,10 +134,23 @@ def export_csv(
             precision = state.settings.headline[Tier(tier)].value if tier != "all" else "convention"
             headline = r["headline_flops"] if tier == "all" else totals["peak_flops"][precision]
             writer.writerow(
-                [r["code"], r["name_en"], r["name_zh"], r["level"], tier, totals["nodes"], totals["physical_cores"],
-                 totals["accelerators"], totals["memory_bytes"], *[totals["peak_flops"][p.value] for p in Precision],
-                 precision, headline, r["population"] or "", _blank_if_none(per_capita(headline, r["population"]))]
-            )  # fmt: skip
+                [
+                    r["code"],
+                    r["name_en"],
+                    r["name_zh"],
+                    r["level"],
+                    tier,
+                    totals["nodes"],
+                    totals["physical_cores"],
+                    totals["accelerators"],
+                    totals["memory_bytes"],
+                    *[totals["peak_flops"][p.value] for p in Precision],
+                    precision,
+                    headline,
+                    r["population"] or "",
+                    _blank_if_none(per_capita(headline, r["population"])),
+                ]
+            )
     return Response(
         out.getvalue().encode("utf-8-sig"),  # BOM: spreadsheets then read the Chinese names right
         media_type="text/csv; charset=utf-8",

@@ -22,7 +22,7 @@ from functools import cache
 from importlib import resources
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
 from api.errors import NotFound
 
@@ -130,27 +130,31 @@ def serve(request: Request, asset: Asset, cache_control: str) -> Response:
     return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
-@router.get(PAGE_PATH, summary="The dashboard page")
+@router.get(PAGE_PATH, summary="The dashboard page", response_class=HTMLResponse)
 def page() -> Response:
     """The page (no data in it: it asks for a token and then reads the API)."""
-    headers = {**COMMON_HEADERS, "Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache",
-               "X-Frame-Options": "DENY"}  # fmt: skip
+    headers = {
+        **COMMON_HEADERS,
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "Cache-Control": "no-cache",
+        "X-Frame-Options": "DENY",
+    }
     return Response(page_html(), media_type="text/html; charset=utf-8", headers=headers)
 
 
-@router.get("/dashboard/app.js", summary="The dashboard's script")
+@router.get("/dashboard/app.js", summary="The dashboard's script", response_class=Response)
 def app_js(request: Request) -> Response:
     """The page's script (plain JavaScript, no build step)."""
     return serve(request, own_asset("/dashboard/app.js"), LONG_CACHE)
 
 
-@router.get("/dashboard/style.css", summary="The dashboard's style sheet")
+@router.get("/dashboard/style.css", summary="The dashboard's style sheet", response_class=Response)
 def style_css(request: Request) -> Response:
     """The page's style sheet."""
     return serve(request, own_asset("/dashboard/style.css"), LONG_CACHE)
 
 
-@router.get(PLOTLY_PATH, summary="plotly.js from the installed plotly package")
+@router.get(PLOTLY_PATH, summary="plotly.js from the installed plotly package", response_class=Response)
 def plotly_js(request: Request) -> Response:
     """The chart library, straight from site-packages (never from a CDN)."""
     return serve(request, plotly_asset(), LONG_CACHE)

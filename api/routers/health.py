@@ -10,20 +10,24 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import Operator, State
 from api.errors import AUTHENTICATED, problem_responses
+from api.schemas.health import Alive, NotReady, Ready
 
 router = APIRouter(tags=["health"])
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 
-@router.get("/healthz", summary="The process is alive")
+@router.get("/healthz", summary="The process is alive", response_model=Alive)
 def healthz() -> dict[str, str]:
     """Always 200 while the process serves requests."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The service can answer: the database is reachable",
-            responses={503: {"description": "the database cannot be reached",
-                             "content": {"application/json": {"schema": {"type": "object"}}}}})  # fmt: skip
+@router.get(
+    "/readyz",
+    summary="The service can answer: the database is reachable",
+    response_model=Ready,
+    responses={503: {"model": NotReady, "description": "the database cannot be reached"}},
+)
 def readyz(state: State) -> JSONResponse:
     """200 when a query succeeds, 503 otherwise."""
     try:
@@ -34,9 +38,12 @@ def readyz(state: State) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
-                       **problem_responses(*AUTHENTICATED)})  # fmt: skip
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **problem_responses(*AUTHENTICATED)},
+)
 def metrics(_: Operator, request: Request) -> Response:
     """Census gauges, ingest counters and request latency histograms in the Prometheus text format."""
     registry = request.app.state.metrics.registry

@@ -31,6 +31,7 @@ from api.errors import (
 from api.jobs import store as job_store
 from api.jobs.scheduling import Scheduling
 from api.openapi import json_body
+from api.schemas.jobs import JobPublic, JobsPage
 from api.state import ServiceState
 from scheduler.models import JobSpec, JobState, WorkloadClass
 
@@ -57,14 +58,21 @@ def _visible(conn: Connection, job_id: str, principal: Principal) -> dict[str, A
 @router.post(
     "",
     status_code=201,
+    response_model=JobPublic,
     summary="Submit a job",
-    responses={200: {"description": "the job an earlier submission with the same Idempotency-Key queued"},
-               **problem_responses(409, 413)},
+    responses={
+        200: {"model": JobPublic, "description": "the job an earlier submission with the same Idempotency-Key queued"},
+        **problem_responses(409, 413),
+    },
     openapi_extra=json_body(JobSpec.model_json_schema(by_alias=True)),
-)  # fmt: skip
-async def submit(request: Request, response: Response, principal: JobUser, state: State,
-                 idempotency_key: Annotated[str | None, Header(max_length=128, pattern=r"^[\x21-\x7e]+$")] = None,
-                 ) -> dict[str, Any]:  # fmt: skip
+)
+async def submit(
+    request: Request,
+    response: Response,
+    principal: JobUser,
+    state: State,
+    idempotency_key: Annotated[str | None, Header(max_length=128, pattern=r"^[\x21-\x7e]+$")] = None,
+) -> dict[str, Any]:
     """Validate the job, refuse it at once if no tier could ever run it, else queue it (201, the job).
 
     With an ``Idempotency-Key`` header, a retry of the same submission (same key, same body, same token name)
@@ -91,8 +99,9 @@ async def submit(request: Request, response: Response, principal: JobUser, state
                 if JobSpec.model_validate_json(earlier[1]) != spec:
                     raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for another job ({job_id})")
             else:
-                job_id = job_store.create(conn, spec, principal.name, now, "queued: waiting for the dispatcher",
-                                          key=idempotency_key)  # fmt: skip
+                job_id = job_store.create(
+                    conn, spec, principal.name, now, "queued: waiting for the dispatcher", key=idempotency_key
+                )
         with state.engine.connect() as conn:
             job = job_store.get(conn, job_id)
         assert job is not None
@@ -106,7 +115,7 @@ async def submit(request: Request, response: Response, principal: JobUser, state
     return job
 
 
-@router.get("", summary="List jobs (a user sees its own)")
+@router.get("", summary="List jobs (a user sees its own)", response_model=JobsPage)
 def list_jobs(
     principal: JobUser,
     conn: Conn,
@@ -125,20 +134,34 @@ def list_jobs(
             raise NotFound(f"no jobs of {owner!r} are visible to this token")
         owner = principal.name
     return job_store.search(
-        conn, owner=owner, state=state.value if state else None, klass=klass.value if klass else None, tier=tier,
-        organisation=organisation, limit=limit, before=before,
-    )  # fmt: skip
+        conn,
+        owner=owner,
+        state=state.value if state else None,
+        klass=klass.value if klass else None,
+        tier=tier,
+        organisation=organisation,
+        limit=limit,
+        before=before,
+    )
 
 
-@router.get("/{job_id}", summary="One job with its events and, while it waits, why and its place in line",
-            responses=problem_responses(404))  # fmt: skip
+@router.get(
+    "/{job_id}",
+    summary="One job with its events and, while it waits, why and its place in line",
+    response_model=JobPublic,
+    responses=problem_responses(404),
+)
 def get_job(principal: JobUser, conn: Conn, job_id: str) -> dict[str, Any]:
     """The job, every state change with its reason, and (queued) why it waits and its position."""
     return _visible(conn, job_id, principal)
 
 
-@router.get("/{job_id}/logs", summary="The job's output (follow=true streams it until the job ends)",
-            response_class=PlainTextResponse, responses=problem_responses(404, 409))  # fmt: skip
+@router.get(
+    "/{job_id}/logs",
+    summary="The job's output (follow=true streams it until the job ends)",
+    response_class=PlainTextResponse,
+    responses=problem_responses(404, 409),
+)
 async def job_logs(principal: JobUser, state: State, job_id: str, follow: bool = False) -> Any:  # noqa: ANN401
     """The driver's stdout and stderr from Ray, as text."""
     scheduling = _scheduling(state)
@@ -161,8 +184,12 @@ async def job_logs(principal: JobUser, state: State, job_id: str, follow: bool =
     return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")
 
 
-@router.post("/{job_id}/cancel", summary="Cancel a job in any state before it ends",
-             responses=problem_responses(404, 409))  # fmt: skip
+@router.post(
+    "/{job_id}/cancel",
+    summary="Cancel a job in any state before it ends",
+    response_model=JobPublic,
+    responses=problem_responses(404, 409),
+)
 async def cancel_job(principal: JobUser, state: State, job_id: str) -> dict[str, Any]:
     """Queued: cancelled at once. Dispatched: stopped on Ray, then recorded cancelled. Finished: 409."""
     scheduling = _scheduling(state)

@@ -18,14 +18,31 @@ from api.deps import Conn, NodeReader, Operator, State
 from api.discovery.record import DiscoveryIn, record
 from api.errors import AUTHENTICATED, InvalidRequest, NotFound, invalid_body, problem_responses
 from api.openapi import json_body
+from api.schemas.nodes import DiscoveryRecorded, NodePublic, NodesPage
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=problem_responses(*AUTHENTICATED, 422))
 
 SUMMARY = [
-    "node_id", "source", "hostname", "region_code", "organisation", "site", "tier", "tier_reason", "status",
-    "first_seen_at", "last_report_at", "physical_cores", "threads", "accelerators", "memory_bytes", "fp64_flops",
-    "fp32_flops", "fp16_flops", "int8_ops",
-]  # fmt: skip
+    "node_id",
+    "source",
+    "hostname",
+    "region_code",
+    "organisation",
+    "site",
+    "tier",
+    "tier_reason",
+    "status",
+    "first_seen_at",
+    "last_report_at",
+    "physical_cores",
+    "threads",
+    "accelerators",
+    "memory_bytes",
+    "fp64_flops",
+    "fp32_flops",
+    "fp16_flops",
+    "int8_ops",
+]
 
 
 def _summary(row: Any) -> dict[str, Any]:  # noqa: ANN401 - a SQLAlchemy row mapping
@@ -37,7 +54,7 @@ def _summary(row: Any) -> dict[str, Any]:  # noqa: ANN401 - a SQLAlchemy row map
     return out
 
 
-@router.get("", summary="List nodes")
+@router.get("", summary="List nodes", response_model=NodesPage)
 def list_nodes(
     _: NodeReader,
     conn: Conn,
@@ -74,6 +91,7 @@ def list_nodes(
 @router.post(
     "/discovered",
     summary="Record nodes discovered without an agent (suanli k8s-sync)",
+    response_model=DiscoveryRecorded,
     responses=problem_responses(413),
     openapi_extra=json_body(DiscoveryIn.model_json_schema()),
 )
@@ -89,18 +107,33 @@ async def record_discovered(_: Operator, state: State, request: Request) -> dict
     return result.as_dict()
 
 
-@router.get("/{node_id}", summary="One node with its inventory, peaks and recent reports",
-            responses=problem_responses(404))  # fmt: skip
+@router.get(
+    "/{node_id}",
+    summary="One node with its inventory, peaks and recent reports",
+    response_model=NodePublic,
+    responses=problem_responses(404),
+)
 def get_node(_: NodeReader, conn: Conn, node_id: str) -> dict[str, Any]:
     """The node's current state, the server's and the agent's peaks, and its last 20 reports."""
     row = conn.execute(select(nodes).where(nodes.c.node_id == node_id)).mappings().first()
     if row is None:
         raise NotFound(f"no node {node_id!r}")
     history = conn.execute(
-        select(reports.c.report_id, reports.c.sequence, reports.c.generated_at, reports.c.received_at,
-               reports.c.applied, reports.c.tier, reports.c.fp64_flops, reports.c.fp32_flops, reports.c.fp16_flops)
-        .where(reports.c.node_id == node_id).order_by(reports.c.generated_at.desc()).limit(20)
-    ).mappings()  # fmt: skip
+        select(
+            reports.c.report_id,
+            reports.c.sequence,
+            reports.c.generated_at,
+            reports.c.received_at,
+            reports.c.applied,
+            reports.c.tier,
+            reports.c.fp64_flops,
+            reports.c.fp32_flops,
+            reports.c.fp16_flops,
+        )
+        .where(reports.c.node_id == node_id)
+        .order_by(reports.c.generated_at.desc())
+        .limit(20)
+    ).mappings()
     return {
         **_summary(row),
         "inventory": json.loads(row["inventory"]),

@@ -11,6 +11,7 @@ from pydantic_core import to_json
 from api.deps import Reporter
 from api.errors import AUTHENTICATED, problem_responses
 from api.openapi import json_body
+from api.schemas.reports import ReportAccepted
 from census_agent.schema import report_json_schema
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=problem_responses(*AUTHENTICATED))
@@ -21,6 +22,10 @@ _SCHEMA = report_json_schema()
 @router.post(
     "",
     status_code=200,
+    # Documented, not applied: the route answers a prebuilt Response, which FastAPI sends as it is (no
+    # validation or serialisation through the model on the hot path: 2 us with to_json against 11 us through
+    # the model); tests/integration/service/test_openapi.py checks each outcome's answer against its schema.
+    response_model=ReportAccepted,
     summary="Submit a node report",
     responses=problem_responses(413, 422, 503, 507),
     openapi_extra=json_body(_SCHEMA),

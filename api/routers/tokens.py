@@ -14,6 +14,7 @@ from api.db import aware
 from api.deps import Admin, State
 from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
 from api.openapi import json_body
+from api.schemas.tokens import TokenCreated, TokensPublic
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=problem_responses(*AUTHENTICATED))
 TOKEN_ID_MAX = 2**63 - 1  # a 64-bit integer column: a larger id names no token (422, not a database error)
@@ -36,6 +37,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 @router.post(
     "",
     status_code=201,
+    response_model=TokenCreated,
     summary="Create a token",
     responses=problem_responses(413, 422),
     openapi_extra=json_body(TokenCreate.model_json_schema()),
@@ -58,11 +60,16 @@ def _create(state: State, body: TokenCreate) -> dict[str, Any]:
     expires = now + timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None
     with state.engine.begin() as conn:
         text, token_id = create_token(conn, name=body.name, role=body.role, now=now, expires_at=expires)
-    return {"id": token_id, "name": body.name, "role": body.role.value, "token": text,
-            "expires_at": expires.isoformat() if expires else None}  # fmt: skip
+    return {
+        "id": token_id,
+        "name": body.name,
+        "role": body.role.value,
+        "token": text,
+        "expires_at": expires.isoformat() if expires else None,
+    }
 
 
-@router.get("", summary="List tokens")
+@router.get("", summary="List tokens", response_model=TokensPublic)
 def list_all(_: Admin, state: State) -> list[dict[str, Any]]:
     """Every token's metadata (name, role, prefix, bound node, dates); never the secret."""
     with state.engine.connect() as conn:

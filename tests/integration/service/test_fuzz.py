@@ -1,13 +1,17 @@
 """The service fuzzed from its own OpenAPI document (schemathesis): a bounded run for CI.
 
-`benchmarks/fuzz.py` runs the same fuzzer with as many cases as asked.
+`benchmarks/fuzz.py` runs the same fuzzer with as many cases as asked. Every route declares its answer's model
+(`api.schemas`; tests/unit/test_openapi_answers.py checks that), so schemathesis's response_schema_conformance
+compares each JSON body with the schema of that model in the document.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tests.fuzzing import fuzz, fuzz_service, seed, still_serving
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from tests.fuzzing import CHECKS, fuzz, fuzz_service, seed, still_serving
 
 CASES_PER_OPERATION_AND_MODE = 10
 
@@ -18,6 +22,7 @@ def test_fuzzing_every_endpoint_finds_no_server_error_and_no_answer_outside_the_
     queued jobs and tokens: no answer is a 5xx, each status code and content type is one the document declares
     for that operation, each body matches its declared schema, nothing is logged as an unexpected error, and the
     service still answers afterwards."""
+    assert response_schema_conformance in CHECKS  # the answers are checked against their models' schemas
     service = fuzz_service(tmp_path)
     try:
         result = fuzz(service, seed(service), max_examples=CASES_PER_OPERATION_AND_MODE)

@@ -1,0 +1,29 @@
+"""``/healthz`` and ``/readyz``: the process is alive, the database is reachable.
+
+Must not: import anything but pydantic, the standard library and pure models (see `api.schemas`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from api.schemas.common import Public
+
+
+class Alive(Public):
+    """``GET /healthz``."""
+
+    status: Literal["ok"]
+
+
+class Ready(Public):
+    """``GET /readyz`` when a query succeeds."""
+
+    status: Literal["ready"]
+
+
+class NotReady(Public):
+    """``GET /readyz`` (503) when the database cannot be reached: the error's class names why."""
+
+    status: Literal["unavailable"]
+    detail: str
