@@ -6,7 +6,7 @@ body to one of `size` worker processes (``python -m api.ingest.pool``) over pipe
 authentication.  Two modes:
 
 - *storing* (an SQLite file): the worker also stores what it priced, with the service's own writer
-  (`api.ingest.writer.Ingestor`), in one transaction for every report it read at once (group commit), and answers each
+  (`api.ingest.writer.Ingestor.write`), in one transaction for every report it read at once (group commit), and answers each
   report's `IngestResult` after the commit.  SQLite's work and its Python around it were the largest cost left on
   the loop, and a second process has its own interpreter lock.  Every writer of the database takes SQLite's write
   lock when it begins (`api.db.engine.write_transaction`), so the worker and the service's housekeeping never
@@ -441,7 +441,7 @@ def _store(writer: Writer, priced: list[tuple[int, Prepared]]) -> list[bytes]:
         chunk = priced[start : start + MAX_BATCH]
         ingestor, turn = writer
         with turn.held():
-            results = ingestor.write_blocking([prepared for _, prepared in chunk])
+            results = ingestor.write([prepared for _, prepared in chunk])
         for (request_id, _), result in zip(chunk, results, strict=True):
             if isinstance(result, ServiceError):
                 answers.append(frame((request_id, False, result)))
