@@ -165,8 +165,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         ensure_admin_token(db, settings)
         ingestor = Ingestor(db, ComputeModel(), set(region_table))
         workers = settings.ingest_workers if settings.ingest_workers is not None else auto_size()
-        pricing = PricingPool(workers, ingestor.pricer, db.dialect.name, ingestor=ingestor,
-                              database_url=sqlite_file_url(db))  # fmt: skip
+        pricing = PricingPool(
+            workers, ingestor.pricer, db.dialect.name, ingestor=ingestor, database_url=sqlite_file_url(db)
+        )
         await pricing.start()
         service = ServiceState(settings=settings, engine=db, ingestor=ingestor, pricing=pricing, regions=region_table)
         if settings.scheduler_config is not None:

@@ -1,7 +1,7 @@
 """Ingest throughput and latency of ``POST /v1/reports``, beside a no-op endpoint on the same server.
 
     uv run python -m benchmarks.ingest [--seconds 20] [--connections 32,64] [--ingest-workers N]
-                                       [--database-url URL] [--json]
+                                       [--uvicorn-workers N] [--database-url URL] [--json]
 
 Method: the census service (one uvicorn worker, its default pricing workers, SQLite by default) runs with an
 extra ``POST /bench/noop`` route (`benchmarks.ingest_server`). `wrk` (Debian package wrk) on 127.0.0.1 sends,
@@ -10,7 +10,8 @@ real inventory; unique report ids; --nodes node ids per run, each reporting with
 starting a day ago one second apart, so every report upserts a node and appends history) to ``/v1/reports``,
 then (2) the same bytes to ``/bench/noop``.  Printed: requests/s and latency percentiles of both, the ratio,
 every non-2xx answer, and a loss check: the reports stored in the database must equal the 2xx answers wrk
-counted.  Targets: >= 2,000 reports/s and >= half the no-op rate.
+counted.  Targets: >= 2,000 reports/s and >= half the no-op rate.  ``--uvicorn-workers N`` serves with N uvicorn
+worker processes instead of one (each a full copy of the service: a comparison, not a way to deploy it).
 
 Connections: the target's fleet (60,000 agents every 30 s) has far more reports in flight than 32, and the
 service batches whatever is in flight into one commit, so a closed loop of few connections measures the
@@ -75,10 +76,16 @@ end
 
 def report_template() -> str:
     """A real report document with markers where each request puts its own id, node, sequence and time."""
-    inventory, _ = collect_inventory(FIXTURE, labels=Labels(region="440106"), declared_accelerators=[],
-                                     node_id="placeholder-node", nvml=None)  # fmt: skip
-    report = build_report(inventory, ComputeModel(), report_id=uuid.UUID(int=1), sequence=int(MARK_SEQ),
-                          generated_at=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
+    inventory, _ = collect_inventory(
+        FIXTURE, labels=Labels(region="440106"), declared_accelerators=[], node_id="placeholder-node", nvml=None
+    )
+    report = build_report(
+        inventory,
+        ComputeModel(),
+        report_id=uuid.UUID(int=1),
+        sequence=int(MARK_SEQ),
+        generated_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
     text = report.model_dump_json()
     text = text.replace(str(uuid.UUID(int=1)), MARK_ID).replace("placeholder-node", MARK_NODE)
     return re.sub(r'"generated_at":"[^"]+"', f'"generated_at":"{MARK_TIME}"', text)
@@ -108,8 +115,11 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int, threads: int
     """One wrk run; its parsed figures."""
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True, timeout=seconds + 60,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
     return parse_wrk(out)
 
 
@@ -117,13 +127,21 @@ def main() -> int:
     """Run the benchmark and print (or --json) the figures and the verdict."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=20, help="duration of each wrk run (default 20)")
-    parser.add_argument("--connections", default="32,64",
-                        help="concurrent connections, one run each, comma-separated (default 32,64)")  # fmt: skip
+    parser.add_argument(
+        "--connections", default="32,64", help="concurrent connections, one run each, comma-separated (default 32,64)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: wrk shares the 2 cores)")
     parser.add_argument("--nodes", type=int, default=5000, help="distinct node ids per wrk thread (default 5000)")
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
-    parser.add_argument("--ingest-workers", type=int,
-                        help="pricing workers (default: the service default; 0: price in process)")  # fmt: skip
+    parser.add_argument(
+        "--ingest-workers", type=int, help="pricing workers (default: the service default; 0: price in process)"
+    )
+    parser.add_argument(
+        "--uvicorn-workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes, each a full copy of the service (default 1)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -136,21 +154,38 @@ def main() -> int:
     token_file = work / "admin.token"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
     server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.ingest_server", "--database-url", database_url, "--port", str(port),
-         "--admin-token-file", str(token_file),
-         *(["--ingest-workers", str(args.ingest_workers)] if args.ingest_workers is not None else [])],
-        env=env, stdout=(work / "server.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.ingest_server",
+            "--database-url",
+            database_url,
+            "--port",
+            str(port),
+            "--admin-token-file",
+            str(token_file),
+            "--uvicorn-workers",
+            str(args.uvicorn_workers),
+            *(["--ingest-workers", str(args.ingest_workers)] if args.ingest_workers is not None else []),
+        ],
+        env=env,
+        stdout=(work / "server.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
-        if not wait_until_ready(url, server):
-            print((work / "server.log").read_text(), file=sys.stderr)
+        if not wait_until_ready(url, server, timeout=300):  # uvicorn workers start slowly on a busy machine
+            print(f"the service did not become ready:\n{(work / 'server.log').read_text()}", file=sys.stderr)
             return 1
         token = token_file.read_text().strip()
         template = report_template()
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
-            probe = client.post("/v1/reports", content=template.replace(MARK_ID, str(uuid.uuid4())).replace(
-                MARK_NODE, "probe").replace(MARK_TIME, "2026-01-01T00:00:00Z"))  # fmt: skip
+            probe = client.post(
+                "/v1/reports",
+                content=template.replace(MARK_ID, str(uuid.uuid4()))
+                .replace(MARK_NODE, "probe")
+                .replace(MARK_TIME, "2026-01-01T00:00:00Z"),
+            )
             if probe.status_code != 200:
                 print(f"the benchmark's report is refused: {probe.status_code} {probe.text}", file=sys.stderr)
                 return 1
@@ -178,6 +213,8 @@ def main() -> int:
         "database": "sqlite" if database_url.startswith("sqlite") else "postgresql",
         "report_bytes": len(template),
         "seconds": args.seconds,
+        "ingest_workers": args.ingest_workers,
+        "uvicorn_workers": args.uvicorn_workers,
         "runs": [],
         "stored": stored,
         "acknowledged": accepted,
@@ -185,27 +222,37 @@ def main() -> int:
     }
     for connections, ingest, noop in runs:
         ratio = ingest["requests_per_second"] / noop["requests_per_second"]
-        result["runs"].append({
-            "connections": connections, "ingest": ingest, "noop": noop, "ratio_to_noop": ratio,
-            "targets": {
-                "reports_per_second_at_least_2000": ingest["requests_per_second"] >= 2000,
-                "at_least_half_of_noop": ratio >= 0.5,
-                "no_errors": ingest["non_2xx"] == 0 and not ingest["socket_errors"],
-            },
-        })  # fmt: skip
+        result["runs"].append(
+            {
+                "connections": connections,
+                "ingest": ingest,
+                "noop": noop,
+                "ratio_to_noop": ratio,
+                "targets": {
+                    "reports_per_second_at_least_2000": ingest["requests_per_second"] >= 2000,
+                    "at_least_half_of_noop": ratio >= 0.5,
+                    "no_errors": ingest["non_2xx"] == 0 and not ingest["socket_errors"],
+                },
+            }
+        )
     shutil.rmtree(work, ignore_errors=True)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     workers = "default" if args.ingest_workers is None else args.ingest_workers
-    print(f"Ingest benchmark ({result['database']}, pricing workers: {workers}, {args.seconds} s each, "
-          f"{len(template)} B reports)")  # fmt: skip
+    print(
+        f"Ingest benchmark ({result['database']}, pricing workers: {workers}, uvicorn workers: "
+        f"{args.uvicorn_workers}, {args.seconds} s each, "
+        f"{len(template)} B reports)"
+    )
     for run in result["runs"]:
         print(f"{run['connections']} connections:")
         for name, r in (("POST /v1/reports", run["ingest"]), ("POST /bench/noop (baseline)", run["noop"])):
             lat = r["latency_ms"]
-            print(f"  {name:28} {r['requests_per_second']:8.0f} req/s   p50 {lat.get('p50', 0):6.1f} ms   "
-                  f"p99 {lat.get('p99', 0):6.1f} ms   non-2xx {r['non_2xx']}  {r['socket_errors']}")  # fmt: skip
+            print(
+                f"  {name:28} {r['requests_per_second']:8.0f} req/s   p50 {lat.get('p50', 0):6.1f} ms   "
+                f"p99 {lat.get('p99', 0):6.1f} ms   non-2xx {r['non_2xx']}  {r['socket_errors']}"
+            )
         print(f"  ratio ingest / no-op: {run['ratio_to_noop']:.2f}")
         for target, ok in run["targets"].items():
             print(f"  {'PASS' if ok else 'FAIL'}  {target}")

@@ -119,8 +119,17 @@ class Prepared:
     def history(self, applied: bool) -> tuple[Any, ...]:
         """Its `reports` row (`api.ingest.writer.HISTORY_COLUMNS`), as the driver takes it."""
         s = self.state
-        return (self.report_id, self.node_id, self.order[1], s["last_generated_at"], s["last_report_at"], self.tier,
-                s["region_code"], *[s[name] for name in MEASURE_COLUMNS], 1 if applied else 0)  # fmt: skip
+        return (
+            self.report_id,
+            self.node_id,
+            self.order[1],
+            s["last_generated_at"],
+            s["last_report_at"],
+            self.tier,
+            s["region_code"],
+            *[s[name] for name in MEASURE_COLUMNS],
+            1 if applied else 0,
+        )
 
     def wire(self) -> tuple[Any, ...]:
         """Everything but the principal, as plain values (a pricing worker's answer: pickle handles these in C)."""
@@ -174,9 +183,15 @@ class Pricer:
         report_id = str(report.report_id)
         tier = assessment.tier.tier.value
         state = node_state(
-            inventory, assessment, source=AGENT, now=self.time(now), generated_at=self.time(generated_at),
-            sequence=report.sequence, report_id=report_id, agent_peaks=report.peaks.model_dump_json(),
-        )  # fmt: skip
+            inventory,
+            assessment,
+            source=AGENT,
+            now=self.time(now),
+            generated_at=self.time(generated_at),
+            sequence=report.sequence,
+            report_id=report_id,
+            agent_peaks=report.peaks.model_dump_json(),
+        )
         return Prepared(report_id, node_id, (generated_at, report.sequence), state, tier, assessment.answer, principal)
 
     def assess(self, inventory: NodeInventory) -> Assessment:

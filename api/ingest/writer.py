@@ -1,12 +1,13 @@
 """Report ingest's writer: upsert node state, append history, keep the rollups, in group commits.
 
-Reports arrive priced (`api.ingest.pricing`, in the service's process or a pricing worker); every report waiting at that
-moment is stored in a single transaction (group commit): the history rows (unique report id: a replay is a
+Reports arrive priced (`api.ingest.pricing`, in the service's process or a pricing worker); every report waiting at
+that moment is stored in a single transaction (group commit): the history rows (unique report id: a replay is a
 no-op), each node's newest state (an older report never overwrites a newer one) and the rollup deltas commit
-together, and every request is answered only after that commit.  One `Ingestor` writes its batches one at a time;
-writers in other processes (storing pricing workers, `api.ingest.pool`, which run this same code) are kept apart
-by the write lock every SQLite write transaction takes when it begins (`api.db.engine.write_transaction`).  This
-module does not validate or price anything itself.
+together, and every request is answered only after that commit.  `Ingestor.write` is the one way a batch is
+stored (and, if the batch fails, each of its reports alone): the service runs it on its commit thread (`store`),
+a storing pricing worker (`api.ingest.pool`) on its own.  Writers are kept apart by the ingestor's `write_lock`
+within a process and, across processes, by the write lock every SQLite write transaction takes when it begins
+(`api.db.engine.write_transaction`).  This module does not validate or price anything itself.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from api.auth import Role, bind_node
 from api.census.rollups import Deltas, cell_of
 from api.db import read_time, storage_time
-from api.db.engine import begin_write, write_transaction
+from api.db.engine import write_transaction
 from api.db.tables import MEASURE_COLUMNS, nodes
 from api.errors import DatabaseUnavailable, Forbidden, database_error
 from api.ingest.pricing import AGENT, IngestResult, Prepared, Pricer
@@ -38,14 +39,30 @@ MAX_BATCH = 256
 # is being committed form the next batch anyway (group commit by the fsync's own length); a 5 ms wait cost every
 # round of a closed loop of 32 clients 5 ms, and a fifth of the rate (`benchmarks.ingest`).
 GROUP_COMMIT_WINDOW_S = 0.0
-LOCK_POLL_S = 0.001  # how often the writer looks again for the write lock while housekeeping holds it
 # Columns of a node's state that the rollups and the ordering rule need (the JSON documents are not read back).
-STATE_COLUMNS = ("node_id", "source", "tier", "region_code", "status", "last_generated_at", "last_sequence",
-                 *MEASURE_COLUMNS)  # fmt: skip
+STATE_COLUMNS = (
+    "node_id",
+    "source",
+    "tier",
+    "region_code",
+    "status",
+    "last_generated_at",
+    "last_sequence",
+    *MEASURE_COLUMNS,
+)
 measures = itemgetter(*MEASURE_COLUMNS)  # a state's figures, as one comparable tuple
 # `applied` last: it is decided in the write, the rest when the report is prepared.
-HISTORY_COLUMNS = ("report_id", "node_id", "sequence", "generated_at", "received_at", "tier", "region_code",
-                   *MEASURE_COLUMNS, "applied")  # fmt: skip
+HISTORY_COLUMNS = (
+    "report_id",
+    "node_id",
+    "sequence",
+    "generated_at",
+    "received_at",
+    "tier",
+    "region_code",
+    *MEASURE_COLUMNS,
+    "applied",
+)
 
 
 class Statements:
@@ -126,7 +143,7 @@ class Ingestor:
         self._bindings: dict[int, str] = {}  # agent token id -> the node it is bound to
         self._pending: list[tuple[Prepared, asyncio.Future[IngestResult]]] = []
         self._writer: asyncio.Task[None] | None = None
-        # Commits (and on PostgreSQL whole batches) wait for the disk or the server here, not on the event loop.
+        # Batches are written and committed here (`write`): waiting for the disk or the server off the event loop.
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suanli-commit")
         self.statements = Statements(engine.dialect.name)
 
@@ -150,18 +167,21 @@ class Ingestor:
     async def _drain(self) -> None:
         """Write batches until none is waiting: the first is what arrived in this turn of the loop (and in
         `GROUP_COMMIT_WINDOW_S`), each later one whatever arrived while the previous batch was being committed, so
-        batches grow with the load and an idle service answers at once."""
+        batches grow with the load and an idle service answers at once.  Each batch is written by `write` on the
+        commit thread, which waits for the disk or the database server while the loop reads and prices the next
+        requests."""
+        loop = asyncio.get_running_loop()
         try:
             await asyncio.sleep(GROUP_COMMIT_WINDOW_S)
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 try:
-                    outcomes = await self._write([prepared for prepared, _ in batch])
+                    outcomes = await loop.run_in_executor(self._committer, self.write, [p for p, _ in batch])
                 except BaseException as exc:  # cancelled at shutdown, or a bug: no caller is left waiting forever
+                    error = exc if isinstance(exc, Exception) else DatabaseUnavailable("the service is shutting down")
                     for _, future in batch:
                         if not future.done():
-                            future.set_exception(exc if isinstance(exc, Exception) else DatabaseUnavailable(
-                                "the service is shutting down"))  # fmt: skip
+                            future.set_exception(error)
                     raise
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():  # the client went away
@@ -173,88 +193,25 @@ class Ingestor:
         finally:
             self._writer = None
 
-    async def _write(self, batch: list[Prepared]) -> list[IngestResult | Exception]:
-        if self.statements.postgresql:  # every statement is a round trip: all of it on the commit thread
-            return await asyncio.get_running_loop().run_in_executor(self._committer, self.write_blocking, batch)
-        bindings: dict[int, str] = {}
+    def write(self, batch: list[Prepared]) -> list[IngestResult | Exception]:
+        """Store `batch` in one transaction on this thread, or each report alone if the batch fails: each report's
+        answer, or the error to answer it with.  The one way reports are stored, by the service's commit thread
+        (`store`) and by a storing pricing worker (`api.ingest.pool`)."""
+        bindings: dict[int, str] = {}  # agent tokens bound in this transaction: remembered once it has committed
         try:
-            outcomes = await self._transaction(batch, bindings)
+            with self.write_lock, write_transaction(self.engine) as conn:
+                outcomes = self._store(conn, batch, bindings)
         except Exception as exc:
-            failed = self._failed(batch, exc)
-            if failed is not None:
-                return failed
-            return [outcome for item in batch for outcome in await self._write([item])]
-        return self._results(batch, outcomes, bindings)
-
-    def write_blocking(self, batch: list[Prepared]) -> list[IngestResult | Exception]:
-        """Store `batch` in one transaction on this thread, or each report alone if the batch fails (PostgreSQL's
-        commit thread; a storing pricing worker, `api.ingest.pool`)."""
-        bindings: dict[int, str] = {}
-        try:
-            outcomes = self._transaction_blocking(batch, bindings)
-        except Exception as exc:
-            failed = self._failed(batch, exc)
-            if failed is not None:
-                return failed
-            return [outcome for item in batch for outcome in self.write_blocking([item])]
-        return self._results(batch, outcomes, bindings)
-
-    @staticmethod
-    def _failed(batch: list[Prepared], exc: Exception) -> list[IngestResult | Exception] | None:
-        """The answers for a batch whose transaction raised `exc` (called in the ``except`` block), or None: store its
-        reports one by one to isolate the culprit."""
-        mapped = database_error(exc) if isinstance(exc, DBAPIError) else None
-        if mapped is not None:  # the database's state, not a report, is at fault: the same answer for each
-            log.error("could not store %d report(s): %s: %s", len(batch), mapped.title, mapped.detail)
-            return [mapped, *(type(mapped)(mapped.detail) for _ in batch[1:])]
-        if len(batch) > 1:
-            return None
-        log.exception("could not store report %s", batch[0].report_id)
-        return [exc]
-
-    def _results(self, batch: list[Prepared], outcomes: list[str | Exception], bindings: dict[int, str]
-                 ) -> list[IngestResult | Exception]:  # fmt: skip
-        self._bindings |= bindings  # only bindings that were committed (a failed batch's are rolled back)
+            mapped = database_error(exc) if isinstance(exc, DBAPIError) else None
+            if mapped is not None:  # the database's state, not a report, is at fault: the same answer for each
+                log.error("could not store %d report(s): %s: %s", len(batch), mapped.title, mapped.detail)
+                return [mapped, *(type(mapped)(mapped.detail) for _ in batch[1:])]
+            if len(batch) > 1:  # one of the reports is at fault: store them one by one to isolate it
+                return [outcome for item in batch for outcome in self.write([item])]
+            log.exception("could not store report %s", batch[0].report_id)
+            return [exc]
+        self._bindings |= bindings
         return [o if isinstance(o, Exception) else item.result(o) for item, o in zip(batch, outcomes, strict=True)]
-
-    async def _transaction(self, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:
-        """SQLite: the batch is written on the event loop's thread (a writer thread would have to win the GIL back
-        from the loop for every row it binds), and committed on the commit thread, which waits for the fsync
-        without the GIL while the loop reads and prices the next requests."""
-        while not self.write_lock.acquire(blocking=False):  # housekeeping holds it: wait without blocking the loop
-            await asyncio.sleep(LOCK_POLL_S)
-        conn = None
-        try:
-            conn = self.engine.connect()
-            transaction = conn.begin()
-            begin_write(conn)
-            outcomes = self._store(conn, batch, bindings)
-        except BaseException:
-            if conn is not None:
-                conn.close()  # rolls back
-            self.write_lock.release()
-            raise
-        # From here the commit thread owns the connection and the lock, and releases both even if this waiter is
-        # cancelled: the loop never touches them again.
-        try:
-            committed = asyncio.get_running_loop().run_in_executor(self._committer, self._commit, conn, transaction)
-        except BaseException:  # the commit thread is gone (the service is stopping): nothing was handed over
-            conn.close()
-            self.write_lock.release()
-            raise
-        await committed
-        return outcomes
-
-    def _commit(self, conn: Connection, transaction: RootTransaction) -> None:
-        try:
-            transaction.commit()
-        finally:
-            conn.close()
-            self.write_lock.release()
-
-    def _transaction_blocking(self, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:
-        with self.write_lock, write_transaction(self.engine) as conn:
-            return self._store(conn, batch, bindings)
 
     def _store(self, conn: Connection, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:
         sql = self.statements
@@ -263,8 +220,9 @@ class Ingestor:
         stored = sql.node_states(conn, node_ids)
         current: dict[str, dict[str, Any] | None] = {n: stored.get(n) for n in node_ids}
         before = dict(current)
-        order: dict[str, tuple[datetime, int]] = {n: (row["last_generated_at"], row["last_sequence"])
-                                                  for n, row in stored.items()}  # fmt: skip
+        order: dict[str, tuple[datetime, int]] = {
+            n: (row["last_generated_at"], row["last_sequence"]) for n, row in stored.items()
+        }
         updated: set[str] = set()
 
         outcomes: list[str | Exception] = []

@@ -33,8 +33,9 @@ class CountingModel(ComputeModel):
 @pytest.fixture
 def inventory() -> NodeInventory:
     """A real two-socket Xeon's inventory (two NUMA nodes, each with its free memory)."""
-    found, _ = collect_inventory(HOST, labels=Labels(region="440106"), declared_accelerators=[], node_id="n-1",
-                                 nvml=None)  # fmt: skip
+    found, _ = collect_inventory(
+        HOST, labels=Labels(region="440106"), declared_accelerators=[], node_id="n-1", nvml=None
+    )
     assert len(found.cpu.numa_nodes) == 2
     return found
 
@@ -50,11 +51,13 @@ def test_free_memory_and_host_identity_changes_are_priced_from_the_cache(invento
     ing = pricer(model)
     first = ing.assess(inventory)
     numa = [n.model_copy(update={"memory_available_bytes": 1234 + n.node}) for n in inventory.cpu.numa_nodes]
-    later = inventory.model_copy(update={
-        "host": inventory.host.model_copy(update={"node_id": "n-2", "hostname": "other"}),
-        "memory": inventory.memory.model_copy(update={"available_bytes": 42}),
-        "cpu": inventory.cpu.model_copy(update={"numa_nodes": numa}),
-    })  # fmt: skip
+    later = inventory.model_copy(
+        update={
+            "host": inventory.host.model_copy(update={"node_id": "n-2", "hostname": "other"}),
+            "memory": inventory.memory.model_copy(update={"available_bytes": 42}),
+            "cpu": inventory.cpu.model_copy(update={"numa_nodes": numa}),
+        }
+    )
     assert ing.assess(later) is first
     assert model.calls == ["n-1"]  # type: ignore[attr-defined]
 

@@ -30,8 +30,9 @@ def cgroup(tmp_path: Path, cpu_max: str | None) -> Path:
         ("garbage", CORES),
     ],
 )
-def test_usable_cores_follow_the_cpu_quota_and_the_affinity_mask(tmp_path: Path, cpu_max: str | None,
-                                                                 cores: int) -> None:  # fmt: skip
+def test_usable_cores_follow_the_cpu_quota_and_the_affinity_mask(
+    tmp_path: Path, cpu_max: str | None, cores: int
+) -> None:
     assert usable_cores(cgroup(tmp_path, cpu_max)) == cores
 
 

@@ -22,8 +22,11 @@ LAST_SUCCESS = "suanli_agent_last_push_success_timestamp_seconds"
 def pricing_workers(service: ServiceProcess) -> list[int]:
     """Process ids of the service's pricing workers (its children running ``api.ingest.pool``)."""
     assert service.proc is not None
-    return [child.pid for child in psutil.Process(service.proc.pid).children()
-            if "api.ingest.pool" in " ".join(child.cmdline())]  # fmt: skip
+    return [
+        child.pid
+        for child in psutil.Process(service.proc.pid).children()
+        if "api.ingest.pool" in " ".join(child.cmdline())
+    ]
 
 
 def test_a_killed_pricing_worker_is_replaced_and_loses_no_acknowledged_report(tmp_path: Path) -> None:
@@ -41,8 +44,11 @@ def test_a_killed_pricing_worker_is_replaced_and_loses_no_acknowledged_report(tm
             tokens = [create_token(admin, "agent")["token"] for _ in range(AGENTS)]
         agents = [FaultAgent(tmp_path, service.url, t, f"priced-{n}").start() for n, t in enumerate(tokens)]
         burst = Burst(service.url, service.admin_token).start()
-        wait_for(lambda: burst.acked_count() >= 50 and all(a.metric(LAST_SUCCESS) for a in agents), 60,
-                 "the burst and every agent to be acknowledged")  # fmt: skip
+        wait_for(
+            lambda: burst.acked_count() >= 50 and all(a.metric(LAST_SUCCESS) for a in agents),
+            60,
+            "the burst and every agent to be acknowledged",
+        )
 
         acked_before = burst.acked_count()
         os.kill(worker, signal.SIGKILL)

@@ -4,6 +4,7 @@ refusals that store nothing, the body limit, server-side peaks and agent token b
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import signal
 import subprocess
@@ -69,11 +70,24 @@ class AgentRun:
         self.token_file = workdir / f"{node_id}.token"
         self.token_file.write_text(token + "\n")
         self.log = workdir / f"{node_id}.log"
+        options = {
+            "--server": server,
+            "--token-file": str(self.token_file),
+            "--interval": "1",
+            "--node-id": node_id,
+            "--region": region,
+            "--root": str(HOSTS / host),
+            "--spool-dir": str(workdir / f"{node_id}-spool"),
+            "--organisation": "census-test",
+        }
         self.argv = [
-            sys.executable, "-m", "census_agent.cli", "run", "--server", server, "--token-file", str(self.token_file),
-            "--interval", "1", "--no-nvml", "--node-id", node_id, "--region", region, "--root", str(HOSTS / host),
-            "--spool-dir", str(workdir / f"{node_id}-spool"), "--organisation", "census-test",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "census_agent.cli",
+            "run",
+            "--no-nvml",
+            *itertools.chain.from_iterable(options.items()),
+        ]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> AgentRun:
@@ -236,9 +250,12 @@ def test_older_report_is_kept_as_history_and_leaves_node_state_alone(shared: Ser
     now = datetime.now(tz=UTC)
     inventory = planned_inventory("ordered-node")
     shrunk = inventory.model_copy(
-        update={"accelerators": [], "memory": inventory.memory.model_copy(update={"total_bytes": 2**36}),
-                "labels": inventory.labels.model_copy(update={"organisation": "stale-org"})}
-    )  # fmt: skip
+        update={
+            "accelerators": [],
+            "memory": inventory.memory.model_copy(update={"total_bytes": 2**36}),
+            "labels": inventory.labels.model_copy(update={"organisation": "stale-org"}),
+        }
+    )
     newer = make_report(inventory, sequence=5, generated_at=now)
     earlier = make_report(shrunk, sequence=3, generated_at=now - timedelta(minutes=1))
     lower_sequence = make_report(shrunk, sequence=4, generated_at=now)
@@ -257,8 +274,11 @@ def test_older_report_is_kept_as_history_and_leaves_node_state_alone(shared: Ser
             k: v for k, v in state.items() if k != "recent_reports"
         }
         history = {r["report_id"]: r["applied"] for r in after["recent_reports"]}
-        assert history == {str(newer.report_id): True, str(earlier.report_id): False,
-                           str(lower_sequence.report_id): False}  # fmt: skip
+        assert history == {
+            str(newer.report_id): True,
+            str(earlier.report_id): False,
+            str(lower_sequence.report_id): False,
+        }
 
         newest = make_report(shrunk, sequence=7, generated_at=now + timedelta(seconds=1))
         assert stored(admin, newest)["outcome"] == "stored"

@@ -32,14 +32,25 @@ ADMIN = Principal(token_id=1, name="admin", role=Role.ADMIN, node_id=None)
 def body(node_id: str = "priced-1", **changes: object) -> bytes:
     """A valid report document for `node_id`, dated `NOW` (the time the tests price it at), with top-level
     `changes`."""
-    doc = document(make_report(planned_inventory(node_id))) | {"report_id": str(uuid.uuid4()),
-                                                                "generated_at": NOW.isoformat()} | changes  # fmt: skip
+    doc = (
+        document(make_report(planned_inventory(node_id)))
+        | {"report_id": str(uuid.uuid4()), "generated_at": NOW.isoformat()}
+        | changes
+    )
     return json.dumps(doc).encode()
 
 
 def fields(prepared: Prepared) -> tuple[object, ...]:
-    return (prepared.report_id, prepared.node_id, prepared.order, prepared.state, prepared.history(True), prepared.tier,
-            prepared.peaks, prepared.principal)  # fmt: skip
+    return (
+        prepared.report_id,
+        prepared.node_id,
+        prepared.order,
+        prepared.state,
+        prepared.history(True),
+        prepared.tier,
+        prepared.peaks,
+        prepared.principal,
+    )
 
 
 def refusal(call: Callable[[], object]) -> ServiceError:
@@ -174,8 +185,13 @@ def test_a_worker_that_garbles_or_withholds_its_answer_fails_the_request_and_is_
     killed and a new one started."""
 
     async def scenario() -> None:
-        pool = PricingPool(1, Pricer(ComputeModel(), REGIONS, "sqlite"), "sqlite",
-                           command=(sys.executable, "-c", program), answer_timeout_s=0.5)  # fmt: skip
+        pool = PricingPool(
+            1,
+            Pricer(ComputeModel(), REGIONS, "sqlite"),
+            "sqlite",
+            command=(sys.executable, "-c", program),
+            answer_timeout_s=0.5,
+        )
         await pool.start()
         try:
             first = pool.workers[0]

@@ -39,7 +39,10 @@ ADMIN = Principal(token_id=1, name="admin", role=Role.ADMIN, node_id=None)
 def body(node_id: str, generated_at: datetime, sequence: int) -> bytes:
     """A valid report document for `node_id` with its own report id."""
     doc = document(make_report(planned_inventory(node_id))) | {
-        "report_id": str(uuid.uuid4()), "generated_at": generated_at.isoformat(), "sequence": sequence}  # fmt: skip
+        "report_id": str(uuid.uuid4()),
+        "generated_at": generated_at.isoformat(),
+        "sequence": sequence,
+    }
     return json.dumps(doc).encode()
 
 
@@ -112,7 +115,11 @@ def test_a_storing_worker_stores_reports_exactly_as_the_service_s_own_writer(tmp
     bodies = [first, first, body("stored-1", NOW - timedelta(seconds=60), 1), body("stored-2", NOW, 1)]
     in_worker = run_with(storing_pool(db), bodies)
     assert [a.outcome if isinstance(a, IngestResult) else a for a in in_worker] == [
-        "stored", "duplicate", "stored-as-history", "stored"]  # fmt: skip
+        "stored",
+        "duplicate",
+        "stored-as-history",
+        "stored",
+    ]
     assert db.ingestor.pricer.price(first, ADMIN, NOW).peaks == in_worker[0].peaks  # type: ignore[union-attr]
 
     other = database(tmp_path / "in-process.db")
@@ -146,11 +153,15 @@ Cells = dict[tuple[str, str, str], tuple[float, ...]]
 def cells(engine: Engine) -> tuple[Cells, Cells]:
     """The rollups as stored, and as summed from the nodes now (cells with no node left out of both)."""
     with engine.connect() as conn:
-        stored = {(r.tier, r.region_code, r.status): (float(r.nodes), *(float(r._mapping[c]) for c in MEASURE_COLUMNS))
-                  for r in conn.execute(select(rollups)) if r.nodes}  # fmt: skip
+        stored = {
+            (r.tier, r.region_code, r.status): (float(r.nodes), *(float(r._mapping[c]) for c in MEASURE_COLUMNS))
+            for r in conn.execute(select(rollups))
+            if r.nodes
+        }
         sums = [func.count(), *[func.sum(nodes.c[c]) for c in MEASURE_COLUMNS]]
         query = select(nodes.c.tier, func.coalesce(nodes.c.region_code, ""), nodes.c.status, *sums).group_by(
-            nodes.c.tier, nodes.c.region_code, nodes.c.status)  # fmt: skip
+            nodes.c.tier, nodes.c.region_code, nodes.c.status
+        )
         summed = {(r[0], r[1], r[2]): tuple(float(v) for v in r[3:]) for r in conn.execute(query)}
     return stored, summed
 
@@ -196,7 +207,8 @@ def test_housekeeping_and_a_storing_worker_write_together_and_the_rollups_stay_e
     assert not errors, errors
     assert sweeps > 0
     assert all(isinstance(a, IngestResult) and a.outcome in ("stored", "stored-as-history") for a in answers), [
-        a for a in answers if not isinstance(a, IngestResult)][:3]  # fmt: skip
+        a for a in answers if not isinstance(a, IngestResult)
+    ][:3]
     with db.engine.connect() as conn:
         statuses = set(conn.execute(select(nodes.c.status)).scalars())
     assert statuses - {"active"}, "the sweep demoted no node: the test did not make the two write together"
