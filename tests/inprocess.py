@@ -15,9 +15,9 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractAsyncContextManager, ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -112,13 +112,13 @@ class AppService:
         """Build the application and run its lifespan's start-up; returns when it is ready to serve."""
         with _without_suanli_environment():
             fields: dict[str, Any] = {"database_url": self.database_url, "admin_token_file": self.admin_token_file}
-            settings = Settings(**fields, **self.settings)
+            settings = Settings.model_validate(fields | self.settings)
         try:
             self._stack.enter_context(_service_log(self.log))
             portal = self._stack.enter_context(start_blocking_portal("asyncio", {"use_uvloop": True}))
             app = create_app(settings)
-            lifespan: AbstractContextManager[None] = portal.wrap_async_context_manager(app.router.lifespan_context(app))
-            self._stack.enter_context(lifespan)
+            lifespan = cast(AbstractAsyncContextManager[None], app.router.lifespan_context(app))
+            self._stack.enter_context(portal.wrap_async_context_manager(lifespan))
         except BaseException:
             self._stack.close()
             raise
