@@ -3,7 +3,8 @@ PostgreSQL, each on a fresh, empty database of its own.
 
 `service` is the application in the test process (`tests.inprocess.AppService`: its lifespan runs, requests go
 through httpx's ASGI transport), for tests of routes, auth and validation; `server` is the service under uvicorn
-in a process of its own (`tests.service.ServiceProcess`), for tests of the server itself.
+in a process of its own (`tests.service.ServiceProcess`), for tests of the server itself. PostgreSQL databases
+come from the session's cluster (`postgres`, tests/integration/conftest.py).
 """
 
 from __future__ import annotations
@@ -15,14 +16,6 @@ import pytest
 
 from tests.inprocess import AppService
 from tests.service import PostgresCluster, ServiceProcess
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresCluster]:
-    """One throwaway PostgreSQL cluster for the whole session (a fresh database per test)."""
-    cluster = PostgresCluster().start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
