@@ -146,7 +146,10 @@ class ServiceProcess:
     def admin_token(self) -> str:
         return self.admin_token_file.read_text().strip()
 
-    def start(self, timeout: float = 60) -> ServiceProcess:
+    def start(self, timeout: float = 180) -> ServiceProcess:
+        """Start the service and return once /readyz answers 200; fail at once if it exits first. `timeout` is
+        only a ceiling (importing the service's stack takes 5 s on an idle 2-core machine, and over 60 s when
+        the machine is shared)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
         env |= {
             "SUANLI_DATABASE_URL": self.database_url,
