@@ -5,7 +5,7 @@ thread of its own, reached through httpx's ASGI transport.
 It serves the route, auth and validation tests, which are about what the application answers and stores, without
 paying a uvicorn subprocess's start-up (importing the service's stack again) for each of them. Tests about the
 server itself (signals, TLS, disconnects, workers, clients in other processes) use `tests.service.ServiceProcess`,
-a real uvicorn on 127.0.0.1. This module must not open a socket, and its clients must reach the application only
+a real uvicorn on 127.0.0.1. This module must not listen on a socket, and its clients must reach the application only
 on the lifespan's own event loop (the pricing pool's pipes and the engines belong to it).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, ExitStack
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any, cast
 import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from api.app import create_app
 from api.settings import Settings
@@ -54,38 +55,53 @@ class PortalTransport(httpx.BaseTransport):
         return response.status_code, response.headers.multi_items(), content
 
 
-@contextlib.contextmanager
-def _without_suanli_environment() -> Iterator[None]:
-    """Hide this process's SUANLI_ settings while `Settings` reads the environment (a test gives every setting)."""
-    hidden = {k: v for k, v in os.environ.items() if k.startswith("SUANLI_")}
-    for name in hidden:
-        del os.environ[name]
-    try:
-        yield
-    finally:
-        os.environ.update(hidden)
+class GivenSettings(Settings):
+    """`Settings` from the values a test gives alone: this process's SUANLI_ environment is not read (a uvicorn
+    subprocess of `tests.service` is started without it, too)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+_log_lock = threading.Lock()
+_log_users = 0  # services alive now: the root logger stays at INFO until the last one stops
+_levels_before = (logging.NOTSET, logging.NOTSET)  # the root's and httpx's, restored by the last one
 
 
 @contextlib.contextmanager
 def _service_log(path: Path) -> Iterator[None]:
     """Write the process's INFO and higher log records to `path`, as `suanli serve` writes them to its standard
     error (``logging.basicConfig(level=INFO)``, httpx's own lines quieted to warnings)."""
-    root = logging.getLogger()
+    global _log_users, _levels_before  # noqa: PLW0603 - one root logger per process
+    root, httpx_log = logging.getLogger(), logging.getLogger("httpx")
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.INFO)
-    httpx_log = logging.getLogger("httpx")
-    before, httpx_before = root.level, httpx_log.level
-    root.addHandler(handler)
-    httpx_log.setLevel(logging.WARNING)
-    if before == logging.NOTSET or before > logging.INFO:
-        root.setLevel(logging.INFO)
+    with _log_lock:
+        if _log_users == 0:
+            _levels_before = (root.level, httpx_log.level)
+            if root.level == logging.NOTSET or root.level > logging.INFO:
+                root.setLevel(logging.INFO)
+            httpx_log.setLevel(logging.WARNING)
+        _log_users += 1
+        root.addHandler(handler)
     try:
         yield
     finally:
-        root.removeHandler(handler)
-        root.setLevel(before)
-        httpx_log.setLevel(httpx_before)
+        with _log_lock:
+            root.removeHandler(handler)
+            _log_users -= 1
+            if _log_users == 0:
+                root.setLevel(_levels_before[0])
+                httpx_log.setLevel(_levels_before[1])
         handler.close()
 
 
@@ -110,9 +126,8 @@ class AppService:
 
     def start(self) -> AppService:
         """Build the application and run its lifespan's start-up; returns when it is ready to serve."""
-        with _without_suanli_environment():
-            fields: dict[str, Any] = {"database_url": self.database_url, "admin_token_file": self.admin_token_file}
-            settings = Settings.model_validate(fields | self.settings)
+        fields: dict[str, Any] = {"database_url": self.database_url, "admin_token_file": self.admin_token_file}
+        settings = GivenSettings.model_validate(fields | self.settings)
         try:
             self._stack.enter_context(_service_log(self.log))
             portal = self._stack.enter_context(start_blocking_portal("asyncio", {"use_uvloop": True}))
