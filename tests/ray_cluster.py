@@ -80,6 +80,22 @@ def unique(name: str) -> str:
     return f"{name}-{time.time_ns()}"
 
 
+def warm_up(cluster: LocalRayCluster, tier: str, selector: dict[str, str] | None, timeout: float = 240) -> float:
+    """Run one trivial job on `cluster`'s `tier` and wait until it has succeeded; returns the seconds it took.
+
+    The first job on a fresh cluster starts Ray's job machinery (the supervisor's worker process, which imports
+    Ray): tens of seconds on a busy 2-core machine. A fixture that warms its cluster this way, before a test
+    starts its own clocks, lets that test's waits measure what it is about. The job's id starts with
+    ``warm-up-``, so it never matches a test's job ids."""
+    backend = RayJobsBackend({tier: TierTarget(cluster.dashboard_url, selector)})
+    job_id = unique("warm-up")
+    began = time.monotonic()
+    backend.submit(job_id=job_id, tier=tier, entrypoint="true", cpus=0.1, gpus=0, memory_bytes=0)
+    status = wait_until_done(backend, job_id, tier, timeout)
+    assert status.state is RayJobState.SUCCEEDED, f"warm-up job on {tier}: {status.state} {status.message}"
+    return time.monotonic() - began
+
+
 def wait_for_state(
     backend: RayJobsBackend, job_id: str, tier: str, states: set[RayJobState], timeout: float = 90
 ) -> RayJobStatus:

@@ -1,6 +1,8 @@
 """Real servers for service tests: a throwaway PostgreSQL cluster and the census service under uvicorn.
 
 Both bind 127.0.0.1 on free ports and are stopped by the fixtures that start them; nothing else is touched.
+`Service` is what a test needs of a census service, whether a process here or the application in the test
+process (`tests.inprocess.AppService`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -34,6 +37,25 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
+class Service(Protocol):
+    """A started census service: its database, admin token, log file and HTTP clients."""
+
+    database_url: str
+    workdir: Path
+    admin_token_file: Path
+    log: Path
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def admin_token(self) -> str: ...
+
+    def client(self, token: str | None = None) -> httpx.Client: ...
+
+    def stop(self) -> None: ...
+
+
 class PostgresCluster:
     """``initdb`` + ``pg_ctl start`` in a temporary folder, trust auth on 127.0.0.1, fsync off (throwaway)."""
 
@@ -51,10 +73,13 @@ class PostgresCluster:
             shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(self.socket_dir, "postgres", "postgres")
         subprocess.run(
-            _as_postgres([_pg_bin("initdb"), "-D", str(self.data), "--auth=trust", "--no-sync", "-U", "postgres",
-                          "-E", "UTF8"]),
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            _as_postgres(
+                [_pg_bin("initdb"), "-D", str(self.data), "--auth=trust", "--no-sync", "-U", "postgres", "-E", "UTF8"]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         self.start_server()
         return self
 
@@ -65,15 +90,19 @@ class PostgresCluster:
         )
         subprocess.run(
             _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"]),
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
     def stop_server(self, mode: str = "fast") -> None:
         """``pg_ctl stop -m MODE``: the server goes away (its clients' connections are cut), the data stays."""
         subprocess.run(
             _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"]),
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
     def create_database(self) -> str:
         """A fresh, empty database; returns its URL."""
@@ -90,8 +119,10 @@ class PostgresCluster:
     def stop(self) -> None:
         subprocess.run(
             _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]),
-            check=False, capture_output=True, timeout=120,
-        )  # fmt: skip
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -115,7 +146,10 @@ class ServiceProcess:
     def admin_token(self) -> str:
         return self.admin_token_file.read_text().strip()
 
-    def start(self, timeout: float = 60) -> ServiceProcess:
+    def start(self, timeout: float = 180) -> ServiceProcess:
+        """Start the service and return once /readyz answers 200; fail at once if it exits first. `timeout` is
+        only a ceiling (importing the service's stack takes 5 s on an idle 2-core machine, and over 60 s when
+        the machine is shared)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
         env |= {
             "SUANLI_DATABASE_URL": self.database_url,

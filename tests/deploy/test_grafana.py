@@ -1,6 +1,7 @@
 """The Grafana dashboard (deploy/grafana/suanli.json): valid JSON, the data source a template variable used by every
-panel, and every metric its queries name really exposed, by a running census service's /metrics and by the
-agent's exporter (its registry, built from census_agent.metrics); no list of names is written down here."""
+panel, and every metric its queries name really exposed, by the census service's /metrics (its application
+running in the test process) and by the agent's exporter (its registry, built from census_agent.metrics); no list
+of names is written down here."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from census_agent.config import AgentConfig
 from census_agent.metrics import registry_for
 from census_agent.spool import Spool
 from tests.deploy.helm import ROOT
-from tests.service import ServiceProcess
+from tests.inprocess import AppService
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "suanli.json"
 # PromQL words that look like metric names: functions are followed by "(", so only these need naming.
@@ -72,7 +73,7 @@ def exposed(exposition: str) -> set[str]:
 @pytest.fixture(scope="module")
 def service_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     workdir = tmp_path_factory.mktemp("grafana-service")
-    service = ServiceProcess(f"sqlite:///{workdir / 'suanli.db'}", workdir).start()
+    service = AppService(f"sqlite:///{workdir / 'suanli.db'}", workdir).start()
     try:
         with service.client() as client:
             client.get("/v1/census")  # one request, so the latency histogram has a child
@@ -116,9 +117,16 @@ def test_dashboard_covers_census_ingest_latency_queue_outcomes_and_agents() -> N
     """The panels the issue asks for are there: census by tier, nodes, ingest rate, p99 latency, queue depth per
     tier, job outcomes and the agents' spool."""
     exprs = " ".join(t["expr"] for p in panels(dashboard()) for t in p["targets"])
-    for needle in ("suanli_census_peak_flops", "suanli_census_nodes", "suanli_ingest_reports_total",
-                   "histogram_quantile(0.99", 'suanli_jobs{state="queued"}', "suanli_jobs_finished_total",
-                   "suanli_agent_spool_reports", "suanli_agent_spool_bytes"):  # fmt: skip
+    for needle in (
+        "suanli_census_peak_flops",
+        "suanli_census_nodes",
+        "suanli_ingest_reports_total",
+        "histogram_quantile(0.99",
+        'suanli_jobs{state="queued"}',
+        "suanli_jobs_finished_total",
+        "suanli_agent_spool_reports",
+        "suanli_agent_spool_bytes",
+    ):
         assert needle in exprs
 
 

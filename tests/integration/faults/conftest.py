@@ -1,4 +1,5 @@
-"""Fixtures of the fault tests: a PostgreSQL cluster for the session, and one of its own for a test that stops it."""
+"""Fixtures of the fault tests: a PostgreSQL cluster of its own for a test that stops it (the others use the
+session's, `postgres` in tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,6 @@ from collections.abc import Iterator
 import pytest
 
 from tests.service import PostgresCluster
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresCluster]:
-    """One throwaway PostgreSQL cluster for the fault tests that do not touch the server (a database per test)."""
-    cluster = PostgresCluster().start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture

@@ -36,18 +36,22 @@ QUOTA_ORG = "capped"
 
 
 def backend_for(cluster: LocalRayCluster) -> RayJobsBackend:
-    return RayJobsBackend({t: TierTarget(cluster.dashboard_url, {"suanli.io/tier": t})
-                           for t in ("general", "ai", "hpc", "edge")})  # fmt: skip
+    return RayJobsBackend(
+        {t: TierTarget(cluster.dashboard_url, {"suanli.io/tier": t}) for t in ("general", "ai", "hpc", "edge")}
+    )
+
+
+def scheduler_settings(cluster: LocalRayCluster, workdir: Path) -> dict[str, str]:
+    """The service settings of these tests: the scheduler's file (the session's cluster, a quota for
+    `QUOTA_ORG`) written in `workdir`, and a 0.3 s dispatch interval."""
+    config = workdir / "scheduler.toml"
+    config.write_text(f'[ray]\naddress = "{cluster.dashboard_url}"\n[policy.quotas.{QUOTA_ORG}.hpc]\njobs = 1\n')
+    return {"scheduler_config": str(config), "dispatch_interval_seconds": "0.3"}
 
 
 def start_service(cluster: LocalRayCluster, workdir: Path) -> ServiceProcess:
-    config = workdir / "scheduler.toml"
-    config.write_text(
-        f'[ray]\naddress = "{cluster.dashboard_url}"\n'
-        f'[policy.quotas.{QUOTA_ORG}.hpc]\njobs = 1\n'
-    )  # fmt: skip
-    return ServiceProcess(f"sqlite:///{workdir / 'suanli.db'}", workdir, scheduler_config=str(config),
-                          dispatch_interval_seconds="0.3").start()  # fmt: skip
+    """The service under uvicorn on SQLite, dispatching to `cluster`."""
+    return ServiceProcess(f"sqlite:///{workdir / 'suanli.db'}", workdir, **scheduler_settings(cluster, workdir)).start()
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +113,16 @@ def test_each_class_runs_on_the_tier_its_policy_names(service: ServiceProcess, r
             assert klass.split("-")[0] in client.get(f"/v1/jobs/{job_id}/logs").text
 
 
-def test_hpc_gang_reserves_distinct_hpc_nodes_with_a_placement_group(service: ServiceProcess,
-                                                                     ray_cluster: LocalRayCluster) -> None:  # fmt: skip
+def test_hpc_gang_reserves_distinct_hpc_nodes_with_a_placement_group(
+    service: ServiceProcess, ray_cluster: LocalRayCluster
+) -> None:
     """A 2-node hpc job runs once its STRICT_SPREAD placement group holds one bundle on each hpc raylet: the
     command sees both node ids in SUANLI_GANG_NODES, and they are the job's two nodes."""
     with service.client() as client:
-        job = submit(client, job_doc("hpc", 'echo "gang of $SUANLI_GANG_SIZE: $SUANLI_GANG_NODES"',
-                                     resources={"cpus": 1, "nodes": 2}))  # fmt: skip
+        job = submit(
+            client,
+            job_doc("hpc", 'echo "gang of $SUANLI_GANG_SIZE: $SUANLI_GANG_NODES"', resources={"cpus": 1, "nodes": 2}),
+        )
         done = wait_state(client, job["job_id"], {"succeeded", "failed"}, timeout=120)
         logs = client.get(f"/v1/jobs/{job['job_id']}/logs").text
     assert done["state"] == "succeeded", (done, logs)
@@ -139,9 +146,11 @@ def test_impossible_job_is_rejected_at_submission_with_the_reason(service: Servi
             assert response.status_code == 422, response.text
             assert response.json()["title"] == "Job rejected"
             assert words in response.json()["detail"] or "big enough" in response.json()["detail"]
-        for bad, field in [({"name": "x", "class": "quantum", "entrypoint": "true"}, "class"),
-                           (job_doc("general", "true", resources={"cpus": -1}), "resources.cpus"),
-                           (job_doc("edge", "true", region="999999"), "region")]:  # fmt: skip
+        for bad, field in [
+            ({"name": "x", "class": "quantum", "entrypoint": "true"}, "class"),
+            (job_doc("general", "true", resources={"cpus": -1}), "resources.cpus"),
+            (job_doc("edge", "true", region="999999"), "region"),
+        ]:
             response = client.post("/v1/jobs", json=bad)
             assert response.status_code == 422, response.text
             assert response.json()["detail"].startswith(field) or field in response.json()["detail"]
@@ -154,8 +163,10 @@ def test_full_tier_queues_then_drains_in_priority_order(service: ServiceProcess)
     with service.client() as client:
         blocker = submit(client, job_doc("edge", "sleep 4", resources={"cpus": 1}))
         wait_state(client, blocker["job_id"], {"running"})
-        ids = {p: submit(client, job_doc("edge", f"echo p{p}", priority=p, resources={"cpus": 1}))["job_id"]
-               for p in (0, 9, 5)}  # fmt: skip
+        ids = {
+            p: submit(client, job_doc("edge", f"echo p{p}", priority=p, resources={"cpus": 1}))["job_id"]
+            for p in (0, 9, 5)
+        }
         time.sleep(1.0)  # a dispatcher step or more
         waiting = {p: client.get(f"/v1/jobs/{i}").json() for p, i in ids.items()}
         assert {p: j["state"] for p, j in waiting.items()} == {0: "queued", 9: "queued", 5: "queued"}
@@ -199,8 +210,9 @@ def test_time_limit_stops_the_job_and_marks_it_failed_so(service: ServiceProcess
     assert "time limit of 3 s" in ended["reason"]
 
 
-def test_failing_job_is_retried_then_fails_with_its_exit_code(service: ServiceProcess,
-                                                             ray_cluster: LocalRayCluster) -> None:  # fmt: skip
+def test_failing_job_is_retried_then_fails_with_its_exit_code(
+    service: ServiceProcess, ray_cluster: LocalRayCluster
+) -> None:
     """`exit 3` with one retry: it runs twice (two Ray submissions), then fails saying exit code 3."""
     with service.client() as client:
         job = submit(client, job_doc("general", "sh -c 'echo trying; exit 3'", max_retries=1))
@@ -243,8 +255,10 @@ def test_cancel_works_while_queued_and_while_running_and_not_after_the_end(servi
 def test_a_user_sees_and_cancels_only_its_own_jobs(service: ServiceProcess) -> None:
     """User B cannot see (404) or cancel (404) user A's job nor list it; an operator sees both."""
     with service.client() as admin:
-        tokens = {name: admin.post("/v1/tokens", json={"name": name, "role": role}).json()["token"]
-                  for name, role in (("alice", "user"), ("bob", "user"), ("ops", "operator"))}  # fmt: skip
+        tokens = {
+            name: admin.post("/v1/tokens", json={"name": name, "role": role}).json()["token"]
+            for name, role in (("alice", "user"), ("bob", "user"), ("ops", "operator"))
+        }
     with service.client(tokens["alice"]) as alice, service.client(tokens["bob"]) as bob:
         job = submit(alice, job_doc("general", "echo mine"))
         assert job["owner"] == "alice"
@@ -284,8 +298,9 @@ def test_job_metrics_pass_promtool_and_count_jobs_by_tier_and_state(service: Ser
         wait_state(client, done["job_id"], {"succeeded"})
         listed = client.get("/v1/jobs", params={"limit": 1000}).json()["items"]
         response = client.get("/metrics")
-    check = subprocess.run([promtool, "check", "metrics"], input=response.content, capture_output=True,
-                           timeout=30, check=False)  # fmt: skip
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=response.content, capture_output=True, timeout=30, check=False
+    )
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
     samples = {
         (s.name, s.labels.get("tier"), s.labels.get("state")): s.value
@@ -331,8 +346,15 @@ def test_dispatcher_killed_mid_dispatch_and_restarted_runs_each_job_exactly_once
     with engine.begin() as conn:
         never_sent = job_store.create(conn, spec, "admin", datetime.now(tz=UTC), "queued")
     node = next(iter(tier_nodes(ray_cluster, "general")))
-    assert SqlJobStore(engine).dispatch(never_sent, attempt=0, tier=Tier.GENERAL, node_ids=[node],
-                                        submission_id=f"{never_sent}-0", reason="staged", now=time.time())  # fmt: skip
+    assert SqlJobStore(engine).dispatch(
+        never_sent,
+        attempt=0,
+        tier=Tier.GENERAL,
+        node_ids=[node],
+        submission_id=f"{never_sent}-0",
+        reason="staged",
+        now=time.time(),
+    )
     engine.dispose()
     assert backend.status(f"{never_sent}-0", "general").state.value == "MISSING"
     service.start()
@@ -348,15 +370,25 @@ def test_dispatcher_killed_mid_dispatch_and_restarted_runs_each_job_exactly_once
         assert [s for s in submissions if s.startswith(job_id)] == [f"{job_id}-0"]
 
 
-def test_cli_submits_follows_and_cancels(service: ServiceProcess, tmp_path: Path,
-                                         run_cli: Callable[..., Any]) -> None:  # fmt: skip
+def test_cli_submits_follows_and_cancels(service: ServiceProcess, tmp_path: Path, run_cli: Callable[..., Any]) -> None:
     """`suanli submit -- CMD` queues a job whose entrypoint is the command verbatim; `job`, `logs` (and
     `logs --follow`), `jobs`, `tiers` and `cancel` show and change it."""
     token = tmp_path / "token"
     token.write_text(service.admin_token)
     flags = ["--server", service.url, "--token-file", str(token)]
-    out = run_cli("submit", "--class", "general", "--time-limit", "1m", *flags, "--json", "--", "sh", "-c",
-                  "echo 'quoted $HOME' | tr a-z A-Z")  # fmt: skip
+    out = run_cli(
+        "submit",
+        "--class",
+        "general",
+        "--time-limit",
+        "1m",
+        *flags,
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo 'quoted $HOME' | tr a-z A-Z",
+    )
     job = json.loads(out)
     assert job["spec"]["entrypoint"] == "sh -c 'echo '\"'\"'quoted $HOME'\"'\"' | tr a-z A-Z'"
     with service.client() as client:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from scheduler.local_cluster import MIB, REGION_LABEL, LocalRayCluster, RayletSpec
-from tests.integration.jobs.test_jobs import backend_for, job_doc, start_service, submit, wait_state
+from tests.inprocess import AppService
+from tests.integration.jobs.test_jobs import backend_for, job_doc, scheduler_settings, submit, wait_state
 from tests.servers import wait_for
-from tests.service import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +26,9 @@ BAIYUN = "440111"
 @pytest.fixture
 def doomed_raylet(ray_cluster: LocalRayCluster) -> Iterator[tuple[int, str]]:
     """An extra edge raylet in region 440111 (its session id and Ray node id); killed by the test."""
-    spec = RayletSpec("edge", cpus=1, memory_bytes=512 * MIB, object_store_bytes=80 * MIB,
-                      labels={REGION_LABEL: BAIYUN})  # fmt: skip
+    spec = RayletSpec(
+        "edge", cpus=1, memory_bytes=512 * MIB, object_store_bytes=80 * MIB, labels={REGION_LABEL: BAIYUN}
+    )
     session = ray_cluster.add_raylet(spec, f"edge-{BAIYUN}-{time.monotonic_ns()}")
     node_ids = {n.node_id for n in backend_for(ray_cluster).nodes("edge") if n.labels.get(REGION_LABEL) == BAIYUN}
     assert len(node_ids) == 1, node_ids
@@ -36,23 +37,25 @@ def doomed_raylet(ray_cluster: LocalRayCluster) -> Iterator[tuple[int, str]]:
 
 
 @pytest.fixture
-def service(ray_cluster: LocalRayCluster, tmp_path: Path) -> Iterator[ServiceProcess]:
-    """The service dispatching to the shared cluster (sees the extra raylet from its start)."""
-    process = start_service(ray_cluster, tmp_path)
-    yield process
-    process.stop()
+def service(ray_cluster: LocalRayCluster, tmp_path: Path) -> Iterator[AppService]:
+    """The service's application (in process) dispatching to the shared cluster (sees the extra raylet from its
+    start)."""
+    app = AppService(f"sqlite:///{tmp_path / 'suanli.db'}", tmp_path, **scheduler_settings(ray_cluster, tmp_path))
+    yield app.start()
+    app.stop()
 
 
 def test_a_lost_raylet_fails_its_job_with_the_reason_retries_it_elsewhere_and_other_tiers_carry_on(
-    ray_cluster: LocalRayCluster, doomed_raylet: tuple[int, str], service: ServiceProcess
+    ray_cluster: LocalRayCluster, doomed_raylet: tuple[int, str], service: AppService
 ) -> None:
     """An edge job for Baiyun runs on the Baiyun raylet; that raylet is killed. The job's attempt fails with
     Ray's reason and, having a retry left, runs again on the other edge raylet (region fallback) and succeeds;
     a general job submitted meanwhile runs to the end."""
     session, baiyun_node = doomed_raylet
     with service.client() as client:
-        doc = job_doc("edge", "sleep 6; echo edge-done", name="edge-lost", region=BAIYUN, max_retries=1,
-                      resources={"cpus": 0.5})  # fmt: skip
+        doc = job_doc(
+            "edge", "sleep 6; echo edge-done", name="edge-lost", region=BAIYUN, max_retries=1, resources={"cpus": 0.5}
+        )
         job_id = submit(client, doc)["job_id"]
         running = wait_state(client, job_id, {"running"}, timeout=90)
         assert running["node_ids"] == [baiyun_node], running

@@ -5,7 +5,8 @@ stopped, so the job does not run twice; meanwhile the other tiers carry on.
 Two real Ray clusters: the session's shared one (general, ai, hpc, edge by label) and, for this test, a small
 cluster of its own serving the edge tier (multi-cluster mode). "Unreachable" is its head's dashboard process
 frozen with SIGSTOP (a partition, as the service sees it: the Jobs and state APIs stop answering while the job
-keeps running), then thawed with SIGCONT.
+keeps running), then thawed with SIGCONT. The service's application runs in the test process
+(`tests.inprocess`), its dispatcher on a thread there.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import pytest
 
 from scheduler.local_cluster import MIB, LocalRayCluster, RayletSpec
 from scheduler.ray_backend import RayJobsBackend, RayJobState, TierTarget
+from tests.inprocess import AppService
 from tests.integration.jobs.test_jobs import job_doc, submit, wait_state
+from tests.ray_cluster import warm_up
 from tests.servers import wait_for
-from tests.service import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -31,11 +33,13 @@ LOST_AFTER_S = 4
 
 @pytest.fixture
 def edge_cluster(tmp_path: Path) -> Iterator[LocalRayCluster]:
-    """A Ray cluster of its own for the edge tier: a 0-CPU head and one 1-CPU raylet."""
-    cluster = LocalRayCluster(tmp_path / "edge-ray", [RayletSpec("edge", cpus=1, memory_bytes=512 * MIB,
-                                                                 object_store_bytes=80 * MIB)])  # fmt: skip
+    """A Ray cluster of its own for the edge tier: a 0-CPU head and one 1-CPU raylet, warmed up (it has run a
+    job, so the test's first job does not wait for Ray's job machinery to start)."""
+    spec = RayletSpec("edge", cpus=1, memory_bytes=512 * MIB, object_store_bytes=80 * MIB)
+    cluster = LocalRayCluster(tmp_path / "edge-ray", [spec])
     cluster.start()
     try:
+        warm_up(cluster, "edge", None)
         yield cluster
     finally:
         for proc in dashboard_processes(cluster):
@@ -63,11 +67,14 @@ def test_a_tier_cluster_lost_then_back_retries_the_job_once_and_stops_the_lost_a
     job on the other cluster succeeds. When the edge cluster answers again, the lost attempt (still running
     there) is stopped and the second attempt runs and succeeds: Ray shows attempt 0 stopped, attempt 1 done."""
     config = tmp_path / "scheduler.toml"
-    config.write_text(f'[ray]\naddress = "{ray_cluster.dashboard_url}"\n'
-                      f'[tiers.edge]\naddress = "{edge_cluster.dashboard_url}"\n'
-                      f"[dispatch]\nlost_after_seconds = {LOST_AFTER_S}\n")  # fmt: skip
-    service = ServiceProcess(f"sqlite:///{tmp_path / 'suanli.db'}", tmp_path, scheduler_config=str(config),
-                             dispatch_interval_seconds="0.3").start()  # fmt: skip
+    config.write_text(
+        f'[ray]\naddress = "{ray_cluster.dashboard_url}"\n'
+        f'[tiers.edge]\naddress = "{edge_cluster.dashboard_url}"\n'
+        f"[dispatch]\nlost_after_seconds = {LOST_AFTER_S}\n"
+    )
+    service = AppService(
+        f"sqlite:///{tmp_path / 'suanli.db'}", tmp_path, scheduler_config=str(config), dispatch_interval_seconds="0.3"
+    ).start()
     marker = tmp_path / "first-attempt-ran"
     command = f"if [ -e {marker} ]; then echo second-attempt; else touch {marker}; sleep 300; fi"
     frozen: list[psutil.Process] = []

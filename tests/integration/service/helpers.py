@@ -1,5 +1,6 @@
-"""Shared helpers for the service tests: reports built from the fixtures, a module-wide service, polling, and
-views of what the service stores (to check that a refused request stored nothing)."""
+"""Shared helpers for the service tests: reports built from the fixtures, a module-wide service (the
+application in process, or a real uvicorn), polling, and views of what the service stores (to check that a
+refused request stored nothing)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 from census_agent.collectors.inventory import collect_inventory
 from census_agent.models import Labels, NodeInventory, Report
 from census_agent.report import ComputeModel, build_report, inventory_from_document
-from tests.service import PostgresCluster, ServiceProcess
+from tests.inprocess import AppService
+from tests.service import PostgresCluster, Service, ServiceProcess
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 HOSTS = FIXTURES / "hosts"
@@ -34,27 +36,43 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
 
 
-def start_module_service(request: pytest.FixtureRequest, workdir: Path, **settings: str) -> ServiceProcess:
-    """A service on a fresh database of the backend named by `request.param` ("sqlite" or "postgresql")."""
+def module_database(request: pytest.FixtureRequest, workdir: Path) -> str:
+    """A fresh database of the backend named by `request.param` ("sqlite" or "postgresql")."""
     if request.param == "sqlite":
-        url = f"sqlite:///{workdir / 'suanli.db'}"
-    else:
-        cluster: PostgresCluster = request.getfixturevalue("postgres")
-        url = cluster.create_database()
-    return ServiceProcess(url, workdir, **settings).start()
+        return f"sqlite:///{workdir / 'suanli.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.create_database()
+
+
+def start_module_service(request: pytest.FixtureRequest, workdir: Path, **settings: str) -> ServiceProcess:
+    """A service under uvicorn on a fresh database of the backend named by `request.param`."""
+    return ServiceProcess(module_database(request, workdir), workdir, **settings).start()
+
+
+def start_module_app(request: pytest.FixtureRequest, workdir: Path, **settings: str) -> AppService:
+    """The service's application in process on a fresh database of the backend named by `request.param`."""
+    return AppService(module_database(request, workdir), workdir, **settings).start()
 
 
 def module_service(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
-    """Body of a module-scoped fixture: one service per backend shared by the module's tests (each test uses
-    its own node ids and checks changes relative to what it saw first)."""
+    """Body of a module-scoped fixture: one service under uvicorn per backend shared by the module's tests (each
+    test uses its own node ids and checks changes relative to what it saw first)."""
     process = start_module_service(request, tmp_path_factory.mktemp(f"service-{request.param}"))
     yield process
     process.stop()
 
 
-def backend(service: ServiceProcess) -> str:
+def module_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppService]:
+    """Body of a module-scoped fixture: the application in process per backend, shared by the module's tests
+    (each test uses its own node ids and tokens and checks changes relative to what it saw first)."""
+    app = start_module_app(request, tmp_path_factory.mktemp(f"app-{request.param}"))
+    yield app
+    app.stop()
+
+
+def backend(service: Service) -> str:
     """``sqlite`` or ``postgresql``."""
     return "sqlite" if service.database_url.startswith("sqlite") else "postgresql"
 
@@ -83,14 +101,20 @@ def host_inventory(host: str, node_id: str, *, region: str | None) -> NodeInvent
 
 
 def make_report(
-    inventory: NodeInventory, *, sequence: int = 1, generated_at: datetime | None = None,
+    inventory: NodeInventory,
+    *,
+    sequence: int = 1,
+    generated_at: datetime | None = None,
     report_id: uuid.UUID | None = None,
-) -> Report:  # fmt: skip
+) -> Report:
     """A report of `inventory` as the agent builds it."""
     return build_report(
-        inventory, MODEL, report_id=report_id or uuid.uuid4(), sequence=sequence,
+        inventory,
+        MODEL,
+        report_id=report_id or uuid.uuid4(),
+        sequence=sequence,
         generated_at=generated_at or datetime.now(tz=UTC),
-    )  # fmt: skip
+    )
 
 
 def document(report: Report) -> dict[str, Any]:

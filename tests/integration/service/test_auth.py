@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import fastapi.routing
-import httpx
 import psycopg
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
@@ -29,16 +28,16 @@ from api.deps import Require
 from api.routers.dashboard import DASHBOARD_PATHS
 from api.routers.health import PUBLIC_PATHS as HEALTH_AND_DOCS
 from api.settings import Settings
+from tests.inprocess import AppService
 from tests.integration.service.helpers import (
     ROLES,
     create_token,
     make_report,
-    module_service,
+    module_app,
     planned_inventory,
     stored,
     token_row,
 )
-from tests.service import ServiceProcess
 
 PROBLEM = "application/problem+json"
 # Routes that need no token: health, the API docs, and the dashboard's page and static files (they carry no data;
@@ -48,9 +47,9 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """One service per backend for this module (its tests create their own tokens)."""
-    yield from module_service(request, tmp_path_factory)
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppService]:
+    """One service per backend for this module, in process (its tests create their own tokens)."""
+    yield from module_app(request, tmp_path_factory)
 
 
 # --- the route table -----------------------------------------------------------------------------------------
@@ -152,7 +151,7 @@ def test_every_route_but_health_and_docs_declares_a_require_dependency() -> None
 
 
 def test_every_protected_route_refuses_bad_tokens_with_401_and_roles_it_does_not_admit_with_403(
-    shared: ServiceProcess,
+    shared: AppService,
 ) -> None:
     """Against the running service, every non-public route answers 401 (problem+json, WWW-Authenticate: Bearer)
     with no token, a garbage token, a non-Bearer scheme, or malformed query parameters and no token; with a token
@@ -168,7 +167,7 @@ def test_every_protected_route_refuses_bad_tokens_with_401_and_roles_it_does_not
     }
     failures: list[str] = []
     walked = 0
-    with httpx.Client(base_url=shared.url, timeout=30) as http:
+    with shared.client("") as http:
         for endpoint in protected():
             assert endpoint.roles is not None
             body: dict[str, Any] = {"json": {}} if endpoint.method in BODY_METHODS else {}
@@ -204,19 +203,21 @@ def test_every_protected_route_refuses_bad_tokens_with_401_and_roles_it_does_not
     assert health == ({"status": "ok"}, {"status": "ready"})
 
 
-def test_a_malformed_body_without_a_valid_token_gets_401_not_a_validation_error(shared: ServiceProcess) -> None:
+def test_a_malformed_body_without_a_valid_token_gets_401_not_a_validation_error(shared: AppService) -> None:
     """Every protected route that takes a body answers 401 to a request without a valid token even when the
     body is not JSON: authentication comes before reading the request."""
     failures = []
-    with httpx.Client(base_url=shared.url, timeout=30) as http:
+    with shared.client("") as http:
         for endpoint in protected():
             if endpoint.method not in BODY_METHODS:
                 continue
             for how, headers in (("no token", {}), ("garbage token", {"Authorization": "Bearer nonsense"})):
                 response = http.request(
-                    endpoint.method, endpoint.url(), content=b"{not json",
+                    endpoint.method,
+                    endpoint.url(),
+                    content=b"{not json",
                     headers={"Content-Type": "application/json", **headers},
-                )  # fmt: skip
+                )
                 if response.status_code != 401:
                     failures.append(f"{endpoint.method} {endpoint.path} with {how}: {response.status_code}")
     assert not failures, "\n".join(failures)
@@ -225,7 +226,7 @@ def test_a_malformed_body_without_a_valid_token_gets_401_not_a_validation_error(
 # --- token life and secrecy ----------------------------------------------------------------------------------
 
 
-def test_revoked_and_expired_tokens_get_401(shared: ServiceProcess) -> None:
+def test_revoked_and_expired_tokens_get_401(shared: AppService) -> None:
     """A token works until revoked (then 401 'token revoked', and GET /v1/tokens shows when), a token created
     with expires_in_seconds=1 works at once and gets 401 'token expired' two seconds later, a revoked admin
     token can no longer create tokens, and revoking an unknown id is a 404."""
@@ -282,7 +283,7 @@ def database_values(database_url: str) -> list[str]:
     return values
 
 
-def test_token_secret_is_shown_only_at_creation_and_stored_only_as_a_hash(shared: ServiceProcess) -> None:
+def test_token_secret_is_shown_only_at_creation_and_stored_only_as_a_hash(shared: AppService) -> None:
     """The plaintext of a new token (``sl_<role>_...``) is in the create answer only: GET /v1/tokens lists
     name, role, prefix and dates but neither the secret nor its hash, the service log never shows it, and the
     database (read directly: sqlite3 on the file, psycopg on PostgreSQL) holds its SHA-256 digest and no
@@ -315,7 +316,7 @@ def test_token_secret_is_shown_only_at_creation_and_stored_only_as_a_hash(shared
 
 
 def test_metrics_for_an_operator_pass_promtool_and_show_census_and_ingest_after_a_report(
-    shared: ServiceProcess,
+    shared: AppService,
 ) -> None:
     """After one report, GET /metrics with an operator token is Prometheus text that `promtool check metrics`
     accepts, with suanli_census_peak_flops equal to the census (ai tier, active, each precision),

@@ -1,5 +1,6 @@
 """Census figures from a generated fleet whose totals are known by construction (`tests.fleet`), posted over
-HTTP to the real service (uvicorn on 127.0.0.1) on SQLite and on PostgreSQL: totals, composition by tier,
+HTTP to the service's application (in process, its lifespan running: `tests.inprocess`) on SQLite and on
+PostgreSQL, a fresh database for each test: totals, composition by tier,
 regions rolled up with per-capita figures, the headline convention, rollups kept equal to the nodes after
 relabelling, liveness, history, the CSV export, node listing and pagination, and region validation."""
 
@@ -35,8 +36,8 @@ from tests.fleet import (
     relabel,
     reports,
 )
+from tests.inprocess import AppService
 from tests.servers import wait_for
-from tests.service import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -47,10 +48,24 @@ SEED_REGIONS = {row["code"]: row for row in csv.DictReader(io.StringIO(seeds.rea
 POPULATION = {code: int(row["population"]) for code, row in SEED_REGIONS.items()}
 
 CSV_COLUMNS = [
-    "region_code", "region_name_en", "region_name_zh", "level", "tier", "nodes", "physical_cores", "accelerators",
-    "memory_bytes", "fp64_flops", "fp32_flops", "fp16_flops", "int8_ops", "headline_precision", "headline_flops",
-    "population", "per_capita_headline_flops",
-]  # fmt: skip
+    "region_code",
+    "region_name_en",
+    "region_name_zh",
+    "level",
+    "tier",
+    "nodes",
+    "physical_cores",
+    "accelerators",
+    "memory_bytes",
+    "fp64_flops",
+    "fp32_flops",
+    "fp16_flops",
+    "int8_ops",
+    "headline_precision",
+    "headline_flops",
+    "population",
+    "per_capita_headline_flops",
+]
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -168,10 +183,18 @@ def timed_post(client: httpx.Client, fleet: list[FleetNode], sequence: int = 1) 
     return answers, time.perf_counter() - started
 
 
+def wait_for_pricing(client: httpx.Client) -> None:
+    """Return once the service's pricing worker answers: a report without fields is refused (422, storing
+    nothing) only by the worker, which is still starting for a few seconds after the service is ready. Tests on
+    a 2 s liveness clock post their fleet after this, so that the posting fits in the clock."""
+    response = client.post("/v1/reports", content=b"{}", headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+
+
 @contextmanager
-def started(database_url: str, workdir: Path, **settings: str) -> Iterator[ServiceProcess]:
+def started(database_url: str, workdir: Path, **settings: str) -> Iterator[AppService]:
     """The service with extra settings (fast liveness or snapshots) on the test's fresh database."""
-    process = ServiceProcess(database_url, workdir, **settings).start()
+    process = AppService(database_url, workdir, **settings).start()
     try:
         yield process
     finally:
@@ -181,7 +204,7 @@ def started(database_url: str, workdir: Path, **settings: str) -> Iterator[Servi
 # --- the fleet's census ----------------------------------------------------------------------------------
 
 
-def test_census_of_a_generated_fleet_equals_its_totals_by_construction(service: ServiceProcess) -> None:
+def test_census_of_a_generated_fleet_equals_its_totals_by_construction(service: AppService) -> None:
     """1,000 reports through POST /v1/reports: each answer has the hand-derived tier and peaks, and GET
     /v1/census (totals, every tier with every precision and its share of the headline, the default-convention
     headline, every district, Guangzhou, Guangdong and China with per-capita figures against the seeded
@@ -205,7 +228,7 @@ def test_census_of_a_generated_fleet_equals_its_totals_by_construction(service: 
     assert city_region["headline_flops"] == close(expected.region_headline(CITY), expected.headline())
 
 
-def test_rollups_follow_region_and_tier_changes(service: ServiceProcess) -> None:
+def test_rollups_follow_region_and_tier_changes(service: AppService) -> None:
     """After the fleet, a newer report for 50 nodes moves them to another district, to no region, or to another
     tier by the operator's label: the census (kept as rollup deltas on ingest) equals the expected totals
     recomputed for the modified fleet, and equals a direct scan of every node through GET /v1/nodes.
@@ -262,16 +285,15 @@ def test_rollups_follow_region_and_tier_changes(service: ServiceProcess) -> None
 class Heartbeat:
     """Keeps a set of nodes reporting (a newer report every `period` seconds) from a background thread."""
 
-    def __init__(self, url: str, token: str, fleet: list[FleetNode], period: float = 0.4) -> None:
-        self.url, self.token, self.fleet, self.period = url, token, fleet, period
+    def __init__(self, service: AppService, fleet: list[FleetNode], period: float = 0.4) -> None:
+        self.service, self.fleet, self.period = service, fleet, period
         self.sequence = 1
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def _run(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        with httpx.Client(base_url=self.url, headers=headers, timeout=30) as client:
+        with self.service.client() as client:
             while not self._stop.wait(self.period):
                 self.sequence += 1
                 try:
@@ -298,9 +320,10 @@ def test_silent_nodes_become_stale_then_offline_and_leave_the_active_census(data
     silent_ids = {n.node_id for n in silent}
     settings = {"stale_after_seconds": "2", "offline_after_seconds": "4", "sweep_interval_seconds": "0.5"}
     with started(database_url, tmp_path, **settings) as service, service.client() as client:
+        wait_for_pricing(client)
         post_fleet(client, reports(fleet))
         assert {n["status"] for n in list_nodes(client)} == {"active"}
-        with Heartbeat(service.url, service.admin_token, live) as heartbeat:
+        with Heartbeat(service, live) as heartbeat:
             wait_for(lambda: set(node_ids(list_nodes(client, status="stale"))) == silent_ids, 15, "silent -> stale")
             assert set(node_ids(list_nodes(client, status="active"))) == {n.node_id for n in live}
             assert_census(get_json(client, "/v1/census"), expected_census(live), ["active"], expected_census(fleet))
@@ -404,7 +427,7 @@ def test_history_window_bounds_are_instants_whatever_their_utc_offset(database_u
                     assert found == expected, f"{bound}={value}"
 
 
-def test_a_newer_report_dated_with_a_utc_offset_moves_the_node_in_the_census(service: ServiceProcess) -> None:
+def test_a_newer_report_dated_with_a_utc_offset_moves_the_node_in_the_census(service: AppService) -> None:
     """A node's reports dated in China Standard Time (+08:00): the second (sequence 2, 30 s later, moved from
     Liwan to Zengcheng) is newer and becomes the node's state, so the census moves the node."""
     cst = timezone(timedelta(hours=8))
@@ -439,7 +462,7 @@ def parse_export(response: httpx.Response) -> list[dict[str, str]]:
     return list(reader)
 
 
-def test_csv_export_has_one_row_per_region_and_tier_matching_the_census(service: ServiceProcess) -> None:
+def test_csv_export_has_one_row_per_region_and_tier_matching_the_census(service: AppService) -> None:
     """GET /v1/census/export.csv (UTF-8 with BOM) has a row per region x (4 tiers + all) whose counts, peaks,
     headline and per-capita figures equal the JSON census and the fleet's totals, with the Chinese names
     intact; ``region=440100`` limits it to the city and its districts."""
@@ -462,8 +485,10 @@ def test_csv_export_has_one_row_per_region_and_tier_matching_the_census(service:
         code, tier = row["region_code"], row["tier"]
         seed = SEED_REGIONS[code]
         assert (row["region_name_zh"], row["region_name_en"], row["level"]) == (
-            seed["name_zh"], seed["name_en"], seed["level"],
-        )  # fmt: skip
+            seed["name_zh"],
+            seed["name_en"],
+            seed["level"],
+        )
         region = regions[code]
         json_totals = region if tier == "all" else region["by_tier"][tier]
         figures = expected.by_region[code] if tier == "all" else expected.by_region_tier[code][Tier(tier)]
@@ -491,7 +516,7 @@ def test_csv_export_has_one_row_per_region_and_tier_matching_the_census(service:
     assert next(r for r in rows if r["region_code"] == "CN")["region_name_zh"] == "中国"
 
 
-def test_csv_export_writes_zero_per_capita_for_a_populated_region_without_compute(service: ServiceProcess) -> None:
+def test_csv_export_writes_zero_per_capita_for_a_populated_region_without_compute(service: AppService) -> None:
     """A district with a known population and no nodes (Conghua here) has per_capita_headline_flops 0 in the
     CSV, as in the JSON census, not an empty cell (which would read as "population unknown")."""
     fleet = generate_fleet(100, districts=[d for d in DISTRICTS if d != "440117"])
@@ -511,7 +536,7 @@ def test_csv_export_writes_zero_per_capita_for_a_populated_region_without_comput
 # --- node listing ----------------------------------------------------------------------------------------
 
 
-def test_node_filters_and_keyset_pagination_visit_every_node_once(service: ServiceProcess) -> None:
+def test_node_filters_and_keyset_pagination_visit_every_node_once(service: AppService) -> None:
     """GET /v1/nodes pages (limit + after) visit every node exactly once in id order, with or without filters
     (tier, region, status, organisation, and combined), each listing equal to the fleet's nodes that match and
     each node's summary carrying its labels and hand-derived figures."""
@@ -534,11 +559,18 @@ def test_node_filters_and_keyset_pagination_visit_every_node_once(service: Servi
             node = by_id[item["node_id"]]
             a = node.archetype
             assert (item["tier"], item["region_code"], item["organisation"], item["site"], item["status"]) == (
-                node.tier.value, node.region, node.organisation, node.site, "active",
-            )  # fmt: skip
+                node.tier.value,
+                node.region,
+                node.organisation,
+                node.site,
+                "active",
+            )
             assert (item["physical_cores"], item["threads"], item["accelerators"], item["memory_bytes"]) == (
-                a.cpu.physical_cores, a.cpu.threads, len(a.accelerators), a.memory_bytes,
-            )  # fmt: skip
+                a.cpu.physical_cores,
+                a.cpu.threads,
+                len(a.accelerators),
+                a.memory_bytes,
+            )
             for p, column in ((Precision.FP64, "fp64_flops"), (Precision.FP16, "fp16_flops")):
                 assert item[column] == pytest.approx(a.peaks[p], rel=1e-12)
 
@@ -568,7 +600,7 @@ def test_node_filters_and_keyset_pagination_visit_every_node_once(service: Servi
 # --- region validation -----------------------------------------------------------------------------------
 
 
-def test_an_unknown_region_parameter_is_a_422_on_census_routes(service: ServiceProcess) -> None:
+def test_an_unknown_region_parameter_is_a_422_on_census_routes(service: AppService) -> None:
     """``region`` must name a seeded region on /v1/census, its history and its CSV export: an unknown code is
     answered 422 (problem+json naming the code), a known one 200."""
     with service.client() as client:
@@ -581,7 +613,7 @@ def test_an_unknown_region_parameter_is_a_422_on_census_routes(service: ServiceP
             assert known.status_code == 200, f"{path}: {known.text}"
 
 
-def test_an_unknown_region_parameter_is_a_422_on_the_node_list(service: ServiceProcess) -> None:
+def test_an_unknown_region_parameter_is_a_422_on_the_node_list(service: AppService) -> None:
     """GET /v1/nodes?region=<unknown code> is refused (422) like the census routes, not answered with an empty
     list that reads as "no nodes in that region"."""
     with service.client() as client:

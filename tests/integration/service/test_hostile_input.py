@@ -1,6 +1,7 @@
-"""Hostile input against the real service (SQLite and PostgreSQL): bodies too large, too deep or not UTF-8,
-huge values, region codes that do not exist, shell metacharacters, absurd resources. Each gets a precise 4xx
-(problem+json naming what is wrong) and stores nothing; the entrypoint is stored verbatim and never run.
+"""Hostile input against the service's application (in process, its lifespan running; SQLite and PostgreSQL):
+bodies too large, too deep or not UTF-8, huge values, region codes that do not exist, shell metacharacters,
+absurd resources. Each gets a precise 4xx (problem+json naming what is wrong) and stores nothing; the entrypoint
+is stored verbatim and never run.
 
 Malformed or absurd reports (negative cores, 10^30 FLOPS, unknown region...) and the body limit on reports are
 in test_ingest.py; jobs refused by what Ray offers are in tests/integration/jobs. Here the service has a
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.inprocess import AppService
 from tests.integration.service.helpers import (
     create_token,
     document,
@@ -27,27 +29,29 @@ from tests.integration.service.helpers import (
     node,
     planned_inventory,
     post_report,
-    start_module_service,
+    start_module_app,
     stored,
 )
 from tests.servers import free_port, wait_for
-from tests.service import ServiceProcess
 
 PROBLEM = "application/problem+json"
 JSON = {"Content-Type": "application/json"}
 BODY_ROUTES = ("/v1/reports", "/v1/jobs", "/v1/tokens")
 # What each body route says before the parser's message when the body is not JSON it can read.
-NOT_JSON = {"/v1/reports": "body: Invalid JSON", "/v1/jobs": "body: Invalid JSON",
-            "/v1/tokens": "invalid token request: Invalid JSON"}  # fmt: skip
+NOT_JSON = {
+    "/v1/reports": "body: Invalid JSON",
+    "/v1/jobs": "body: Invalid JSON",
+    "/v1/tokens": "invalid token request: Invalid JSON",
+}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def hostile(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+def hostile(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppService]:
     """One service per backend, with a scheduler whose Ray is unreachable (jobs queue, nothing runs them)."""
     workdir = tmp_path_factory.mktemp(f"hostile-{request.param}")
     config = workdir / "scheduler.toml"
     config.write_text(f'[ray]\naddress = "http://127.0.0.1:{free_port()}"\n')
-    process = start_module_service(request, workdir, scheduler_config=str(config))
+    process = start_module_app(request, workdir, scheduler_config=str(config))
     yield process
     process.stop()
 
@@ -74,7 +78,7 @@ def job(**extra: Any) -> dict[str, Any]:
     return {"name": "hostile", "class": "general", "entrypoint": "true", **extra}
 
 
-def test_bodies_too_deep_or_not_utf8_get_422_and_store_nothing(hostile: ServiceProcess) -> None:
+def test_bodies_too_deep_or_not_utf8_get_422_and_store_nothing(hostile: AppService) -> None:
     """100,000 levels of `[`, 50,000 nested objects, bytes that are not UTF-8, a lone UTF-16 surrogate and a raw
     NUL sent to each body route (reports, jobs, tokens) get 422 problem+json saying the body is not valid
     JSON (no 500, no 413: each is well under the size limit), and the census, nodes, jobs and tokens are as
@@ -99,12 +103,14 @@ def test_bodies_too_deep_or_not_utf8_get_422_and_store_nothing(hostile: ServiceP
         assert everything(admin) == before
 
 
-def test_bodies_over_the_limit_on_jobs_and_tokens_get_413_and_store_nothing(hostile: ServiceProcess) -> None:
+def test_bodies_over_the_limit_on_jobs_and_tokens_get_413_and_store_nothing(hostile: AppService) -> None:
     """With the default 1 MiB limit, a 2 MiB job and a 2 MiB token request get 413 naming the limit, whether
     sent with a Content-Length or chunked without one, and nothing is stored (reports: test_ingest.py)."""
     padding = "x" * (2 * 2**20)
-    bodies = {"/v1/jobs": json.dumps(job(entrypoint=padding)).encode(),
-              "/v1/tokens": json.dumps({"name": padding, "role": "admin"}).encode()}  # fmt: skip
+    bodies = {
+        "/v1/jobs": json.dumps(job(entrypoint=padding)).encode(),
+        "/v1/tokens": json.dumps({"name": padding, "role": "admin"}).encode(),
+    }
     with hostile.client() as admin:
         before = everything(admin)
         for route, body in bodies.items():
@@ -114,7 +120,7 @@ def test_bodies_over_the_limit_on_jobs_and_tokens_get_413_and_store_nothing(host
         assert everything(admin) == before
 
 
-def test_huge_values_get_422_naming_the_field_and_store_nothing(hostile: ServiceProcess) -> None:
+def test_huge_values_get_422_naming_the_field_and_store_nothing(hostile: AppService) -> None:
     """A 60,000-character organisation label on a report, a job name, organisation, environment value or
     entrypoint over their bounds, a 10,000-character Idempotency-Key, a 60,000-character query filter and a
     token id past 64 bits each get 422 naming the field (the token id was a 500 until fuzzing found it);
@@ -150,7 +156,7 @@ def test_huge_values_get_422_naming_the_field_and_store_nothing(hostile: Service
         assert node(admin, "huge-label") is None
 
 
-def test_nul_characters_in_paths_and_query_filters_get_422_on_both_backends(hostile: ServiceProcess) -> None:
+def test_nul_characters_in_paths_and_query_filters_get_422_on_both_backends(hostile: AppService) -> None:
     """A NUL character in a node id, a job id or a query filter (which PostgreSQL text cannot hold) gets 422 on
     both backends alike, or 404 for an id that names nothing on SQLite; never a 500 (found on PostgreSQL)."""
     with hostile.client() as admin:
@@ -168,7 +174,7 @@ def test_nul_characters_in_paths_and_query_filters_get_422_on_both_backends(host
     assert "unexpected error" not in hostile.log.read_text(errors="replace")
 
 
-def test_a_256_character_accelerator_model_is_stored_not_a_500(hostile: ServiceProcess) -> None:
+def test_a_256_character_accelerator_model_is_stored_not_a_500(hostile: AppService) -> None:
     """A report whose accelerator model (not in the catalogue) is as long as the schema allows, 256 characters,
     is stored: the server's note quoting the model is cut to fit instead of failing validation (fuzzing found
     this answering 500)."""
@@ -185,7 +191,7 @@ def test_a_256_character_accelerator_model_is_stored_not_a_500(hostile: ServiceP
     assert notes[0].startswith("Z" * 200)
 
 
-def test_region_codes_that_do_not_exist_get_422_and_store_nothing(hostile: ServiceProcess) -> None:
+def test_region_codes_that_do_not_exist_get_422_and_store_nothing(hostile: AppService) -> None:
     """A job for region 999999 or 000000, and the census, its history, its CSV and the node list asked for
     those regions, each get 422 naming the unknown code; no job is stored (reports: test_ingest.py)."""
     with hostile.client() as admin:
@@ -205,7 +211,7 @@ def test_region_codes_that_do_not_exist_get_422_and_store_nothing(hostile: Servi
 
 
 def test_entrypoint_with_shell_metacharacters_is_stored_and_shown_verbatim_and_never_run(
-    hostile: ServiceProcess, tmp_path: Path
+    hostile: AppService, tmp_path: Path
 ) -> None:
     """An entrypoint full of shell syntax (; rm -rf / $(...) `...` | && > < quotes, tab, non-ASCII) and
     environment values with $(...) are accepted (201) and come back byte for byte from POST, GET /v1/jobs/{id}
@@ -265,7 +271,7 @@ ABSURD_JOBS: list[tuple[str, dict[str, Any], str]] = [
 
 
 def test_negative_or_absurd_job_resources_get_422_naming_the_field_and_store_nothing(
-    hostile: ServiceProcess,
+    hostile: AppService,
 ) -> None:
     """Each absurd job (negative, zero, fractional or astronomically large CPUs, GPUs, memory, gang size, time
     limit, priority or retries; NaN and Infinity CPUs; an unknown resource) gets 422 naming the field, as
@@ -286,7 +292,7 @@ def test_negative_or_absurd_job_resources_get_422_naming_the_field_and_store_not
         assert everything(admin) == before
 
 
-def test_absurd_reports_not_covered_elsewhere_get_422_naming_the_field(hostile: ServiceProcess) -> None:
+def test_absurd_reports_not_covered_elsewhere_get_422_naming_the_field(hostile: AppService) -> None:
     """Negative memory, 0 sockets, a billion threads, negative accelerator memory and a NaN peak in a report
     each get 422 naming the field; the agent token stays unbound and no node appears."""
     with hostile.client() as admin:
