@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -22,7 +23,9 @@ from scheduler.config import SchedulerConfig
 from scheduler.dispatcher import Dispatcher, StepReport
 from scheduler.models import JobSpec, NodeView
 from scheduler.policy import feasible
-from scheduler.ray_backend import RayJobsBackend
+
+if TYPE_CHECKING:
+    from scheduler.ray_backend import RayJobsBackend
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,11 @@ class Scheduling:
     def __init__(
         self, config: SchedulerConfig, engine: Engine, write_lock: threading.Lock | None, interval_seconds: float
     ) -> None:
+        # Ray is imported only here: a service without a scheduler (and every test server) starts without it
+        from scheduler.ray_backend import RayJobsBackend  # noqa: PLC0415
+
         self.config = config
-        self.backend = RayJobsBackend(config.targets)
+        self.backend: RayJobsBackend = RayJobsBackend(config.targets)
         self.dispatcher = Dispatcher(
             SqlJobStore(engine, write_lock),
             self.backend,

@@ -23,3 +23,10 @@ def test_python_dash_m_api_cli_is_the_suanli_command() -> None:
         [sys.executable, "-m", "api.cli", "--help"], capture_output=True, text=True, timeout=60, check=True
     )
     assert "usage: suanli" in done.stdout
+
+
+def test_the_service_imports_ray_only_when_a_scheduler_is_configured() -> None:
+    """Ray is half of the service's import time: `api.app` must not load it until a scheduler is built."""
+    code = "import sys, api.app; print('ray' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "False"
