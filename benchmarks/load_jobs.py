@@ -67,7 +67,8 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 from census_agent.labels import TIER_LABEL
 from scheduler import gang
 from scheduler.local_cluster import LocalRayCluster
-from scheduler.ray_backend import RayJobsBackend, RayJobState, TierTarget
+from scheduler.models import RayJobState, TierTarget
+from scheduler.ray_backend import RayJobsBackend
 from tests.fleet import DISTRICTS
 from tests.ray_cluster import RAYLETS, TIERS
 from tests.service import ServiceProcess

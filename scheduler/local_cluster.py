@@ -50,30 +50,11 @@ from types import TracebackType
 import httpx
 import psutil
 
-from census_agent.labels import REGION_LABEL, TIER_LABEL
 from scheduler.slicing import (
     DEFAULT_OBJECT_STORE_BYTES,
-    MIB,
-    MIN_OBJECT_STORE_BYTES,
     RayletSpec,
     raylet_names,
-    split_machine,
 )
-
-# The slicing names and labels are re-exported for callers (tests/integration) that import them from here with
-# the cluster; they are defined in scheduler.slicing and census_agent.labels.
-__all__ = [
-    "CLUSTER_ENV",
-    "MIB",
-    "MIN_OBJECT_STORE_BYTES",
-    "REGION_LABEL",
-    "TIER_LABEL",
-    "LocalClusterError",
-    "LocalRayCluster",
-    "RayletSpec",
-    "raylet_names",
-    "split_machine",
-]
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 A tier is either a label selector inside one shared Ray cluster (``{"suanli.io/tier": "hpc"}``) or a whole Ray
 cluster of its own (``label_selector=None``); `TierTarget` names the cluster's dashboard either way. The values
-this module answers with (`RayNode`, `RayJobStatus`, the `RayBackendError`s) are plain data in `scheduler.models`,
-re-exported here. Jobs are Ray submissions whose submission id is Suanli's job id, so a retried dispatch is
+this module answers with (`RayNode`, `RayJobStatus`, the `RayBackendError`s) are plain data in `scheduler.models`.
+Jobs are Ray submissions whose submission id is Suanli's job id, so a retried dispatch is
 recognised instead of run twice.
 
 Must not: call `ray.init` (the service is not a Ray driver; everything goes through the dashboard's HTTP APIs),
@@ -57,20 +57,6 @@ from scheduler.models import (
     RayUnavailable,
     TierTarget,
 )
-
-__all__ = [
-    "NODE_ID_LABEL",
-    "RayBackendError",
-    "RayJobState",
-    "RayJobStatus",
-    "RayJobsBackend",
-    "RayNode",
-    "RayRequestFailed",
-    "RayUnavailable",
-    "TierTarget",
-    "label_matches",
-    "status_from_details",
-]
 
 NODE_ID_LABEL = "ray.io/node-id"  # set by Ray on every node
 _EXIT_CODE = re.compile(r"failed with exit code (-?\d+)")

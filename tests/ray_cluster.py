@@ -17,7 +17,8 @@ import psutil
 
 from census_agent.labels import REGION_LABEL, TIER_LABEL
 from scheduler.local_cluster import LocalRayCluster
-from scheduler.ray_backend import RayJobsBackend, RayJobState, RayJobStatus, TierTarget
+from scheduler.models import RayJobState, RayJobStatus, TierTarget
+from scheduler.ray_backend import RayJobsBackend
 from scheduler.slicing import MIB, RayletSpec
 
 TIERS = ("general", "ai", "hpc", "edge")

@@ -5,15 +5,8 @@ from __future__ import annotations
 import pytest
 from ray.job_submission import JobDetails, JobStatus, JobType
 
-from scheduler.ray_backend import (
-    RayJobsBackend,
-    RayJobState,
-    RayRequestFailed,
-    RayUnavailable,
-    TierTarget,
-    label_matches,
-    status_from_details,
-)
+from scheduler.models import RayJobState, RayRequestFailed, RayUnavailable, TierTarget
+from scheduler.ray_backend import RayJobsBackend, label_matches, status_from_details
 
 LABELS = {"suanli.io/tier": "hpc", "suanli.io/region": "440106"}
 

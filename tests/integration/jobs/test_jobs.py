@@ -25,8 +25,8 @@ from api.jobs import store as job_store
 from api.jobs.store import SqlJobStore
 from census_agent.models import Tier
 from scheduler.local_cluster import LocalRayCluster
-from scheduler.models import JobSpec
-from scheduler.ray_backend import RayJobsBackend, TierTarget
+from scheduler.models import JobSpec, TierTarget
+from scheduler.ray_backend import RayJobsBackend
 from tests.servers import wait_for
 from tests.service import ServiceProcess
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.local_cluster import MIB, REGION_LABEL, LocalRayCluster, RayletSpec
+from census_agent.labels import REGION_LABEL
+from scheduler.local_cluster import LocalRayCluster
+from scheduler.slicing import MIB, RayletSpec
 from tests.inprocess import AppService
 from tests.integration.jobs.test_jobs import backend_for, job_doc, scheduler_settings, submit, wait_state
 from tests.servers import wait_for

@@ -19,8 +19,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scheduler.local_cluster import MIB, LocalRayCluster, RayletSpec
-from scheduler.ray_backend import RayJobsBackend, RayJobState, TierTarget
+from scheduler.local_cluster import LocalRayCluster
+from scheduler.models import RayJobState, TierTarget
+from scheduler.ray_backend import RayJobsBackend
+from scheduler.slicing import MIB, RayletSpec
 from tests.inprocess import AppService
 from tests.integration.jobs.test_jobs import job_doc, submit, wait_state
 from tests.ray_cluster import warm_up

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.local_cluster import TIER_LABEL, LocalRayCluster
-from scheduler.ray_backend import RayJobsBackend, TierTarget
+from census_agent.labels import TIER_LABEL
+from scheduler.local_cluster import LocalRayCluster
+from scheduler.models import TierTarget
+from scheduler.ray_backend import RayJobsBackend
 from tests.ray_cluster import TIERS
 
 

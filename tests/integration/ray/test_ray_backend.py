@@ -9,14 +9,10 @@ import pytest
 from ray.job_submission import JobSubmissionClient
 from ray.util.state import list_nodes
 
-from scheduler.local_cluster import REGION_LABEL, TIER_LABEL, LocalRayCluster
-from scheduler.ray_backend import (
-    RayJobsBackend,
-    RayJobState,
-    RayRequestFailed,
-    RayUnavailable,
-    TierTarget,
-)
+from census_agent.labels import REGION_LABEL, TIER_LABEL
+from scheduler.local_cluster import LocalRayCluster
+from scheduler.models import RayJobState, RayRequestFailed, RayUnavailable, TierTarget
+from scheduler.ray_backend import RayJobsBackend
 from tests.ray_cluster import RAYLETS, TIERS, unique, wait_for_state, wait_until_done
 from tests.servers import free_port
 
