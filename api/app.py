@@ -103,8 +103,9 @@ class Timing:
             if metrics is not None:
                 route = getattr(scope.get("route"), "path", "unmatched")
                 outcome = scope.get("state", {}).get("ingest_outcome")
-                metrics.observe(route, scope["method"], status, time.perf_counter() - started,
-                                {"ingest_outcome": outcome})  # fmt: skip
+                metrics.observe(
+                    route, scope["method"], status, time.perf_counter() - started, {"ingest_outcome": outcome}
+                )
 
 
 def ensure_admin_token(engine: Engine, settings: Settings) -> None:
@@ -210,8 +211,18 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         telemetry={"tracing": otel, "metrics": otel, "logs": otel},
     )
     install_handlers(app)
-    for router in (reports.router, census.router, nodes.router, regions.router, tokens.router, jobs.router,
-                   tiers.router, health.router, dashboard.router, agents.router):  # fmt: skip
+    for router in (
+        reports.router,
+        census.router,
+        nodes.router,
+        regions.router,
+        tokens.router,
+        jobs.router,
+        tiers.router,
+        health.router,
+        dashboard.router,
+        agents.router,
+    ):
         app.include_router(router)
 
     app.add_middleware(Timing)

@@ -284,9 +284,27 @@ ARCHETYPES = (GENERAL, AI, HPC, EDGE_X86, EDGE_ARM, GENERAL_DECLARED)
 
 # The mix, repeated every 20 nodes: 7 general, 1 general with a declared fp64, 2 ai, 3 hpc, 4 x86 edge, 3 Arm edge.
 _PATTERN: tuple[Archetype, ...] = (
-    GENERAL, EDGE_X86, HPC, GENERAL, EDGE_ARM, AI, GENERAL, EDGE_X86, HPC, GENERAL_DECLARED,
-    GENERAL, EDGE_ARM, EDGE_X86, AI, GENERAL, HPC, EDGE_X86, GENERAL, EDGE_ARM, GENERAL,
-)  # fmt: skip
+    GENERAL,
+    EDGE_X86,
+    HPC,
+    GENERAL,
+    EDGE_ARM,
+    AI,
+    GENERAL,
+    EDGE_X86,
+    HPC,
+    GENERAL_DECLARED,
+    GENERAL,
+    EDGE_ARM,
+    EDGE_X86,
+    AI,
+    GENERAL,
+    HPC,
+    EDGE_X86,
+    GENERAL,
+    EDGE_ARM,
+    GENERAL,
+)
 
 
 # --- nodes and reports -----------------------------------------------------------------------------------

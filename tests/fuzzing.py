@@ -76,10 +76,16 @@ def seed(service: ServiceProcess) -> Seeded:
         for i in range(3):
             node_id = f"fuzz-node-{i}"
             host = planned.host.model_copy(update={"node_id": node_id, "node_id_source": "override"})
-            report = build_report(planned.model_copy(update={"host": host}), ComputeModel(), report_id=uuid.uuid4(),
-                                  sequence=1, generated_at=datetime.now(tz=UTC))  # fmt: skip
-            response = admin.post("/v1/reports", content=report.model_dump_json(),
-                                  headers={"Content-Type": "application/json"})  # fmt: skip
+            report = build_report(
+                planned.model_copy(update={"host": host}),
+                ComputeModel(),
+                report_id=uuid.uuid4(),
+                sequence=1,
+                generated_at=datetime.now(tz=UTC),
+            )
+            response = admin.post(
+                "/v1/reports", content=report.model_dump_json(), headers={"Content-Type": "application/json"}
+            )
             response.raise_for_status()
             node_ids.append(node_id)
         job_ids = []
@@ -115,9 +121,13 @@ def fuzz(service: ServiceProcess, seeded: Seeded, *, max_examples: int, seed_val
     schema = schemathesis.openapi.from_url(f"{service.url}/openapi.json")
     fuzzer = _Fuzzer(service, seeded, random.Random(seed_value))
     configured = hypothesis.settings(
-        max_examples=max_examples, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-        print_blob=False, suppress_health_check=list(HealthCheck),
-    )  # fmt: skip
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        print_blob=False,
+        suppress_health_check=list(HealthCheck),
+    )
     try:
         for found in schema.get_all_operations():
             if isinstance(found, Err):

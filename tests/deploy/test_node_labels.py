@@ -70,8 +70,12 @@ def test_node_labels_become_the_agents_labels(api_url: str, tmp_path: Path) -> N
     """The node's region and zone labels land in [labels] of a file the agent loads; a mapped label the node lacks
     (tier) is left out with a note, and an unmapped one ("") is ignored."""
     out = tmp_path / "agent.toml"
-    mapping = {"region": "suanli.io/region", "site": "topology.kubernetes.io/zone", "tier": "suanli.io/tier",
-               "organisation": ""}  # fmt: skip
+    mapping = {
+        "region": "suanli.io/region",
+        "site": "topology.kubernetes.io/zone",
+        "tier": "suanli.io/tier",
+        "organisation": "",
+    }
     result = run_script(api_url, "node-a", mapping, out)
     assert result.returncode == 0, result.stderr
     config = load_config(out, environ={})

@@ -36,10 +36,26 @@ class AgentProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
         env["SUANLI_AGENT_REGION"] = "440106"
         cmd = [
-            sys.executable, "-m", "census_agent.cli", "run", "--server", self.server, "--token-file",
-            str(self.token_file), "--interval", "1", "--spool-dir", str(self.spool), "--metrics-port",
-            str(self.metrics_port), "--metrics-host", "127.0.0.1", "--no-nvml", "--organisation", "test-org",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "census_agent.cli",
+            "run",
+            "--server",
+            self.server,
+            "--token-file",
+            str(self.token_file),
+            "--interval",
+            "1",
+            "--spool-dir",
+            str(self.spool),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--metrics-host",
+            "127.0.0.1",
+            "--no-nvml",
+            "--organisation",
+            "test-org",
+        ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
         return self
@@ -97,10 +113,14 @@ def test_server_outage_mid_run_loses_nothing_duplicates_nothing_keeps_order(
     assert_in_order_without_gaps_or_duplicates(sequences)
     assert sink.receipts == len(sequences)
     assert sink.received[0]["inventory"]["labels"] == {
-        "region": "440106", "organisation": "test-org", "site": None, "tier": None,
+        "region": "440106",
+        "organisation": "test-org",
+        "site": None,
+        "tier": None,
         "declared_peaks": {"fp64": None, "fp32": None, "fp16": None, "int8": None},
-        "cpu_fp64_flops_per_cycle": None, "cpu_base_clock_hz": None,
-    }  # fmt: skip
+        "cpu_fp64_flops_per_cycle": None,
+        "cpu_base_clock_hz": None,
+    }
 
 
 def test_agent_killed_while_server_is_down_delivers_its_spool_after_restart(

@@ -22,8 +22,13 @@ def agent(*args: str, stdin: str | None = None, timeout: float = 120) -> subproc
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
     return subprocess.run(
         [sys.executable, "-m", "census_agent.cli", *args],
-        capture_output=True, text=True, input=stdin, timeout=timeout, env=env, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
 
 
 def meminfo_total_bytes() -> int:

@@ -19,8 +19,14 @@ MODEL = ComputeModel()
 MACHINE_ID = "0123456789abcdef0123456789abcdef"
 
 
-def node(name: str = "gpu-01", *, labels: dict[str, str] | None = None, capacity: dict[str, str] | None = None,
-         machine_id: str | None = MACHINE_ID, ready: str = "True") -> dict[str, Any]:  # fmt: skip
+def node(
+    name: str = "gpu-01",
+    *,
+    labels: dict[str, str] | None = None,
+    capacity: dict[str, str] | None = None,
+    machine_id: str | None = MACHINE_ID,
+    ready: str = "True",
+) -> dict[str, Any]:
     """A Node object in the API's JSON form."""
     info = {"osImage": "Ubuntu 22.04.4 LTS", "kernelVersion": "5.15.0-105-generic", "architecture": "amd64"}
     if machine_id is not None:
@@ -48,9 +54,16 @@ GFD_H100 = {
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("64", 64), ("500m", Decimal("0.5")), ("2113513408Ki", 2113513408 * 1024), ("128Gi", 128 * 2**30),
-     ("1e3", 1000), ("4k", 4000), ("1.5G", 1_500_000_000)],
-)  # fmt: skip
+    [
+        ("64", 64),
+        ("500m", Decimal("0.5")),
+        ("2113513408Ki", 2113513408 * 1024),
+        ("128Gi", 128 * 2**30),
+        ("1e3", 1000),
+        ("4k", 4000),
+        ("1.5G", 1_500_000_000),
+    ],
+)
 def test_kubernetes_quantities_are_parsed_with_binary_and_decimal_suffixes(text: str, value: Decimal) -> None:
     """Capacity quantities use Kubernetes' suffixes: Ki/Mi/Gi are powers of two, k/M/G of ten, m is milli."""
     assert parse_quantity(text) == value
@@ -66,8 +79,9 @@ def test_a_malformed_quantity_is_refused_with_its_text(text: str) -> None:
 def test_gpu_feature_discovery_labels_give_catalogue_priced_gpus() -> None:
     """An 8 x H100 node labelled by GPU Feature Discovery becomes 8 catalogue H100s: its fp16 peak is 8 x the
     datasheet's dense 989.5 TFLOPS, and the compute model puts it in the AI tier."""
-    found = discover(node(labels=GFD_H100, capacity={"cpu": "224", "memory": "2Ti", "nvidia.com/gpu": "8"}),
-                     REGIONS, CATALOGUE)  # fmt: skip
+    found = discover(
+        node(labels=GFD_H100, capacity={"cpu": "224", "memory": "2Ti", "nvidia.com/gpu": "8"}), REGIONS, CATALOGUE
+    )
     accelerators = found.inventory.accelerators
     assert len(accelerators) == 8
     assert {a.model for a in accelerators} == {"NVIDIA H100 80GB HBM3"}
@@ -83,8 +97,9 @@ def test_time_sliced_gpus_are_counted_once_not_per_replica() -> None:
     (gpu.count, or the capacity divided by the replicas) and drops GFD's -SHARED suffix."""
     labels = {**GFD_H100, "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3-SHARED", "nvidia.com/gpu.replicas": "4"}
     del labels["nvidia.com/gpu.count"]
-    found = discover(node(labels=labels, capacity={"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": "32"}),
-                     REGIONS, CATALOGUE)  # fmt: skip
+    found = discover(
+        node(labels=labels, capacity={"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": "32"}), REGIONS, CATALOGUE
+    )
     assert len(found.inventory.accelerators) == 8
     assert found.inventory.accelerators[0].model == "NVIDIA H100 80GB HBM3"
 
@@ -120,8 +135,9 @@ def test_cpu_peaks_stay_zero_until_the_clock_is_declared_by_label() -> None:
     assert {"avx512f", "avx2", "fma"} <= set(cpu.flags)
     fp64 = MODEL.assess(declared.inventory)[0].figures[Precision.FP64].flops
     assert fp64 == pytest.approx(32 * 2.0e9 * 16)
-    two_pipes = discover(node(labels={**nfd, CLOCK_LABEL: "2000", PER_CYCLE_LABEL: "32"}, capacity=capacity),
-                         REGIONS, CATALOGUE)  # fmt: skip
+    two_pipes = discover(
+        node(labels={**nfd, CLOCK_LABEL: "2000", PER_CYCLE_LABEL: "32"}, capacity=capacity), REGIONS, CATALOGUE
+    )
     assert MODEL.assess(two_pipes.inventory)[0].figures[Precision.FP64].flops == pytest.approx(32 * 2.0e9 * 32)
 
 

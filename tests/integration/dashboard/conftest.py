@@ -65,13 +65,22 @@ def _submit_jobs(client: httpx.Client) -> None:
     """A few jobs of every class; one is cancelled so the recent list shows an ended job too."""
     specs = [
         {"name": "cfd-wing", "class": "hpc", "entrypoint": "mpirun ./cfd", "resources": {"cpus": 64, "nodes": 2}},
-        {"name": "llm-finetune", "class": "ai", "entrypoint": "python train.py", "resources": {"gpus": 8},
-         "priority": 10},
+        {
+            "name": "llm-finetune",
+            "class": "ai",
+            "entrypoint": "python train.py",
+            "resources": {"gpus": 8},
+            "priority": 10,
+        },
         {"name": "traffic-cams", "class": "edge", "entrypoint": "./detect", "region": "440106"},
         {"name": "nightly-etl", "class": "general", "entrypoint": "./etl.sh", "organisation": "sysu"},
-        {"name": "graph-analytics", "class": "in-memory", "entrypoint": "./pagerank",
-         "resources": {"memory_bytes": 256 * 2**30}},
-    ]  # fmt: skip
+        {
+            "name": "graph-analytics",
+            "class": "in-memory",
+            "entrypoint": "./pagerank",
+            "resources": {"memory_bytes": 256 * 2**30},
+        },
+    ]
     ids = []
     for spec in specs:
         response = client.post("/v1/jobs", json=spec)
@@ -88,9 +97,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     scheduler = workdir / "scheduler.toml"
     scheduler.write_text(f'[ray]\naddress = "http://127.0.0.1:{free_port()}"\n')
     service = ServiceProcess(
-        f"sqlite:///{workdir / 'suanli.db'}", workdir, scheduler_config=str(scheduler),
-        snapshot_interval_seconds="1", sweep_interval_seconds="0.3",
-    ).start()  # fmt: skip
+        f"sqlite:///{workdir / 'suanli.db'}",
+        workdir,
+        scheduler_config=str(scheduler),
+        snapshot_interval_seconds="1",
+        sweep_interval_seconds="0.3",
+    ).start()
     try:
         fleet = generate_fleet(FLEET_SIZE)
         with service.client() as admin:
@@ -142,8 +154,11 @@ class Visit:
     def problems(self) -> list[str]:
         """Uncaught errors, Content-Security-Policy violations and requests off the service's origin."""
         csp = [m for m in self.console_errors if "Content Security Policy" in m or "Refused to" in m]
-        return [*(f"page error: {e}" for e in self.page_errors), *(f"CSP: {m}" for m in csp),
-                *(f"off-origin request: {u}" for u in self.blocked)]  # fmt: skip
+        return [
+            *(f"page error: {e}" for e in self.page_errors),
+            *(f"CSP: {m}" for m in csp),
+            *(f"off-origin request: {u}" for u in self.blocked),
+        ]
 
 
 @pytest.fixture

@@ -42,10 +42,28 @@ class FaultAgent:
         self.log = workdir / f"{node_id}.log"
         self.metrics_port = free_port()
         self.argv = [
-            sys.executable, "-m", "census_agent.cli", "run", "--server", server, "--token-file", str(self.token_file),
-            "--interval", "1", "--no-nvml", "--node-id", node_id, "--region", "440106", "--spool-dir",
-            str(self.spool), "--metrics-port", str(self.metrics_port), "--metrics-host", "127.0.0.1",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "census_agent.cli",
+            "run",
+            "--server",
+            server,
+            "--token-file",
+            str(self.token_file),
+            "--interval",
+            "1",
+            "--no-nvml",
+            "--node-id",
+            node_id,
+            "--region",
+            "440106",
+            "--spool-dir",
+            str(self.spool),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--metrics-host",
+            "127.0.0.1",
+        ]
         self.env = clean_env() | {f"SUANLI_AGENT_{k}": v for k, v in (FAST_RETRY | settings).items()}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -121,8 +139,11 @@ class Burst:
             while not self._stop.is_set():
                 sequence += 1
                 report_id = str(uuid.uuid4())
-                body = base | {"report_id": report_id, "sequence": sequence,
-                               "generated_at": datetime.now(tz=UTC).isoformat()}  # fmt: skip
+                body = base | {
+                    "report_id": report_id,
+                    "sequence": sequence,
+                    "generated_at": datetime.now(tz=UTC).isoformat(),
+                }
                 try:
                     response = client.post("/v1/reports", content=json.dumps(body).encode())
                 except httpx.HTTPError:
@@ -136,8 +157,14 @@ class Burst:
                         self.acked.append(report_id)
                     else:
                         problem = response.json() if response.content else {}
-                        self.refusals.append((response.status_code, response.headers.get("content-type", ""),
-                                              response.headers.get("retry-after"), problem))  # fmt: skip
+                        self.refusals.append(
+                            (
+                                response.status_code,
+                                response.headers.get("content-type", ""),
+                                response.headers.get("retry-after"),
+                                problem,
+                            )
+                        )
                 if not response.is_success:
                     self._stop.wait(0.05)
 
@@ -220,8 +247,10 @@ def tmpfs(path: Path, size_bytes: int) -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
     mount = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755", "suanli-test", str(path)],
-        capture_output=True, check=False, timeout=30,
-    )  # fmt: skip
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
     if mount.returncode != 0:
         raise OSError(f"cannot mount a tmpfs on {path}: {mount.stderr.decode().strip()}")
     try:

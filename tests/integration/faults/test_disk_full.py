@@ -54,8 +54,11 @@ def test_full_spool_disk_is_logged_and_counted_and_the_agent_keeps_running_with_
     fill(small_disk, leave_bytes=3 * 4096)  # room for the sequence file and two reports
     try:
         agent.start()
-        wait_for(lambda: (agent.metric("suanli_agent_spool_write_errors_total") or 0) >= 2, 60,
-                 "spool write errors to be counted")  # fmt: skip
+        wait_for(
+            lambda: (agent.metric("suanli_agent_spool_write_errors_total") or 0) >= 2,
+            60,
+            "spool write errors to be counted",
+        )
         assert agent.alive
         kept = agent.spooled()
         assert kept, "nothing fitted in the spool"

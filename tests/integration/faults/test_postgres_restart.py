@@ -40,8 +40,11 @@ def test_postgres_restart_under_load_answers_503_then_recovers_without_losing_ac
             planner_token = create_token(admin, "planner")["token"]  # not used before the outage: not cached
         agent = FaultAgent(tmp_path, service.url, agent_token, "pg-restart-agent").start()
         burst = Burst(service.url, service.admin_token).start()
-        wait_for(lambda: burst.acked_count() >= 50 and agent.metric("suanli_agent_last_push_success_timestamp_seconds"),
-                 60, "the burst and the agent to be acknowledged")  # fmt: skip
+        wait_for(
+            lambda: burst.acked_count() >= 50 and agent.metric("suanli_agent_last_push_success_timestamp_seconds"),
+            60,
+            "the burst and the agent to be acknowledged",
+        )
         assert service.proc is not None
         pid = service.proc.pid
 

@@ -47,8 +47,11 @@ def test_sigkill_during_a_report_burst_loses_no_acknowledged_report_and_stores_n
             FaultAgent(tmp_path, service.url, token, f"killed-{backend}-{n}").start() for n, token in enumerate(tokens)
         ]
         burst = Burst(service.url, service.admin_token).start()
-        wait_for(lambda: burst.acked_count() >= 50 and all(a.metric(LAST_SUCCESS) for a in agents), 60,
-                 "the burst and every agent to be acknowledged")  # fmt: skip
+        wait_for(
+            lambda: burst.acked_count() >= 50 and all(a.metric(LAST_SUCCESS) for a in agents),
+            60,
+            "the burst and every agent to be acknowledged",
+        )
 
         assert service.proc is not None
         acked_before = burst.acked_count()

@@ -33,8 +33,11 @@ def test_outage_past_the_spool_bound_drops_only_the_oldest_counts_them_and_deliv
             FaultAgent(tmp_path, service.url, by_count, "bounded-by-count", SPOOL_MAX_REPORTS=str(MAX_REPORTS)).start(),
             FaultAgent(tmp_path, service.url, by_size, "bounded-by-size", SPOOL_MAX_BYTES=str(MAX_BYTES)).start(),
         ]
-        wait_for(lambda: all(a.metric("suanli_agent_last_push_success_timestamp_seconds") for a in agents), 60,
-                 "both agents' first report to be acknowledged")  # fmt: skip
+        wait_for(
+            lambda: all(a.metric("suanli_agent_last_push_success_timestamp_seconds") for a in agents),
+            60,
+            "both agents' first report to be acknowledged",
+        )
         service.stop()
 
         peak_depth = dict.fromkeys((a.node_id for a in agents), 0.0)

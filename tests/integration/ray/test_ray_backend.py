@@ -53,8 +53,9 @@ def test_a_job_for_each_tier_runs_with_its_driver_on_a_node_of_that_tier(backend
     ids = {tier: unique(f"each-{tier}") for tier in TIERS}
     for tier, job_id in ids.items():
         cpus, gpus = (0, 0) if tier == "general" else (1, 1 if tier == "ai" else 0)
-        assert backend.submit(job_id=job_id, tier=tier, entrypoint=f"echo {tier}", cpus=cpus, gpus=gpus,
-                              memory_bytes=64 * MIB)  # fmt: skip
+        assert backend.submit(
+            job_id=job_id, tier=tier, entrypoint=f"echo {tier}", cpus=cpus, gpus=gpus, memory_bytes=64 * MIB
+        )
     for tier, job_id in ids.items():
         status = wait_until_done(backend, job_id, tier)
         assert status.state is RayJobState.SUCCEEDED, status.message
@@ -69,8 +70,7 @@ def test_node_id_pins_the_entrypoint_to_that_node(backend: RayJobsBackend) -> No
     """`submit(node_id=...)` runs the entrypoint on that very node of the tier (Ray's ray.io/node-id label)."""
     target = sorted(n.node_id for n in backend.nodes("hpc"))[-1]
     job_id = unique("pinned")
-    assert backend.submit(job_id=job_id, tier="hpc", entrypoint="true", cpus=1, gpus=0, memory_bytes=0,
-                          node_id=target)  # fmt: skip
+    assert backend.submit(job_id=job_id, tier="hpc", entrypoint="true", cpus=1, gpus=0, memory_bytes=0, node_id=target)
     status = wait_until_done(backend, job_id, "hpc")
     assert status.state is RayJobState.SUCCEEDED
     assert status.driver_node_id == target
@@ -83,8 +83,9 @@ def test_resubmitting_the_same_job_id_returns_false_and_never_runs_twice(
     job_id = unique("once")
 
     def submit() -> bool:
-        return backend.submit(job_id=job_id, tier="general", entrypoint="printf 'ran-%s\\n' once", cpus=0.5, gpus=0,
-                              memory_bytes=0)  # fmt: skip
+        return backend.submit(
+            job_id=job_id, tier="general", entrypoint="printf 'ran-%s\\n' once", cpus=0.5, gpus=0, memory_bytes=0
+        )
 
     assert submit()
     assert not submit()
@@ -121,8 +122,14 @@ def test_stop_on_a_running_job_makes_it_stopped(backend: RayJobsBackend) -> None
 def test_logs_returns_the_jobs_stdout_and_tail_logs_yields_it(backend: RayJobsBackend) -> None:
     """`logs` has what the entrypoint printed; `tail_logs` yields it as it comes and ends with the job."""
     job_id = unique("talker")
-    backend.submit(job_id=job_id, tier="ai", entrypoint="echo first-line; sleep 1; echo second-line", cpus=0.5,
-                   gpus=0, memory_bytes=0)  # fmt: skip
+    backend.submit(
+        job_id=job_id,
+        tier="ai",
+        entrypoint="echo first-line; sleep 1; echo second-line",
+        cpus=0.5,
+        gpus=0,
+        memory_bytes=0,
+    )
 
     async def tail() -> str:
         return "".join([chunk async for chunk in backend.tail_logs(job_id, "ai")])
@@ -169,8 +176,7 @@ def test_multi_cluster_mode_runs_jobs_and_lists_the_clusters_nodes(ray_cluster: 
 
 def test_an_unreachable_cluster_is_ray_unavailable() -> None:
     """Nothing listening at the tier's address: every call raises RayUnavailable (the job stays queued)."""
-    backend = RayJobsBackend({"hpc": TierTarget(f"http://127.0.0.1:{free_port()}", {TIER_LABEL: "hpc"})},
-                             timeout_s=2)  # fmt: skip
+    backend = RayJobsBackend({"hpc": TierTarget(f"http://127.0.0.1:{free_port()}", {TIER_LABEL: "hpc"})}, timeout_s=2)
     with pytest.raises(RayUnavailable):
         backend.submit(job_id="j", tier="hpc", entrypoint="true", cpus=1, gpus=0, memory_bytes=0)
     with pytest.raises(RayUnavailable):

@@ -52,9 +52,16 @@ def test_a_user_can_neither_see_nor_cancel_another_users_job(guarded: ServicePro
     with the same events afterwards. Alice can cancel her own job, and an operator can cancel anyone's, so the
     refusals are not the route being broken."""
     with guarded.client() as admin:
-        tokens = {name: create_token(admin, role, name=name)["token"]
-                  for name, role in (("alice", "user"), ("bob", "user"), ("ops", "operator"), ("plan", "planner"),
-                                     ("probe", "agent"))}  # fmt: skip
+        tokens = {
+            name: create_token(admin, role, name=name)["token"]
+            for name, role in (
+                ("alice", "user"),
+                ("bob", "user"),
+                ("ops", "operator"),
+                ("plan", "planner"),
+                ("probe", "agent"),
+            )
+        }
     clients = {name: guarded.client(token) for name, token in tokens.items()}
     try:
         alice, bob = clients["alice"], clients["bob"]
@@ -129,8 +136,12 @@ def test_tokens_are_verified_by_their_sha256_digest_alone(guarded: ServiceProces
     insert_token_row(guarded.database_url, f"direct {digest[:8]}", digest)
     altered = secret[:-1] + ("A" if secret[-1] != "A" else "B")
     answers = {}
-    for name, token in (("secret", secret), ("last character changed", altered), ("its digest", digest),
-                        ("upper case", secret.upper())):  # fmt: skip
+    for name, token in (
+        ("secret", secret),
+        ("last character changed", altered),
+        ("its digest", digest),
+        ("upper case", secret.upper()),
+    ):
         with guarded.client(token) as client:
             answers[name] = client.get("/v1/census").status_code
     assert answers == {"secret": 200, "last character changed": 401, "its digest": 401, "upper case": 401}
@@ -149,8 +160,14 @@ def test_neither_valid_nor_invalid_tokens_are_ever_logged(guarded: ServiceProces
         admin.post("/v1/jobs", json={"name": "x", "class": "quantum", "entrypoint": "true"})
         admin.get("/v1/nodes/no-such-node")
     time.sleep(1.5)
-    secrets_sent = [guarded.admin_token, user["token"], revoked["token"], expiring["token"],
-                    "sl_admin_" + secrets.token_urlsafe(32), "sl_user_" + secrets.token_urlsafe(3000)]  # fmt: skip
+    secrets_sent = [
+        guarded.admin_token,
+        user["token"],
+        revoked["token"],
+        expiring["token"],
+        "sl_admin_" + secrets.token_urlsafe(32),
+        "sl_user_" + secrets.token_urlsafe(3000),
+    ]
     with httpx.Client(base_url=guarded.url, timeout=30) as http:
         seen = set()
         for token in secrets_sent:

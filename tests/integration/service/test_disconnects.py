@@ -17,8 +17,10 @@ from tests.service import ServiceProcess
 def hang_up_mid_body(service: ServiceProcess, token: str) -> None:
     """POST /v1/reports announcing 3,000 bytes, send 100, close the connection."""
     with socket.create_connection(("127.0.0.1", service.port), timeout=10) as conn:
-        head = (f"POST /v1/reports HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-                "Content-Type: application/json\r\nContent-Length: 3000\r\n\r\n")  # fmt: skip
+        head = (
+            f"POST /v1/reports HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 3000\r\n\r\n"
+        )
         conn.sendall(head.encode() + b'{"schema_version": 1, ' + b" " * 78)
 
 
@@ -46,8 +48,9 @@ def test_clients_that_hang_up_mid_body_get_one_log_line_each_and_the_service_car
                 for family in text_string_to_metric_families(metrics.text)
                 for sample in family.samples
                 if sample.name == "suanli_http_request_duration_seconds_count"
-                and sample.labels.get("route") == "/v1/reports" and sample.labels.get("status") == "499"
-            )  # fmt: skip
+                and sample.labels.get("route") == "/v1/reports"
+                and sample.labels.get("status") == "499"
+            )
             assert hung_up == 20
             assert admin.get("/v1/census").status_code == 200
     finally:

@@ -96,9 +96,27 @@ def test_the_enrolment_token_can_do_nothing_but_enrol(shared: ServiceProcess) ->
 def agent_argv(service: ServiceProcess, workdir: Path, enrol_token_file: Path, node_id: str) -> list[str]:
     """`census-agent run` for a fixture host with only the fleet's enrolment token (its own token file is the
     default: agent.token beside its spool directory)."""
-    return [sys.executable, "-m", "census_agent.cli", "run", "--server", service.url, "--enrol-token-file",
-            str(enrol_token_file), "--interval", "1", "--no-nvml", "--node-id", node_id, "--region", "440106",
-            "--root", str(HOSTS / "epyc-9654-zen4"), "--spool-dir", str(workdir / "spool")]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "census_agent.cli",
+        "run",
+        "--server",
+        service.url,
+        "--enrol-token-file",
+        str(enrol_token_file),
+        "--interval",
+        "1",
+        "--no-nvml",
+        "--node-id",
+        node_id,
+        "--region",
+        "440106",
+        "--root",
+        str(HOSTS / "epyc-9654-zen4"),
+        "--spool-dir",
+        str(workdir / "spool"),
+    ]
 
 
 def test_a_real_agent_enrols_with_the_fleet_token_keeps_its_own_and_a_twin_is_refused(
@@ -121,8 +139,9 @@ def test_a_real_agent_enrols_with_the_fleet_token_keeps_its_own_and_a_twin_is_re
 
         first_dir = tmp_path / "first"
         log = (tmp_path / "first.log").open("ab")
-        agent = subprocess.Popen(agent_argv(shared, first_dir, fleet_file, node), stdout=log, stderr=log,
-                                 env=clean_env())  # fmt: skip
+        agent = subprocess.Popen(
+            agent_argv(shared, first_dir, fleet_file, node), stdout=log, stderr=log, env=clean_env()
+        )
         try:
             wait_for(lambda: node_reports() >= 2, 60, f"reports of {node} after enrolment")
             agent.send_signal(signal.SIGTERM)
@@ -133,8 +152,9 @@ def test_a_real_agent_enrols_with_the_fleet_token_keeps_its_own_and_a_twin_is_re
             assert len(minted_for_node()) == 1
 
             seen = node_reports()
-            agent = subprocess.Popen(agent_argv(shared, first_dir, fleet_file, node), stdout=log, stderr=log,
-                                     env=clean_env())  # fmt: skip
+            agent = subprocess.Popen(
+                agent_argv(shared, first_dir, fleet_file, node), stdout=log, stderr=log, env=clean_env()
+            )
             wait_for(lambda: node_reports() > seen, 60, f"reports of {node} after the restart")
             assert len(minted_for_node()) == 1
         finally:
@@ -145,8 +165,9 @@ def test_a_real_agent_enrols_with_the_fleet_token_keeps_its_own_and_a_twin_is_re
         twin_dir = tmp_path / "twin"
         twin_log = tmp_path / "twin.log"
         with twin_log.open("ab") as out:
-            twin = subprocess.Popen(agent_argv(shared, twin_dir, fleet_file, node), stdout=out, stderr=out,
-                                    env=clean_env())  # fmt: skip
+            twin = subprocess.Popen(
+                agent_argv(shared, twin_dir, fleet_file, node), stdout=out, stderr=out, env=clean_env()
+            )
             try:
                 wait_for(lambda: "already enrolled" in twin_log.read_text(), 60, "the twin's refused enrolment")
             finally:

@@ -37,8 +37,9 @@ SUANLI = Path(sys.executable).with_name("suanli")
 H100_FP16 = 989.5e12  # the catalogue's dense fp16 tensor peak of one H100 SXM
 
 
-def kube_node(name: str, machine_id: str, *, labels: dict[str, str], capacity: dict[str, str],
-              ready: str = "True") -> dict[str, Any]:  # fmt: skip
+def kube_node(
+    name: str, machine_id: str, *, labels: dict[str, str], capacity: dict[str, str], ready: str = "True"
+) -> dict[str, Any]:
     """A Node as the kubelet and the GPU/Node Feature Discovery daemons leave it."""
     return {
         "metadata": {"name": name, "uid": f"uid-{name}", "labels": {"kubernetes.io/hostname": name, **labels}},
@@ -85,23 +86,37 @@ def cluster() -> Iterator[Cluster]:
     """The emulated cluster, on a Kubernetes API emulator of its own."""
     gpu, cpu, down = (uuid.uuid4().hex for _ in range(3))
     with KubeEmulator() as kube:
-        kube.put_node(kube_node(
-            "gpu-01", gpu,
-            labels={"suanli.io/region": "440106", "suanli.io/organisation": "city-ai-centre",
-                    "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8",
-                    "nvidia.com/gpu.memory": "81559", "nvidia.com/gpu.compute.major": "9",
-                    "nvidia.com/gpu.compute.minor": "0"},
-            capacity={"cpu": "224", "memory": "2Ti", "nvidia.com/gpu": "8", "pods": "110"},
-        ))  # fmt: skip
-        kube.put_node(kube_node(
-            "cpu-01", cpu,
-            labels={"topology.kubernetes.io/zone": "440111", "suanli.io/cpu-base-clock-mhz": "2000",
+        kube.put_node(
+            kube_node(
+                "gpu-01",
+                gpu,
+                labels={
+                    "suanli.io/region": "440106",
+                    "suanli.io/organisation": "city-ai-centre",
+                    "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+                    "nvidia.com/gpu.count": "8",
+                    "nvidia.com/gpu.memory": "81559",
+                    "nvidia.com/gpu.compute.major": "9",
+                    "nvidia.com/gpu.compute.minor": "0",
+                },
+                capacity={"cpu": "224", "memory": "2Ti", "nvidia.com/gpu": "8", "pods": "110"},
+            )
+        )
+        kube.put_node(
+            kube_node(
+                "cpu-01",
+                cpu,
+                labels={
+                    "topology.kubernetes.io/zone": "440111",
+                    "suanli.io/cpu-base-clock-mhz": "2000",
                     "feature.node.kubernetes.io/cpu-model.vendor_id": "Intel",
                     "feature.node.kubernetes.io/cpu-hardware_multithreading": "true",
                     "feature.node.kubernetes.io/cpu-cpuid.AVX2": "true",
-                    "feature.node.kubernetes.io/cpu-cpuid.FMA3": "true"},
-            capacity={"cpu": "64", "memory": "256Gi", "pods": "110"},
-        ))  # fmt: skip
+                    "feature.node.kubernetes.io/cpu-cpuid.FMA3": "true",
+                },
+                capacity={"cpu": "64", "memory": "256Gi", "pods": "110"},
+            )
+        )
         kube.put_node(kube_node("cpu-02", down, labels={}, capacity={"cpu": "8", "memory": "32Gi"}, ready="False"))
         yield Cluster(kube, gpu, cpu, down)
 
@@ -117,8 +132,13 @@ def k8s_sync(
         token_args = ["--token-file", str(token_file)]
     return subprocess.run(
         [str(SUANLI), "k8s-sync", "--server", service.url, *token_args, "--kubeconfig", str(kubeconfig), *extra],
-        capture_output=True, text=True, timeout=120, env=clean_env(), cwd=kubeconfig.parent, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+        cwd=kubeconfig.parent,
+        check=False,
+    )
 
 
 def synced(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -151,7 +171,11 @@ def test_k8s_sync_records_a_clusters_nodes_once_priced_by_the_compute_model(
     assert {records[i]["source"] for i in (cluster.gpu, cluster.cpu, cluster.down)} == {"kubernetes"}
     gpu, cpu, down = records[cluster.gpu], records[cluster.cpu], records[cluster.down]
     assert (gpu["tier"], gpu["region_code"], gpu["organisation"], gpu["accelerators"]) == (
-        "ai", "440106", "city-ai-centre", 8)  # fmt: skip
+        "ai",
+        "440106",
+        "city-ai-centre",
+        8,
+    )
     assert gpu["fp16_flops"] >= 8 * H100_FP16
     assert (cpu["region_code"], cpu["physical_cores"], cpu["threads"]) == ("440111", 32, 64)
     assert cpu["fp64_flops"] == pytest.approx(32 * 2.0e9 * 16)  # AVX2 + FMA: 16 fp64 FLOPs per cycle
@@ -242,8 +266,9 @@ def test_the_service_syncs_the_cluster_on_its_own_schedule(cluster: Cluster, tmp
     """With SUANLI_K8S_SYNC_INTERVAL_SECONDS set, the service lists the cluster itself: the nodes appear without
     any command, and a node that joins later appears at the next interval."""
     config = cluster.kube.kubeconfig(tmp_path / "kubeconfig")
-    process = ServiceProcess(f"sqlite:///{tmp_path / 'suanli.db'}", tmp_path,
-                             K8S_SYNC_INTERVAL_SECONDS="1", K8S_KUBECONFIG=str(config)).start()  # fmt: skip
+    process = ServiceProcess(
+        f"sqlite:///{tmp_path / 'suanli.db'}", tmp_path, K8S_SYNC_INTERVAL_SECONDS="1", K8S_KUBECONFIG=str(config)
+    ).start()
     try:
         deadline = time.monotonic() + 30
         while cluster.gpu not in kubernetes_nodes(process) and time.monotonic() < deadline:

@@ -56,12 +56,20 @@ def tls_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsService
     server.private_key_pem.write_to_path(str(key))
     port = free_port()
     admin_file = workdir / "admin.token"
-    env = clean_env() | {"SUANLI_DATABASE_URL": f"sqlite:///{workdir / 'suanli.db'}", "SUANLI_PORT": str(port),
-                         "SUANLI_HOST": "127.0.0.1", "SUANLI_ADMIN_TOKEN_FILE": str(admin_file)}  # fmt: skip
+    env = clean_env() | {
+        "SUANLI_DATABASE_URL": f"sqlite:///{workdir / 'suanli.db'}",
+        "SUANLI_PORT": str(port),
+        "SUANLI_HOST": "127.0.0.1",
+        "SUANLI_ADMIN_TOKEN_FILE": str(admin_file),
+    }
     log = workdir / "service.log"
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--tls-cert", str(cert), "--tls-key",
-                                 str(key)], stdout=out, stderr=out, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--tls-cert", str(cert), "--tls-key", str(key)],
+            stdout=out,
+            stderr=out,
+            env=env,
+        )
     ca_file = write_ca(ca, workdir / "ca.pem")
     context = ssl.create_default_context(cafile=str(ca_file))
 
@@ -86,9 +94,29 @@ def run_agent(
     token_file = workdir / f"{node_id}.token"
     token_file.write_text(token + "\n")
     spool, log = workdir / f"{node_id}-spool", workdir / f"{node_id}.log"
-    argv = [sys.executable, "-m", "census_agent.cli", "run", "--server", service.url, "--token-file", str(token_file),
-            "--ca-file", str(ca_file), "--interval", "1", "--no-nvml", "--node-id", node_id, "--region", "440106",
-            "--root", str(HOSTS / "epyc-9654-zen4"), "--spool-dir", str(spool)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "census_agent.cli",
+        "run",
+        "--server",
+        service.url,
+        "--token-file",
+        str(token_file),
+        "--ca-file",
+        str(ca_file),
+        "--interval",
+        "1",
+        "--no-nvml",
+        "--node-id",
+        node_id,
+        "--region",
+        "440106",
+        "--root",
+        str(HOSTS / "epyc-9654-zen4"),
+        "--spool-dir",
+        str(spool),
+    ]
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=out, env=clean_env())
     return log, spool, proc
@@ -154,15 +182,37 @@ def test_suanli_commands_verify_the_service_against_suanli_ca_file(tls_service: 
     token_file = tmp_path / "admin.token"
     token_file.write_text(tls_service.admin_token)
     argv = [sys.executable, "-m", "api.cli", "census", "--server", tls_service.url, "--token-file", str(token_file)]
-    trusted = subprocess.run(argv, env=clean_env() | {"SUANLI_CA_FILE": str(tls_service.ca_file)},
-                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    trusted = subprocess.run(
+        argv,
+        env=clean_env() | {"SUANLI_CA_FILE": str(tls_service.ca_file)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert trusted.returncode == 0, trusted.stderr
     assert "Headline compute" in trusted.stdout
     untrusted = subprocess.run(argv, env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
     assert untrusted.returncode == 1
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
-    half = subprocess.run([sys.executable, "-m", "api.cli", "serve", "--port", str(free_port()), "--tls-cert",
-                           str(tls_service.ca_file), "--database-url", f"sqlite:///{tmp_path / 'x.db'}"],
-                          env=clean_env(), capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    half = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--tls-cert",
+            str(tls_service.ca_file),
+            "--database-url",
+            f"sqlite:///{tmp_path / 'x.db'}",
+        ],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert half.returncode == 1
     assert "both a certificate and its key" in half.stderr

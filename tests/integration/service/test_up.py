@@ -41,8 +41,10 @@ def test_up_starts_service_agent_and_ray_tiers_then_ctrl_c_stops_everything(tmp_
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "up", "--data-dir", str(data), "--port", str(port)],
-        stdout=log, stderr=log, env=env,
-    )  # fmt: skip
+        stdout=log,
+        stderr=log,
+        env=env,
+    )
     try:
         token_file = data / "admin.token"
         wait_for(token_file.exists, 240, "the admin token file (written once Ray's tiers and the service are up)")
@@ -66,10 +68,27 @@ def test_up_starts_service_agent_and_ray_tiers_then_ctrl_c_stops_everything(tmp_
             tier: (True, True, 1) for tier in ("general", "ai", "hpc", "edge")
         }
         submitted = subprocess.run(
-            [sys.executable, "-m", "api.cli", "submit", "--class", "general", "--server", f"http://127.0.0.1:{port}",
-             "--token-file", str(token_file), "--json", "--", "echo", "hello from up"],
-            capture_output=True, text=True, check=True, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "submit",
+                "--class",
+                "general",
+                "--server",
+                f"http://127.0.0.1:{port}",
+                "--token-file",
+                str(token_file),
+                "--json",
+                "--",
+                "echo",
+                "hello from up",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
         job_id = json.loads(submitted.stdout)["job_id"]
 
         def job_state() -> str:
