@@ -27,6 +27,7 @@ read a clock, or call ``ray.init`` (the service is not a Ray driver).
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -188,6 +189,37 @@ def node_views(tier: Tier, nodes: Sequence[RayNode]) -> list[NodeView]:
     ]
 
 
+def _gist(exc: BaseException) -> str:
+    """An unexpected error in a job's reason: its type and first line, bounded."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def submission(spec: JobSpec, node_ids: Sequence[str]) -> tuple[str, dict[str, Any], tuple[float, float, int]]:
+    """What Ray is given for a job: its entrypoint, its runtime environment and what the entrypoint reserves.
+
+    The job's working directory is a directory on the node: the entrypoint changes into it there first
+    (``cd -- DIR || exit 1`` on a line of its own, so the command, whatever its shell syntax, runs only there).
+    It never becomes Ray's ``runtime_env.working_dir``, which Ray's client zips on the submitting machine (the
+    service's host) and uploads. A gang's entrypoint reserves its nodes first (`scheduler.gang`, which runs the
+    command, directory change included, in a shell) and, holding them through its placement
+    group, asks for no resources itself."""
+    r = spec.resources
+    env = spec.runtime_env
+    runtime_env: dict[str, Any] = {}
+    if env.env_vars:
+        runtime_env["env_vars"] = dict(env.env_vars)
+    if env.pip:
+        runtime_env["pip"] = list(env.pip)
+    command = spec.entrypoint
+    if env.working_dir:
+        command = f"cd -- {shlex.quote(env.working_dir)} || exit 1\n{command}"
+    if r.nodes > 1:
+        gang_line = gang.command_line(command, r.cpus, r.gpus, r.memory_bytes, node_ids)
+        return gang_line, runtime_env, (0.0, 0.0, 0)
+    return command, runtime_env, (r.cpus, float(r.gpus), r.memory_bytes)
+
+
 class Dispatcher:
     """Moves jobs through their lifecycle, one `step` at a time (the service calls it on a timer)."""
 
@@ -222,6 +254,9 @@ class Dispatcher:
                     continue
                 since = self._unreachable_since.setdefault(tier, now)
                 log.warning("tier %s: Ray unreachable for %.0f s (%s); its jobs wait", tier, now - since, exc)
+                continue
+            except Exception as exc:  # a tier whose answer cannot be read has no nodes this step
+                log.warning("tier %s: could not read its nodes (%s); its jobs wait", tier, _gist(exc))
                 continue
             if now is not None:
                 back_from = self._unreachable_since.pop(tier, now)
@@ -265,28 +300,22 @@ class Dispatcher:
                 now=now,
             ):
                 continue  # cancelled meanwhile
-            self._submit(by_id[start.job_id].spec, start.tier, start.node_ids, submission_id)
+            queued = by_id[start.job_id]
+            refused = self._submit(queued.spec, start.tier, start.node_ids, submission_id)
+            if refused is not None:
+                self._fail_attempt(
+                    start.job_id, queued.spec, attempt, what=refused, exit_code=None, now=now, report=report
+                )
+                continue
             report.started.append(start.job_id)
         self.store.record_waits(result.waits)
         report.waiting = len(result.waits)
         return report
 
-    def _submit(self, spec: JobSpec, tier: Tier, node_ids: Sequence[str], submission_id: str) -> None:
-        r = spec.resources
-        env = spec.runtime_env
-        runtime_env: dict[str, Any] = {}
-        if env.working_dir:
-            runtime_env["working_dir"] = env.working_dir
-        if env.env_vars:
-            runtime_env["env_vars"] = dict(env.env_vars)
-        if env.pip:
-            runtime_env["pip"] = list(env.pip)
-        entrypoint, cpus, gpus, memory = spec.entrypoint, r.cpus, float(r.gpus), r.memory_bytes
-        if r.nodes > 1:
-            # A gang: its entrypoint reserves the nodes with a STRICT_SPREAD placement group, then runs the command
-            # (scheduler.gang); the group holds the resources, so the entrypoint itself asks for none.
-            entrypoint = gang.command_line(spec.entrypoint, r.cpus, r.gpus, r.memory_bytes, node_ids)
-            cpus, gpus, memory = 0.0, 0.0, 0
+    def _submit(self, spec: JobSpec, tier: Tier, node_ids: Sequence[str], submission_id: str) -> str | None:
+        """Hand the attempt to Ray; None when submitted (or to be submitted again: its tier is unreachable now),
+        else why it cannot be (an unexpected error: the caller fails or retries that job, and no other)."""
+        entrypoint, runtime_env, (cpus, gpus, memory) = submission(spec, node_ids)
         try:
             self.backend.submit(
                 job_id=submission_id,
@@ -302,14 +331,18 @@ class Dispatcher:
         except RayUnavailable as exc:
             # Recorded as dispatching already: the next step finds Ray without it and submits again.
             log.warning("could not submit %s to %s now (%s); will retry", submission_id, tier, exc)
+        except Exception as exc:  # one job's bad submission must not stop the others'
+            log.warning("could not submit %s to %s: %s", submission_id, tier, _gist(exc))
+            return f"could not submit: {_gist(exc)}"
+        return None
 
     def _send_stop(self, job: ActiveJob, report: StepReport) -> None:
         if job.job_id in self._stop_sent:
             return
         try:
             self.backend.stop(job.submission_id, job.tier.value)
-        except RayUnavailable as exc:
-            log.warning("could not stop %s now (%s); will retry", job.submission_id, exc)
+        except Exception as exc:  # unreachable or not: asked again next step, the others carry on
+            log.warning("could not stop %s now (%s); will retry", job.submission_id, _gist(exc))
             return
         self._stop_sent.add(job.job_id)
         report.stopping.append(job.job_id)
@@ -319,14 +352,16 @@ class Dispatcher:
         for tier in sorted(self._sweep):
             try:
                 submissions = self.backend.jobs(tier.value)
-            except RayUnavailable:
+            except Exception as exc:  # unreachable or not: swept again next step
+                log.warning("tier %s: could not list its submissions (%s); will retry", tier, _gist(exc))
                 continue
             for submission_id, status in submissions.items():
                 if submission_id in current or status.state.terminal:
                     continue
                 try:
                     self.backend.stop(submission_id, tier.value)
-                except RayUnavailable:
+                except Exception as exc:  # unreachable or not: swept again next step
+                    log.warning("tier %s: could not stop stray %s (%s); will retry", tier, submission_id, _gist(exc))
                     break
                 log.warning(
                     "tier %s: stopped %s, an attempt presumed lost while the tier was unreachable", tier, submission_id
@@ -335,10 +370,10 @@ class Dispatcher:
             else:
                 self._sweep.discard(tier)
 
-    def _follow(self, job: ActiveJob, now: float, report: StepReport) -> bool:
-        """Move a dispatched job on from Ray's status; True if it is still dispatched afterwards."""
+    def _status(self, job: ActiveJob, now: float, report: StepReport) -> RayJobStatus | bool:
+        """Ray's status of the job's attempt, or what `_follow` answers when there is none to act on."""
         try:
-            status = self.backend.status(job.submission_id, job.tier.value)
+            return self.backend.status(job.submission_id, job.tier.value)
         except RayUnavailable:
             since = self._unreachable_since.get(job.tier)
             if since is not None and now - since >= self.lost_after_seconds:
@@ -347,6 +382,15 @@ class Dispatcher:
                 lost = f"its tier's Ray cluster unreachable for {now - since:.0f} s; attempt presumed lost"
                 return self._retry_or_fail(job, lost, None, now, report)
             return True  # keep holding its nodes; nothing known yet
+        except Exception as exc:  # an answer about one job that cannot be read fails that job only
+            log.warning("could not follow %s: %s", job.submission_id, _gist(exc))
+            return self._retry_or_fail(job, f"could not follow it: {_gist(exc)}", None, now, report)
+
+    def _follow(self, job: ActiveJob, now: float, report: StepReport) -> bool:
+        """Move a dispatched job on from Ray's status; True if it is still dispatched afterwards."""
+        status = self._status(job, now, report)
+        if isinstance(status, bool):
+            return status
         state = status.state
         if job.stop_state is not None and state in (RayJobState.PENDING, RayJobState.RUNNING):
             self._send_stop(job, report)
@@ -356,9 +400,12 @@ class Dispatcher:
                 return self._finish(job, job.stop_state, job.stop_reason or "stopped", None, now=now, report=report)
             if job.state is JobState.DISPATCHING:
                 log.info("%s: Ray has no submission %s yet; submitting (again)", job.job_id, job.submission_id)
-                self._submit(job.spec, job.tier, job.node_ids, job.submission_id)
+                refused = self._submit(job.spec, job.tier, job.node_ids, job.submission_id)
+                if refused is not None:
+                    return self._retry_or_fail(job, refused, None, now, report)
                 return True
-            return self._retry_or_fail(job, "Ray has no record of it (its cluster restarted?)", None, now, report)
+            restarted = "Ray has no record of it (its cluster restarted?)"
+            return self._retry_or_fail(job, restarted, None, now, report)
         if state is RayJobState.PENDING:
             return True
         if job.state is JobState.DISPATCHING and (state is RayJobState.RUNNING or status.start_time is not None):
@@ -390,11 +437,30 @@ class Dispatcher:
         return False
 
     def _retry_or_fail(self, job: ActiveJob, what: str, exit_code: int | None, now: float, report: StepReport) -> bool:
-        tries = job.attempt + 1
-        if job.attempt < job.spec.max_retries:
-            reason = f"attempt {tries} failed ({what}); retry {tries} of {job.spec.max_retries}"
-            if self.store.requeue(job.job_id, reason, now):
-                report.requeued.append(job.job_id)
+        return self._fail_attempt(
+            job.job_id, job.spec, job.attempt, what=what, exit_code=exit_code, now=now, report=report
+        )
+
+    def _fail_attempt(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        attempt: int,
+        *,
+        what: str,
+        exit_code: int | None,
+        now: float,
+        report: StepReport,
+    ) -> bool:
+        """Requeue a failed attempt while the job has retries left, else fail the job; False (no longer dispatched)."""
+        tries = attempt + 1
+        if attempt < spec.max_retries:
+            reason = f"attempt {tries} failed ({what}); retry {tries} of {spec.max_retries}"
+            if self.store.requeue(job_id, reason, now):
+                report.requeued.append(job_id)
             return False
         reason = f"failed: {what}" + (f" after {tries} attempts" if tries > 1 else "")
-        return self._finish(job, JobState.FAILED, reason, exit_code, now=now, report=report)
+        if self.store.finish(job_id, JobState.FAILED, reason, exit_code, now):
+            report.finished[job_id] = JobState.FAILED
+            self._stop_sent.discard(job_id)
+        return False

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from census_agent.models import RegionCode, ShortText, Tier
 
@@ -25,6 +25,29 @@ from census_agent.models import RegionCode, ShortText, Tier
 Entrypoint = Annotated[str, StringConstraints(min_length=1, max_length=8192, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 EnvValue = Annotated[str, StringConstraints(max_length=4096, pattern=r"^[^\x00]*$")]
+MAX_WORKING_DIR_LENGTH = 1024
+
+
+def node_directory(value: str) -> str:
+    """A working directory on the node that runs the job: an absolute POSIX path, no ``..``, no control characters.
+
+    Never a path on the service's host and never a package URI: the service does not read its own files for a job
+    and fetches nothing for it (Ray would zip a local directory on the submitting machine, the service, and ship
+    it to the cluster; docs/security.md)."""
+    if "://" in value:
+        raise ValueError("must be an absolute directory on the node that runs the job; package URIs are not accepted")
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path (a directory on the node that runs the job)")
+    if ".." in value.split("/"):
+        raise ValueError("must not contain '..'")
+    return value
+
+
+WorkingDir = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_WORKING_DIR_LENGTH, pattern=r"^[^\x00-\x1f\x7f]*$"),
+    AfterValidator(node_directory),
+]
 PipRequirement = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 MAX_CPUS_PER_NODE = 4096.0
@@ -76,11 +99,15 @@ class Resources(BaseModel):
 
 
 class RuntimeEnv(BaseModel):
-    """Where and with what the entrypoint runs (passed to Ray's runtime environment)."""
+    """Where and with what the entrypoint runs: `working_dir` is a directory on the node (the entrypoint is run
+    there; it is never given to Ray's ``runtime_env.working_dir``, which would upload a directory of the service's
+    own host); `env_vars` and `pip` go to Ray's runtime environment."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    working_dir: ShortText | None = Field(default=None, description="a directory on the nodes (not uploaded)")
+    working_dir: WorkingDir | None = Field(
+        default=None, description="an absolute directory on the node that runs the job (nothing is uploaded)"
+    )
     env_vars: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=256)
     pip: list[PipRequirement] = Field(default_factory=list, max_length=256)
 

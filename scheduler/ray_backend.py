@@ -6,7 +6,9 @@ this module answers with (`RayNode`, `RayJobStatus`, the `RayBackendError`s) are
 Jobs are Ray submissions whose submission id is Suanli's job id, so a retried dispatch is
 recognised instead of run twice.
 
-Must not: call `ray.init` (the service is not a Ray driver; everything goes through the dashboard's HTTP APIs),
+Must not: give Ray a runtime environment naming a local path (Ray's client would zip and upload the service's own
+files: `submit_arguments` refuses ``working_dir`` and ``py_modules``), call `ray.init` (the service is not a Ray
+driver; everything goes through the dashboard's HTTP APIs),
 import `api`, or raise Ray's own exceptions to callers: an unreachable cluster is `RayUnavailable` (keep the job
 queued and retry), an error answer is `RayRequestFailed`.
 
@@ -83,6 +85,42 @@ def status_from_details(details: JobDetails) -> RayJobStatus:
 
 
 MISSING = RayJobStatus(RayJobState.MISSING, "Ray has no such submission")
+
+
+UPLOADING_KEYS = frozenset({"working_dir", "py_modules", "py_executable", "excludes"})  # paths Ray's client reads
+
+
+def submit_arguments(
+    *,
+    job_id: str,
+    tier: str,
+    entrypoint: str,
+    cpus: float,
+    gpus: float,
+    memory_bytes: int,
+    runtime_env: Mapping[str, Any] | None,
+    metadata: Mapping[str, str] | None,
+    selector: Mapping[str, str],
+) -> dict[str, Any]:
+    """The keyword arguments of `JobSubmissionClient.submit_job` for one submission.
+
+    Refuses (`ValueError`) a runtime environment naming a local path or package Ray's client would read on this
+    machine (``working_dir``, ``py_modules``): the service must never upload its own files for a job. A job's
+    working directory is run into on the node instead (`scheduler.dispatcher.submission`)."""
+    env = dict(runtime_env or {})
+    uploading = sorted(UPLOADING_KEYS & env.keys())
+    if uploading:
+        raise ValueError(f"runtime_env {', '.join(uploading)} refused: the service uploads nothing for a job")
+    return {
+        "entrypoint": entrypoint,
+        "submission_id": job_id,
+        "runtime_env": env or None,
+        "metadata": {**(metadata or {}), TIER_LABEL: str(tier)},
+        "entrypoint_num_cpus": cpus,
+        "entrypoint_num_gpus": gpus,
+        "entrypoint_memory": memory_bytes,
+        "entrypoint_label_selector": dict(selector) or None,
+    }
 
 
 class _TimedJobClient(JobSubmissionClient):
@@ -205,26 +243,29 @@ class RayJobsBackend:
     ) -> bool:
         """Submit `entrypoint` as submission `job_id` with the resources its entrypoint reserves, on `tier`'s nodes
         (on node `node_id` when given). False, and nothing submitted, if Ray already has that submission: a retried
-        dispatch never runs twice. True when submitted now.
+        dispatch never runs twice. True when submitted now. `ValueError` for a runtime environment that would
+        upload local files (`submit_arguments`).
         """
         selector = dict(self._target(tier).label_selector or {})
         if node_id is not None:
             selector[NODE_ID_LABEL] = node_id
+        arguments = submit_arguments(
+            job_id=job_id,
+            tier=tier,
+            entrypoint=entrypoint,
+            cpus=cpus,
+            gpus=gpus,
+            memory_bytes=memory_bytes,
+            runtime_env=runtime_env,
+            metadata=metadata,
+            selector=selector,
+        )
         client = self._client(tier)
         with self._errors(tier, f"submit {job_id}"):
             if self._details(client, job_id) is not None:
                 return False
             try:
-                client.submit_job(
-                    entrypoint=entrypoint,
-                    submission_id=job_id,
-                    runtime_env=dict(runtime_env) if runtime_env else None,
-                    metadata={**(metadata or {}), TIER_LABEL: str(tier)},
-                    entrypoint_num_cpus=cpus,
-                    entrypoint_num_gpus=gpus,
-                    entrypoint_memory=memory_bytes,
-                    entrypoint_label_selector=selector or None,
-                )
+                client.submit_job(**arguments)
             except (RuntimeError, OSError):
                 # Refused because it exists (a concurrent or timed-out earlier try got in) is not an error.
                 if self._details(client, job_id) is not None:

@@ -95,7 +95,10 @@ def add_commands(
     )
     submit.add_argument("--retries", type=int, default=0, help="times a failed run is retried (default 0)")
     submit.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="environment (repeatable)")
-    submit.add_argument("--workdir", help="working directory on the node")
+    submit.add_argument(
+        "--workdir",
+        help="absolute directory on the node that runs the job (the command runs there; nothing is uploaded)",
+    )
     submit.add_argument("--pip", action="append", default=[], help="pip requirement for the job (repeatable)")
     submit.add_argument("--json", action="store_true", help="print the job as JSON")
     submit.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command, after --")
