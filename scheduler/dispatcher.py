@@ -383,7 +383,11 @@ class Dispatcher:
                 return self._retry_or_fail(job, lost, None, now, report)
             return True  # keep holding its nodes; nothing known yet
         except Exception as exc:  # an answer about one job that cannot be read fails that job only
-            log.warning("could not follow %s: %s", job.submission_id, _gist(exc))
+            log.warning("could not follow %s: %s; stopping it", job.submission_id, _gist(exc))
+            try:  # best effort, so a retry does not run beside it
+                self.backend.stop(job.submission_id, job.tier.value)
+            except Exception as stop_exc:
+                log.warning("could not stop %s either (%s)", job.submission_id, _gist(stop_exc))
             return self._retry_or_fail(job, f"could not follow it: {_gist(exc)}", None, now, report)
 
     def _follow(self, job: ActiveJob, now: float, report: StepReport) -> bool:

@@ -219,6 +219,8 @@ class FakeRay:
     `unreachable`: tiers whose cluster answers nothing (every call raises `RayUnavailable`). `instant_stop`: a
     stopped submission is STOPPED at once; when False it stays as it was until `settle_stops` (Ray takes about
     1.5 s). `refuse_submits`: the next that many `submit` calls raise `RayUnavailable` before reaching Ray.
+    `faults`: (operation, Suanli job id) -> an exception that every such call for that job raises (operation
+    ``submit``, ``status`` or ``stop``), as Ray's client does for a bad runtime environment (`ValueError`).
     `calls` logs each submit and each stop that reached a live submission, in order.
     """
 
@@ -227,12 +229,16 @@ class FakeRay:
         self.unreachable: set[str] = set()
         self.instant_stop = instant_stop
         self.refuse_submits = 0
+        self.faults: dict[tuple[str, str], Exception] = {}
         self.submissions: dict[str, Submission] = {}
         self.calls: list[tuple[str, str]] = []
 
-    def _reach(self, tier: str) -> None:
+    def _reach(self, tier: str, operation: str = "", submission_id: str = "") -> None:
         if tier in self.unreachable:
             raise RayUnavailable(tier, "connect: connection refused")
+        fault = self.faults.get((operation, submission_id.rsplit("-", 1)[0]))
+        if fault is not None:
+            raise fault
 
     # -- the tests' side: Ray moving its submissions on --------------------------------------------------------
 
@@ -277,7 +283,7 @@ class FakeRay:
         node_id: str | None = None,
     ) -> bool:
         """Submit under `job_id`; False (nothing submitted) if that submission id exists already."""
-        self._reach(tier)
+        self._reach(tier, "submit", job_id)
         if self.refuse_submits > 0:
             self.refuse_submits -= 1
             raise RayUnavailable(tier, f"submit {job_id}: timed out")
@@ -291,7 +297,7 @@ class FakeRay:
 
     def status(self, job_id: str, tier: str) -> RayJobStatus:
         """The submission's status; MISSING if there is none."""
-        self._reach(tier)
+        self._reach(tier, "status", job_id)
         sub = self.submissions.get(job_id)
         if sub is None:
             return RayJobStatus(RayJobState.MISSING, "Ray has no such submission")
@@ -299,7 +305,7 @@ class FakeRay:
 
     def stop(self, job_id: str, tier: str) -> bool:
         """Ask to stop it; False if it has ended or does not exist."""
-        self._reach(tier)
+        self._reach(tier, "stop", job_id)
         sub = self.submissions.get(job_id)
         if sub is None or sub.state.terminal:
             return False
