@@ -225,10 +225,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+PRIVATE_UMASK = 0o077  # `up`'s files (tokens, database, configuration) are the local user's alone
+
+
+def prepare_data_dir(data: Path) -> Path:
+    """`up`'s data directory, made (or made again) private: the directory 0700 and every file already directly in
+    it 0600 (a directory made by an earlier version may be readable by others). Returns its resolved path."""
+    data = data.resolve()
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data.chmod(0o700)
+    for entry in data.iterdir():
+        if entry.is_file() and not entry.is_symlink():
+            entry.chmod(0o600)
+    return data
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable and writable by its owner alone (0600 whatever the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    """``up``: service and local agent as child processes; one Ctrl-C stops both and nothing else."""
-    data: Path = args.data_dir.resolve()
-    data.mkdir(parents=True, exist_ok=True)
+    """``up``: service and local agent as child processes; one Ctrl-C stops both and nothing else. Single-user
+    mode: every job runs as the local OS user who ran it, so its files are made private to that user (the umask
+    is inherited by the service, the agent and Ray, so the database and the logs are created 0600 too)."""
+    os.umask(PRIVATE_UMASK)
+    data = prepare_data_dir(args.data_dir)
     admin_file = args.admin_token_file or data / "admin.token"
     settings = _settings(
         args, database_url=args.database_url or f"sqlite:///{data / 'suanli.db'}", admin_token_file=admin_file
@@ -251,7 +276,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             cluster = _ray_cluster(args, data)
             cluster.start()  # assigned first: a Ctrl-C during the start still stops what it started
             config = data / "scheduler.toml"
-            config.write_text(f'# written by `suanli up`\n[ray]\naddress = "{cluster.dashboard_url}"\n')
+            write_private(config, f'# written by `suanli up`\n[ray]\naddress = "{cluster.dashboard_url}"\n')
             env["SUANLI_SCHEDULER_CONFIG"] = str(config)
         # Own sessions: a terminal's Ctrl-C reaches only this process, which stops the agent, then the service.
         children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], env=env, start_new_session=True))
@@ -262,8 +287,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         agent_token = data / "agent.token"
         if not agent_token.exists():
             with SuanliClient(server_url, admin) as c:
-                agent_token.write_text(c.create_token("local agent", "agent")["token"] + "\n")
-            agent_token.chmod(0o600)
+                write_private(agent_token, c.create_token("local agent", "agent")["token"] + "\n")
         children.append(
             subprocess.Popen(
                 [
@@ -289,7 +313,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(
             f"\nSuanli is up: service {server_url} (docs {server_url}/docs), database {settings.database_url}\n"
             f"{ray}admin token in {admin_file}; try `suanli census`, `suanli tiers` and "
-            f"`suanli submit --class general -- echo hello` in another terminal. Ctrl-C stops everything.\n",
+            f"`suanli submit --class general -- echo hello` in another terminal. Ctrl-C stops everything.\n"
+            f"Single-user mode: every job runs as the local OS user {_os_user()}, with that user's files and "
+            f"rights; {data} is private to that user (0700). Do not hand out tokens to anyone you would not "
+            f"give a shell.\n",
             file=sys.stderr,
             flush=True,
         )
@@ -316,6 +343,16 @@ def cmd_up(args: argparse.Namespace) -> int:
             "suanli up: stopped the agent and the service" + (" and the Ray cluster" if cluster else ""),
             file=sys.stderr,
         )
+
+
+def _os_user() -> str:
+    """The local OS user's name (its uid when the name cannot be found)."""
+    import pwd  # noqa: PLC0415 - POSIX only, and only `up` needs it
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid {os.getuid()}"
 
 
 def _ray_cluster(args: argparse.Namespace, data: Path) -> Any:  # noqa: ANN401 - scheduler.local_cluster.LocalRayCluster
