@@ -87,7 +87,7 @@ def status_from_details(details: JobDetails) -> RayJobStatus:
 MISSING = RayJobStatus(RayJobState.MISSING, "Ray has no such submission")
 
 
-UPLOADING_KEYS = frozenset({"working_dir", "py_modules", "py_executable", "excludes"})  # paths Ray's client reads
+UPLOADING_KEYS = frozenset({"working_dir", "py_modules"})  # local paths Ray's client zips and uploads
 
 
 def submit_arguments(
@@ -104,11 +104,13 @@ def submit_arguments(
 ) -> dict[str, Any]:
     """The keyword arguments of `JobSubmissionClient.submit_job` for one submission.
 
-    Refuses (`ValueError`) a runtime environment naming a local path or package Ray's client would read on this
-    machine (``working_dir``, ``py_modules``): the service must never upload its own files for a job. A job's
-    working directory is run into on the node instead (`scheduler.dispatcher.submission`)."""
+    Refuses (`ValueError`) a runtime environment naming a local path or file Ray's client would read on this
+    machine (``working_dir``, ``py_modules``; ``pip`` or ``conda`` as a file name): the service must never upload
+    its own files for a job. A job's working directory is run into on the node instead
+    (`scheduler.dispatcher.submission`)."""
     env = dict(runtime_env or {})
     uploading = sorted(UPLOADING_KEYS & env.keys())
+    uploading += [key for key in ("pip", "conda") if isinstance(env.get(key), str)]  # a local file's name, read here
     if uploading:
         raise ValueError(f"runtime_env {', '.join(uploading)} refused: the service uploads nothing for a job")
     return {

@@ -108,10 +108,10 @@ def arguments(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
     )
 
 
-@pytest.mark.parametrize("key", ["working_dir", "py_modules"])
-def test_the_backend_refuses_to_give_ray_a_runtime_env_that_uploads_local_files(key: str) -> None:
+@pytest.mark.parametrize("key", ["working_dir", "py_modules", "pip", "conda"])
+def test_the_backend_refuses_to_give_ray_a_runtime_env_that_reads_local_files(key: str) -> None:
     """Whatever its caller passes, the backend never hands Ray a working_dir or py_modules (Ray's client would
-    zip them from the service's host)."""
+    zip them from the service's host), nor pip or conda as a file name (the client would read that file)."""
     with pytest.raises(ValueError, match=key):
         arguments({key: "/var/lib/suanli", "env_vars": {"A": "1"}})
 
