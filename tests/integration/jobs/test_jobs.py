@@ -201,6 +201,33 @@ def first_done_at(client: httpx.Client, job: dict[str, Any]) -> str:
     return str(wait_state(client, job["job_id"], {"succeeded"}, timeout=60)["finished_at"])
 
 
+def test_a_job_runs_in_its_node_side_working_directory_and_a_missing_one_fails_it(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    """A working directory is a directory on the node (here the nodes share this machine's disk): `pwd` prints it
+    and a file there is read; one missing on the node fails the job with exit code 1 without running the command,
+    and the dispatcher carries on (the next job succeeds)."""
+    here = tmp_path / "it's the dir"
+    here.mkdir()
+    (here / "marker.txt").write_text("MARKED\n")
+    with service.client() as client:
+        job = submit(client, job_doc("general", "pwd; cat marker.txt", runtime_env={"working_dir": str(here)}))
+        done = wait_state(client, job["job_id"], {"succeeded", "failed", "cancelled"})
+        logs = client.get(f"/v1/jobs/{job['job_id']}/logs").text
+        assert done["state"] == "succeeded", (done, logs)
+        assert str(here) in logs.splitlines()
+        assert "MARKED" in logs
+        missing = submit(
+            client, job_doc("general", "echo RAN-$((40 + 2))", runtime_env={"working_dir": str(tmp_path / "absent")})
+        )
+        failed = wait_state(client, missing["job_id"], {"succeeded", "failed", "cancelled"})
+        assert (failed["state"], failed["exit_code"]) == ("failed", 1), failed
+        # Ray's log repeats the entrypoint's text ("RAN-$((40 + 2))"); only running it would print RAN-42.
+        assert "RAN-42" not in client.get(f"/v1/jobs/{missing['job_id']}/logs").text
+        after = submit(client, job_doc("general", "true"))
+        assert wait_state(client, after["job_id"], {"succeeded", "failed", "cancelled"})["state"] == "succeeded"
+
+
 def test_time_limit_stops_the_job_and_marks_it_failed_so(service: ServiceProcess) -> None:
     """A `sleep 120` with a 3 s limit is stopped by the dispatcher and recorded failed, saying why."""
     with service.client() as client:
