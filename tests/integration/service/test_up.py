@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
@@ -15,16 +16,21 @@ import psutil
 from scheduler.local_cluster import CLUSTER_ENV
 from tests.servers import free_port, wait_for
 
+MARK = "TEST_SUANLI_UP_MARK"  # inherited by everything `up` starts, so its cluster is told from any other
 
-def ray_clusters() -> dict[str, set[int]]:
-    """Processes of local Ray clusters started by Suanli, by cluster (their SUANLI_RAY_CLUSTER value)."""
+
+def ray_clusters(mark: str | None = None) -> dict[str, set[int]]:
+    """Processes of local Ray clusters started by Suanli, by cluster (their SUANLI_RAY_CLUSTER value); with
+    `mark`, only the processes that inherited this test's mark (another test or session may start a cluster of
+    its own meanwhile on a shared machine)."""
     found: dict[str, set[int]] = {}
     for proc in psutil.process_iter():
         try:
-            tag = proc.environ().get(CLUSTER_ENV)
+            environ = proc.environ()
         except (psutil.Error, OSError):
             continue
-        if tag:
+        tag = environ.get(CLUSTER_ENV)
+        if tag and (mark is None or environ.get(MARK) == mark):
             found.setdefault(tag, set()).add(proc.pid)
     return found
 
@@ -37,7 +43,8 @@ def test_up_starts_service_agent_and_ray_tiers_then_ctrl_c_stops_everything(tmp_
     before = set(ray_clusters())
     port = free_port()
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
+    mark = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")} | {MARK: mark}
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "up", "--data-dir", str(data), "--port", str(port)],
@@ -97,9 +104,10 @@ def test_up_starts_service_agent_and_ray_tiers_then_ctrl_c_stops_everything(tmp_
             )
 
         wait_for(lambda: job_state() == "succeeded", 90, "the job submitted to `suanli up`")
-        mine = {tag: pids for tag, pids in ray_clusters().items() if tag not in before}
+        mine = ray_clusters(mark)
         assert len(mine) == 1, mine
-        ray_pids = next(iter(mine.values()))
+        assert not set(mine) & before
+        ray_pids = ray_clusters()[next(iter(mine))]
         others = {tag: pids for tag, pids in ray_clusters().items() if tag in before}
         children = psutil.Process(up.pid).children()
         assert len(children) == 2
