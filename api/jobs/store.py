@@ -10,13 +10,16 @@ Must not: talk to Ray (the dispatcher does), or decide anything (the scheduler d
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 
 from api.db import aware
@@ -26,6 +29,8 @@ from census_agent.models import Tier
 from scheduler.dispatcher import ActiveJob
 from scheduler.models import JobSpec, JobState, QueuedJob
 from scheduler.queue import Wait
+
+log = logging.getLogger(__name__)
 
 DISPATCHED = (JobState.DISPATCHING.value, JobState.RUNNING.value)
 
@@ -218,7 +223,20 @@ class SqlJobStore:
                     jobs.c.state == JobState.QUEUED.value
                 )
             ).all()
-        return [QueuedJob(r[0], JobSpec.model_validate_json(r[1]), aware(r[2]).timestamp(), r[3]) for r in rows]
+        waiting: list[QueuedJob] = []
+        for job_id, spec, submitted_at, attempt in rows:
+            try:
+                waiting.append(
+                    QueuedJob(job_id, JobSpec.model_validate_json(spec), aware(submitted_at).timestamp(), attempt)
+                )
+            except ValidationError as exc:
+                # Stored by an older version under rules this one refuses (a service-host working_dir, say): fail
+                # that job with the reason rather than every dispatcher step for everyone.
+                first = exc.errors()[0]
+                reason = f"its spec is refused by this version: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+                log.warning("job %s: %s; failed", job_id, reason)
+                self._move(job_id, [JobState.QUEUED.value], JobState.FAILED, reason, time.time())
+        return waiting
 
     def active(self) -> list[ActiveJob]:
         """Jobs in state dispatching or running."""
