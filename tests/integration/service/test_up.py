@@ -12,9 +12,12 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from scheduler.local_cluster import CLUSTER_ENV
 from tests.servers import free_port, wait_for
+
+pytestmark = pytest.mark.ray  # starts a Ray cluster of its own: one at a time (tests/conftest.py)
 
 MARK = "TEST_SUANLI_UP_MARK"  # inherited by everything `up` starts, so its cluster is told from any other
 
