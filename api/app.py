@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import __doc__ as api_doc
 from api.auth import Role, count_admins, create_token
@@ -33,6 +34,7 @@ from api.ingest.pool import PricingPool, auto_size
 from api.ingest.writer import Ingestor
 from api.jobs.scheduling import Scheduling
 from api.metrics import ServiceMetrics
+from api.ratelimit import FailureLimiter
 from api.routers import agents, census, dashboard, health, jobs, nodes, regions, reports, tiers, tokens
 from api.settings import Settings
 from api.state import ServiceState
@@ -170,7 +172,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             workers, ingestor.pricer, db.dialect.name, ingestor=ingestor, database_url=sqlite_file_url(db)
         )
         await pricing.start()
-        service = ServiceState(settings=settings, engine=db, ingestor=ingestor, pricing=pricing, regions=region_table)
+        service = ServiceState(
+            settings=settings,
+            engine=db,
+            ingestor=ingestor,
+            pricing=pricing,
+            regions=region_table,
+            auth_failures=FailureLimiter(settings.auth_failure_burst, settings.auth_failure_window_seconds),
+        )
         if settings.scheduler_config is not None:
             config = SchedulerConfig.load(settings.scheduler_config)
             lock = service.ingestor.write_lock
@@ -227,4 +236,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     app.add_middleware(Timing)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.trusted_proxies:
+        # Outermost: every part of the service (the failed-authentication limit, the access log) sees the client
+        # a trusted proxy named. `suanli serve` turns uvicorn's own proxy handling off, so this is the only one.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(n) for n in settings.trusted_proxies])
     return app
