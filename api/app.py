@@ -1,7 +1,8 @@
 """The census service application: built from `Settings` by `create_app`, served by uvicorn.
 
-At start it migrates the database, seeds reference data, makes sure an admin token exists (shown once, or
-read from ``admin_token_file``) and starts the housekeeper (liveness sweeps, census snapshots).
+At start it migrates the database, seeds reference data, makes sure an admin token exists (read from
+``admin_token_file``, or generated and written there, or shown once on a terminal: never to a log) and starts the
+housekeeper (liveness sweeps, census snapshots).
 """
 
 from __future__ import annotations
@@ -110,16 +111,38 @@ class Timing:
                 )
 
 
+MIN_GIVEN_TOKEN_CHARS = 32  # a token read from a file: at least this long (about 190 bits as base62)
+
+
+class AdminTokenNowhere(RuntimeError):
+    """No admin token exists and none can be had safely: none given (or one unfit), and no terminal to show a
+    generated one on."""
+
+
 def ensure_admin_token(engine: Engine, settings: Settings) -> None:
-    """Create the first admin token if there is none: read from `admin_token_file`, or generated and shown once
-    on standard error (and written to `admin_token_file` when that names a file that does not exist yet)."""
+    """Create the first admin token if there is none: read from `admin_token_file`, or generated and written to
+    `admin_token_file` when that names a file that does not exist yet. Without a file the generated token is shown
+    once on standard error, and only when that is a terminal: a token must never reach a log (a container's
+    standard error is one), so the service refuses to start instead. A token read or written is never logged."""
     with engine.begin() as conn:
         if count_admins(conn):
             return
         now = datetime.now(tz=UTC)
         path = settings.admin_token_file
+        if path is None and not sys.stderr.isatty():
+            raise AdminTokenNowhere(
+                "no admin token exists yet and SUANLI_ADMIN_TOKEN_FILE is not set: set it to a file holding the "
+                "first admin token (from a Secret), or to a path where the service writes a generated one (mode "
+                "0600). A generated token is shown on standard error only when that is a terminal, never in a log."
+            )
         if path is not None and path.exists():
-            create_token(conn, name="admin (from file)", role=Role.ADMIN, now=now, text=path.read_text().strip())
+            given = path.read_text().strip()
+            if len(given) < MIN_GIVEN_TOKEN_CHARS or any(c.isspace() or not c.isprintable() for c in given):
+                raise AdminTokenNowhere(
+                    f"the admin token in {path} is unfit ({len(given)} characters): it must be at least "
+                    f"{MIN_GIVEN_TOKEN_CHARS} printable characters without spaces (e.g. `openssl rand -hex 32`)"
+                )
+            create_token(conn, name="admin (from file)", role=Role.ADMIN, now=now, text=given)
             log.info("first admin token read from %s", path)
             return
         text, _ = create_token(conn, name="first admin", role=Role.ADMIN, now=now)
