@@ -56,10 +56,12 @@ CMD ["run"]
 FROM runtime AS server
 COPY --from=server-build /opt/venv /opt/venv
 LABEL org.opencontainers.image.title="suanli census service"
-# /data: the SQLite database and the generated admin token (a volume in the chart).
+# /data: the SQLite database and the admin token file, read if present, else generated there, never printed
+# (the chart mounts its admin-token Secret and points SUANLI_ADMIN_TOKEN_FILE at it instead).
 RUN mkdir /data && chown 10001:10001 /data
 WORKDIR /data
-ENV SUANLI_HOST=0.0.0.0 SUANLI_PORT=8080 SUANLI_DATABASE_URL=sqlite:////data/suanli.db
+ENV SUANLI_HOST=0.0.0.0 SUANLI_PORT=8080 SUANLI_DATABASE_URL=sqlite:////data/suanli.db \
+    SUANLI_ADMIN_TOKEN_FILE=/data/admin.token
 USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["suanli"]

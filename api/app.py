@@ -1,7 +1,8 @@
 """The census service application: built from `Settings` by `create_app`, served by uvicorn.
 
-At start it migrates the database, seeds reference data, makes sure an admin token exists (shown once, or
-read from ``admin_token_file``) and starts the housekeeper (liveness sweeps, census snapshots).
+At start it migrates the database, seeds reference data, makes sure an admin token exists (read from
+``admin_token_file``, or generated and written there, or shown once on a terminal: never to a log) and starts the
+housekeeper (liveness sweeps, census snapshots).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import __doc__ as api_doc
 from api.auth import Role, count_admins, create_token
@@ -33,6 +35,7 @@ from api.ingest.pool import PricingPool, auto_size
 from api.ingest.writer import Ingestor
 from api.jobs.scheduling import Scheduling
 from api.metrics import ServiceMetrics
+from api.ratelimit import FailureLimiter
 from api.routers import agents, census, dashboard, health, jobs, nodes, regions, reports, tiers, tokens
 from api.settings import Settings
 from api.state import ServiceState
@@ -108,16 +111,38 @@ class Timing:
                 )
 
 
+MIN_GIVEN_TOKEN_CHARS = 32  # a token read from a file: at least this long (about 190 bits as base62)
+
+
+class AdminTokenNowhere(RuntimeError):
+    """No admin token exists and none can be had safely: none given (or one unfit), and no terminal to show a
+    generated one on."""
+
+
 def ensure_admin_token(engine: Engine, settings: Settings) -> None:
-    """Create the first admin token if there is none: read from `admin_token_file`, or generated and shown once
-    on standard error (and written to `admin_token_file` when that names a file that does not exist yet)."""
+    """Create the first admin token if there is none: read from `admin_token_file`, or generated and written to
+    `admin_token_file` when that names a file that does not exist yet. Without a file the generated token is shown
+    once on standard error, and only when that is a terminal: a token must never reach a log (a container's
+    standard error is one), so the service refuses to start instead. A token read or written is never logged."""
     with engine.begin() as conn:
         if count_admins(conn):
             return
         now = datetime.now(tz=UTC)
         path = settings.admin_token_file
+        if path is None and not sys.stderr.isatty():
+            raise AdminTokenNowhere(
+                "no admin token exists yet and SUANLI_ADMIN_TOKEN_FILE is not set: set it to a file holding the "
+                "first admin token (from a Secret), or to a path where the service writes a generated one (mode "
+                "0600). A generated token is shown on standard error only when that is a terminal, never in a log."
+            )
         if path is not None and path.exists():
-            create_token(conn, name="admin (from file)", role=Role.ADMIN, now=now, text=path.read_text().strip())
+            given = path.read_text().strip()
+            if len(given) < MIN_GIVEN_TOKEN_CHARS or any(c.isspace() or not c.isprintable() for c in given):
+                raise AdminTokenNowhere(
+                    f"the admin token in {path} is unfit ({len(given)} characters): it must be at least "
+                    f"{MIN_GIVEN_TOKEN_CHARS} printable characters without spaces (e.g. `openssl rand -hex 32`)"
+                )
+            create_token(conn, name="admin (from file)", role=Role.ADMIN, now=now, text=given)
             log.info("first admin token read from %s", path)
             return
         text, _ = create_token(conn, name="first admin", role=Role.ADMIN, now=now)
@@ -170,7 +195,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             workers, ingestor.pricer, db.dialect.name, ingestor=ingestor, database_url=sqlite_file_url(db)
         )
         await pricing.start()
-        service = ServiceState(settings=settings, engine=db, ingestor=ingestor, pricing=pricing, regions=region_table)
+        service = ServiceState(
+            settings=settings,
+            engine=db,
+            ingestor=ingestor,
+            pricing=pricing,
+            regions=region_table,
+            auth_failures=FailureLimiter(settings.auth_failure_burst, settings.auth_failure_window_seconds),
+        )
         if settings.scheduler_config is not None:
             config = SchedulerConfig.load(settings.scheduler_config)
             lock = service.ingestor.write_lock
@@ -227,4 +259,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     app.add_middleware(Timing)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.trusted_proxies:
+        # Outermost: every part of the service (the failed-authentication limit, the access log) sees the client
+        # a trusted proxy named. `suanli serve` turns uvicorn's own proxy handling off, so this is the only one.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(n) for n in settings.trusted_proxies])
     return app

@@ -92,9 +92,20 @@ def authenticate(connection: Connection, text: str, now: datetime) -> Principal:
     if row.revoked_at is not None:
         raise Unauthorised("token revoked")
     if row.expires_at is not None and aware(row.expires_at) <= now:
-        raise Unauthorised("token expired")
+        raise Unauthorised(expired_detail(Role(row.role), aware(row.expires_at)))
     expires_at = aware(row.expires_at) if row.expires_at is not None else None
     return Principal(token_id=row.id, name=row.name, role=Role(row.role), node_id=row.node_id, expires_at=expires_at)
+
+
+def expired_detail(role: Role, expired_at: datetime) -> str:
+    """What an expired token is told: for an enrolment token (they always expire) also when, and what to do."""
+    if role is not Role.ENROL:
+        return "token expired"
+    return (
+        f"token expired at {expired_at.isoformat(timespec='seconds')}: enrolment tokens expire "
+        "(enrol_token_ttl_seconds); an admin creates a new one (`suanli token create NAME --role enrol`) and "
+        "puts it where the fleet's agents read it"
+    )
 
 
 def bind_node(connection: Connection, token_id: int, node_id: str) -> str:

@@ -12,7 +12,8 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection
 
 from api.auth import Principal, Role, authenticate
-from api.errors import Forbidden, Unauthorised
+from api.errors import Forbidden, TooManyFailures, Unauthorised
+from api.metrics import ServiceMetrics
 from api.state import ServiceState
 
 
@@ -34,13 +35,49 @@ def get_connection(state: State) -> Iterator[Connection]:
 Conn = Annotated[Connection, Depends(get_connection)]
 
 
-def bearer_token(request: Request) -> str:
-    """The bearer token of the request; `Unauthorised` if there is none."""
+def client_host(request: Request) -> str | None:
+    """The client's address: the connecting one, or the one a trusted proxy named (`api.app` applies
+    ``trusted_proxies`` before any route runs)."""
+    return request.client.host if request.client else None
+
+
+def count_failure(request: Request, kind: str) -> None:
+    """Count a failed authentication (or refused enrolment) against the caller's address, and in the metrics."""
+    state: ServiceState = request.app.state.service
+    state.auth_failures.fail(client_host(request))
+    metrics: ServiceMetrics | None = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.auth_failures.labels(kind).inc()
+
+
+def refuse_if_throttled(request: Request) -> None:
+    """`TooManyFailures` if the caller's address failed too often lately; nothing of the request is read."""
+    state: ServiceState = request.app.state.service
+    wait = state.auth_failures.retry_after(client_host(request))
+    if wait is None:
+        return
+    metrics: ServiceMetrics | None = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.auth_throttled.inc()
+    raise TooManyFailures(
+        f"too many failed attempts from this address lately; retry in {wait} s "
+        "(failed authentication is limited per client address)",
+        retry_after_seconds=wait,
+    )
+
+
+def _bearer(request: Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def bearer_token(request: Request) -> str:
+    """The bearer token of the request; `Unauthorised` if there is none."""
+    token = _bearer(request)
+    if token is None:
         raise Unauthorised("a bearer token is required (Authorization: Bearer <token>)")
-    return token.strip()
+    return token
 
 
 def _authenticate(state: ServiceState, token: str) -> Principal:
@@ -59,10 +96,18 @@ class Require:
         # The state is read here rather than as a sub-dependency: FastAPI's solving of a nested dependency cost
         # every request as much as the rest of authentication (`benchmarks.ingest`).
         state: ServiceState = request.app.state.service
-        token = bearer_token(request)
-        principal = state.principals.get(token)
+        given = _bearer(request)
+        principal = state.principals.get(given) if given is not None else None
         if principal is None:
-            principal = await run_in_threadpool(_authenticate, state, token)
+            # Not verified lately: an address that failed too often is refused before its token is looked up (a
+            # token verified within the cache's lifetime cannot be a guess, so it is not held up).
+            refuse_if_throttled(request)
+            try:
+                token = bearer_token(request)
+                principal = await run_in_threadpool(_authenticate, state, token)
+            except Unauthorised:
+                count_failure(request, "unauthorised")
+                raise
             state.principals.put(token, principal)
         if principal.role not in self.roles:
             allowed = ", ".join(sorted(r.value for r in self.roles))

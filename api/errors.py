@@ -34,6 +34,10 @@ class ServiceError(Exception):
         self.detail = detail
         self.extra = extra
 
+    def retry_after(self) -> int | None:
+        """The Retry-After seconds of this answer (the class's, unless the instance knows better)."""
+        return self.retry_after_seconds
+
 
 class Unauthorised(ServiceError):
     """No token, or a token that is unknown, revoked or expired."""
@@ -54,6 +58,22 @@ class NotFound(ServiceError):
 
     status = 404
     title = "Not found"
+
+
+class TooManyFailures(ServiceError):
+    """The caller's address failed authentication too often lately (`api.ratelimit`): refused, unread, until the
+    seconds in Retry-After have passed."""
+
+    status = 429
+    title = "Too many failed attempts"
+
+    def __init__(self, detail: str, retry_after_seconds: int) -> None:
+        super().__init__(detail)
+        self._retry_after = retry_after_seconds
+
+    def retry_after(self) -> int | None:
+        """The seconds until this address may try again."""
+        return self._retry_after
 
 
 class PayloadTooLarge(ServiceError):
@@ -169,10 +189,11 @@ MEANINGS = {
     409: "the resource's state does not allow this",
     413: "the request body is over the size limit",
     422: "the request is invalid: the detail names the field",
+    429: "this client address failed authentication too often lately; retry after the Retry-After seconds",
     503: "the database (or, for jobs, the scheduler) cannot be reached; retry later",
     507: "the database's disk is full; retry later",
 }
-AUTHENTICATED = (401, 403, 503)  # every route that takes a token and reads the database
+AUTHENTICATED = (401, 403, 429, 503)  # every route that takes a token and reads the database
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -197,8 +218,9 @@ def answer(exc: ServiceError) -> JSONResponse:
     """The problem+json answer to a domain error (with Retry-After where it has one): the one mapping of domain
     errors to HTTP, used by the exception handlers and by middleware that refuses before a route runs."""
     response = problem(exc.status, exc.title, exc.detail, **exc.extra)
-    if exc.retry_after_seconds is not None:
-        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+    retry_after = exc.retry_after()
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 

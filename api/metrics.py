@@ -87,6 +87,17 @@ class ServiceMetrics:
         self.reports = Counter(
             "suanli_ingest_reports", "Reports received, by outcome.", ["outcome"], registry=self.registry
         )
+        self.auth_failures = Counter(
+            "suanli_auth_failures",
+            "Failed authentications (no, unknown, revoked or expired token) and refused enrolments, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.auth_throttled = Counter(
+            "suanli_auth_throttled",
+            "Requests refused 429 unread because their client address failed authentication too often.",
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "suanli_http_request_duration_seconds",
             "HTTP request latency by route, method and status.",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from census_agent.models import Precision, Tier
+
+DAY = 86_400
 
 DEFAULT_HEADLINE = {
     Tier.GENERAL: Precision.FP32,
@@ -49,6 +52,19 @@ class Settings(BaseSettings):
     # Processes that validate, price and (on an SQLite file) store reports beside the event loop
     # (`api.ingest.pool`); None: one per core beyond the first, at most 4; 0: in the service's own process.
     ingest_workers: Annotated[int, Field(ge=0, le=64)] | None = None
+    # Enrolment (docs/security.md): an enrol token created without an expiry lives enrol_token_ttl_seconds, and
+    # none may live longer than enrol_token_max_ttl_seconds; known_nodes_only: only a node id already in the
+    # census (from Kubernetes discovery, or an earlier agent report) may enrol.
+    enrol_token_ttl_seconds: Annotated[int, Field(gt=0, le=10 * 365 * DAY)] = DAY
+    enrol_token_max_ttl_seconds: Annotated[int, Field(gt=0, le=10 * 365 * DAY)] = 30 * DAY
+    enrol_known_nodes_only: bool = False
+    # Failed authentication per client address (api.ratelimit): `burst` failures at once, refilled over the
+    # window; then 429 with Retry-After. 0 turns the limit off. Per process (each replica counts its own).
+    auth_failure_burst: Annotated[int, Field(ge=0, le=1_000_000)] = 30
+    auth_failure_window_seconds: Annotated[float, Field(gt=0, le=DAY)] = 60.0
+    # Proxies whose X-Forwarded-For names the client (addresses or networks, JSON in the environment, e.g.
+    # '["10.0.0.0/8"]'). Empty: the connecting address is the client, whatever a header says.
+    trusted_proxies: list[IPvAnyNetwork] = []
 
     @field_validator("headline")
     @classmethod
@@ -57,3 +73,21 @@ class Settings(BaseSettings):
         if missing:
             raise ValueError(f"the headline convention must name a precision for every tier; missing: {missing}")
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_from_text(cls, value: object) -> object:
+        # The environment gives JSON (decoded before this); a string given directly may be JSON or comma-separated.
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _enrol_default_within_maximum(self) -> Settings:
+        if self.enrol_token_ttl_seconds > self.enrol_token_max_ttl_seconds:
+            raise ValueError(
+                f"enrol_token_ttl_seconds ({self.enrol_token_ttl_seconds}) exceeds enrol_token_max_ttl_seconds "
+                f"({self.enrol_token_max_ttl_seconds})"
+            )
+        return self

@@ -12,6 +12,7 @@ from api.census.arithmetic import Region
 from api.ingest.pool import PricingPool
 from api.ingest.writer import Ingestor
 from api.jobs.scheduling import Scheduling
+from api.ratelimit import FailureLimiter
 from api.settings import Settings
 
 
@@ -26,4 +27,6 @@ class ServiceState:
     regions: dict[str, Region]
     scheduling: Scheduling | None = None  # None when no scheduler is configured
     principals: PrincipalCache = field(default_factory=PrincipalCache)
+    # Failed authentication per client address; the service builds it from its settings (default: no limit).
+    auth_failures: FailureLimiter = field(default_factory=lambda: FailureLimiter(0, 60.0))
     stop: threading.Event = field(default_factory=threading.Event)

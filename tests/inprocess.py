@@ -38,9 +38,9 @@ class PortalTransport(httpx.BaseTransport):
     and an answer (its bytes as sent: compressed ones stay so until the client decodes them) whole before it is
     returned."""
 
-    def __init__(self, app: FastAPI, portal: BlockingPortal) -> None:
+    def __init__(self, app: FastAPI, portal: BlockingPortal, client: tuple[str, int] = ("127.0.0.1", 49152)) -> None:
         self._portal = portal
-        self._asgi = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("127.0.0.1", 49152))
+        self._asgi = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=client)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
@@ -107,7 +107,10 @@ def _service_log(path: Path) -> Iterator[None]:
 
 class AppService:
     """The service application on `database_url` with its admin token in ``workdir/admin.token`` and its log in
-    ``workdir/service.log``; `settings` are `api.settings.Settings` fields (strings, as in the environment)."""
+    ``workdir/service.log``; `settings` are `api.settings.Settings` fields (strings, as in the environment).
+
+    The failed-authentication limit is off unless a test sets ``auth_failure_burst``: every client of a test
+    comes from one address, and tests that walk every route with bad tokens would otherwise be refused 429."""
 
     def __init__(self, database_url: str, workdir: Path, **settings: str) -> None:
         self.database_url = database_url
@@ -126,7 +129,11 @@ class AppService:
 
     def start(self) -> AppService:
         """Build the application and run its lifespan's start-up; returns when it is ready to serve."""
-        fields: dict[str, Any] = {"database_url": self.database_url, "admin_token_file": self.admin_token_file}
+        fields: dict[str, Any] = {
+            "database_url": self.database_url,
+            "admin_token_file": self.admin_token_file,
+            "auth_failure_burst": "0",
+        }
         settings = GivenSettings.model_validate(fields | self.settings)
         try:
             self._stack.enter_context(_service_log(self.log))
@@ -140,13 +147,21 @@ class AppService:
         self._portal, self._app = portal, app
         return self
 
-    def client(self, token: str | None = None) -> httpx.Client:
-        """An HTTP client for the application with `token` (the admin token by default; "" for none)."""
+    @property
+    def app(self) -> FastAPI:
+        """The running application (its ``state.service`` holds what the service holds)."""
+        if self._app is None:
+            raise RuntimeError("the application is not started")
+        return self._app
+
+    def client(self, token: str | None = None, address: str = "127.0.0.1") -> httpx.Client:
+        """An HTTP client for the application with `token` (the admin token by default; "" for none), connecting
+        from `address` (what the application sees as the peer)."""
         if self._portal is None or self._app is None:
             raise RuntimeError("the application is not started")
         token = self.admin_token if token is None else token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        transport = PortalTransport(self._app, self._portal)
+        transport = PortalTransport(self._app, self._portal, (address, 49152))
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, transport=transport)
 
     def stop(self) -> None:

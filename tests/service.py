@@ -156,6 +156,8 @@ class ServiceProcess:
             "SUANLI_PORT": str(self.port),
             "SUANLI_HOST": "127.0.0.1",
             "SUANLI_ADMIN_TOKEN_FILE": str(self.admin_token_file),
+            # Off unless a test sets it: every test client comes from 127.0.0.1 (see tests.inprocess.AppService).
+            "SUANLI_AUTH_FAILURE_BURST": "0",
             **{f"SUANLI_{k.upper()}": v for k, v in self.settings.items()},
         }
         with self.log.open("ab") as log:

@@ -160,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["admin", "operator", "planner", "user", "agent", "enrol"],
         help="agent: one node's reports; enrol: a fleet's agents trade it for their own",
     )
-    create.add_argument("--expires-in", dest="expires_in", help="e.g. 3600s, 12h, 30d (default: never)")
+    create.add_argument(
+        "--expires-in",
+        dest="expires_in",
+        help="e.g. 3600s, 12h, 30d (default: never; an enrol token: the service's default, 24 h unless set)",
+    )
     create.add_argument("--json", action="store_true")
     listing = tsub.add_parser("list", help="list tokens (never their secrets)")
     revoke = tsub.add_parser("revoke", help="revoke a token by id")
@@ -206,7 +210,14 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Any:  # noqa: ANN401 - 
 
 
 def _uvicorn_kwargs(settings: Any) -> dict[str, Any]:  # noqa: ANN401
-    kwargs: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower()}
+    # proxy_headers off: uvicorn would trust X-Forwarded-For from 127.0.0.1; the application applies the
+    # service's own trusted_proxies instead (api.app), so there is one trust decision, default none.
+    kwargs: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "proxy_headers": False,
+    }
     if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
         raise ValueError("HTTPS needs both a certificate and its key (--tls-cert and --tls-key)")
     if settings.tls_certfile and settings.tls_keyfile:
@@ -483,7 +494,11 @@ def cmd_token(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(made, indent=2))
             else:
-                print(f"token {made['id']} ({made['role']}) for {made['name']!r}; store it now, it is not shown again:")
+                expiry = f"expires {made['expires_at'][:19]}" if made.get("expires_at") else "never expires"
+                print(
+                    f"token {made['id']} ({made['role']}) for {made['name']!r}, {expiry}; store it now, it is not "
+                    "shown again:"
+                )
                 print(made["token"])
         elif action == "list":
             rows = [

@@ -1,4 +1,8 @@
-"""``/v1/tokens``: bearer tokens (admin only). The plaintext is returned once, at creation."""
+"""``/v1/tokens``: bearer tokens (admin only). The plaintext is returned once, at creation.
+
+Enrolment tokens always expire: one created without ``expires_in_seconds`` gets the service's
+``enrol_token_ttl_seconds`` (24 h by default), and none may be asked to live longer than
+``enrol_token_max_ttl_seconds`` (30 days; 422 otherwise, nothing created)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from api.deps import Admin, State
 from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
 from api.openapi import json_body
 from api.schemas.tokens import TokenCreated, TokensPublic
+from api.settings import Settings
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=problem_responses(*AUTHENTICATED))
 TOKEN_ID_MAX = 2**63 - 1  # a 64-bit integer column: a larger id names no token (422, not a database error)
@@ -43,8 +48,9 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     openapi_extra=json_body(TokenCreate.model_json_schema()),
 )
 async def create(_: Admin, state: State, request: Request) -> dict[str, Any]:
-    """Create a token; the answer is the only place its plaintext ever appears. The body is read only after
-    the caller's token is checked, so an anonymous caller learns nothing from validation errors."""
+    """Create a token; the answer is the only place its plaintext ever appears. An enrolment token always
+    expires (the service's default lifetime unless asked for less; more than its maximum is a 422). The body is
+    read only after the caller's token is checked, so an anonymous caller learns nothing from validation errors."""
     try:
         body = TokenCreate.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -55,9 +61,24 @@ async def create(_: Admin, state: State, request: Request) -> dict[str, Any]:
     return await run_in_threadpool(_create, state, body)
 
 
+def lifetime_seconds(settings: Settings, role: Role, asked: int | None) -> int | None:
+    """How long a new token lives (None: until revoked): as asked, except that an enrolment token gets the
+    default when none is asked and may not exceed the maximum (`InvalidRequest`)."""
+    if role is not Role.ENROL:
+        return asked
+    most = settings.enrol_token_max_ttl_seconds
+    if asked is not None and asked > most:
+        raise InvalidRequest(
+            f"an enrolment token may live at most {most} s (enrol_token_max_ttl_seconds); asked for {asked} s",
+            field="expires_in_seconds",
+        )
+    return asked or settings.enrol_token_ttl_seconds
+
+
 def _create(state: State, body: TokenCreate) -> dict[str, Any]:
     now = datetime.now(tz=UTC)
-    expires = now + timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None
+    seconds = lifetime_seconds(state.settings, body.role, body.expires_in_seconds)
+    expires = now + timedelta(seconds=seconds) if seconds else None
     with state.engine.begin() as conn:
         text, token_id = create_token(conn, name=body.name, role=body.role, now=now, expires_at=expires)
     return {

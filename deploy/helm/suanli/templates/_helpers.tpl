@@ -51,6 +51,11 @@ app.kubernetes.io/part-of: suanli
 {{- printf "%s-api" (include "suanli.fullname" .) -}}
 {{- end -}}
 
+{{/* The Secret holding the first admin token: the one named, or the chart's own (admin-token-secret.yaml). */}}
+{{- define "suanli.adminTokenSecret" -}}
+{{- default (printf "%s-admin-token" (include "suanli.fullname" .)) .Values.adminToken.existingSecret -}}
+{{- end -}}
+
 {{- define "suanli.agentTokenSecret" -}}
 {{- default (printf "%s-agent-tokens" (include "suanli.fullname" .)) .Values.agent.token.existingSecret -}}
 {{- end -}}
