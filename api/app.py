@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import __doc__ as api_doc
-from api.auth import Role, count_admins, create_token
+from api.auth import Role, count_admins, create_token, free_name
 from api.census.liveness import last_snapshot_at, snapshot, sweep
 from api.census.query import load_regions
 from api.db import aware
@@ -117,10 +117,11 @@ def ensure_admin_token(engine: Engine, settings: Settings) -> None:
         now = datetime.now(tz=UTC)
         path = settings.admin_token_file
         if path is not None and path.exists():
-            create_token(conn, name="admin (from file)", role=Role.ADMIN, now=now, text=path.read_text().strip())
+            name = free_name(conn, "admin (from file)")  # names are unique: a revoked first admin keeps its own
+            create_token(conn, name=name, role=Role.ADMIN, now=now, text=path.read_text().strip())
             log.info("first admin token read from %s", path)
             return
-        text, _ = create_token(conn, name="first admin", role=Role.ADMIN, now=now)
+        text, _ = create_token(conn, name=free_name(conn, "first admin"), role=Role.ADMIN, now=now)
     if path is not None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
