@@ -1,6 +1,14 @@
 """``/v1/jobs``: submit, list, follow, read the logs of and cancel jobs.
 
-Role ``user`` sees and cancels only its own jobs (by token name); ``operator`` and ``admin`` see and cancel all.
+A job is owned by the token that submitted it, by the token's id (``owner_id``; ``owner`` is its name, for
+people). Role ``user`` sees and cancels only its own jobs; ``operator`` and ``admin`` see and cancel all.
+Environment values (``spec.runtime_env.env_vars``) are shown to the job's owner and to admins only: everyone else
+who may see the job gets the names with each value replaced by ``***`` (and ``env_values_redacted: true``).
+
+Organisations: a ``user`` token submits only for the organisations it carries (another is 403, nothing stored);
+a job naming none takes the token's first. Admin and operator tokens (staff) may submit for any organisation
+(``default`` when none is named). The stored spec carries the enforced organisation, so quotas and fair share
+(`scheduler.policy`, `scheduler.queue`) only ever see that one.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from api.deps import Conn, JobUser, State
 from api.errors import (
     AUTHENTICATED,
     Conflict,
+    Forbidden,
     InvalidRequest,
     JobRejected,
     NotFound,
@@ -36,6 +45,7 @@ from api.state import ServiceState
 from scheduler.models import JobSpec, JobState, WorkloadClass
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(*AUTHENTICATED, 422))
+REDACTED = "***"  # what a job's environment values read as to anyone but its owner and admins
 
 
 def _scheduling(state: ServiceState) -> Scheduling:
@@ -48,11 +58,43 @@ def _sees_all(principal: Principal) -> bool:
     return principal.role in (Role.ADMIN, Role.OPERATOR)
 
 
+def _owns(principal: Principal, job: dict[str, Any]) -> bool:
+    return job["owner_id"] is not None and job["owner_id"] == principal.token_id
+
+
+def shown(job: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """The job as `principal` may read it: its environment's values only for its owner and admins; for anyone
+    else each value is replaced by ``***`` (the names stay, so an operator can tell what a job was given)."""
+    env: dict[str, str] = job["spec"].get("runtime_env", {}).get("env_vars", {})
+    if principal.role is Role.ADMIN or _owns(principal, job) or not env:
+        return job | {"env_values_redacted": False}
+    runtime_env = job["spec"]["runtime_env"] | {"env_vars": dict.fromkeys(env, REDACTED)}
+    return job | {"spec": job["spec"] | {"runtime_env": runtime_env}, "env_values_redacted": True}
+
+
 def _visible(conn: Connection, job_id: str, principal: Principal) -> dict[str, Any]:
     job = job_store.get(conn, job_id)
-    if job is None or (not _sees_all(principal) and job["owner"] != principal.name):
+    if job is None or (not _sees_all(principal) and not _owns(principal, job)):
         raise NotFound(f"no job {job_id!r}")  # another user's job is not acknowledged to exist
-    return job
+    return shown(job, principal)
+
+
+def enforce_organisation(spec: JobSpec, principal: Principal) -> JobSpec:
+    """`spec` with the organisation it is submitted for: a user token's own (the one named, if it carries it,
+    else its first); `Forbidden` for any other. Staff tokens (admin, operator) may name any organisation."""
+    if principal.role is not Role.USER:
+        return spec
+    allowed = principal.organisations
+    if not allowed:  # not made by this version (which refuses a user token without one); refuse, never guess
+        raise Forbidden(f"token {principal.name!r} may submit jobs for no organisation: ask an admin for one")
+    if "organisation" not in spec.model_fields_set:
+        return spec.model_copy(update={"organisation": allowed[0]})
+    if spec.organisation not in allowed:
+        raise Forbidden(
+            f"token {principal.name!r} may not submit jobs for organisation {spec.organisation!r}; "
+            f"it may for: {', '.join(allowed)}"
+        )
+    return spec
 
 
 @router.post(
@@ -75,14 +117,17 @@ async def submit(
 ) -> dict[str, Any]:
     """Validate the job, refuse it at once if no tier could ever run it, else queue it (201, the job).
 
-    With an ``Idempotency-Key`` header, a retry of the same submission (same key, same body, same token name)
-    answers 200 with the job already queued instead of queueing another; the same key with another body is 409.
+    A user token naming an organisation it does not carry gets 403 (nothing stored); naming none, the job takes
+    the token's first. With an ``Idempotency-Key`` header, a retry of the same submission (same key, same body,
+    same token) answers 200 with the job already queued instead of queueing another; the same key with another
+    body is 409.
     """
     scheduling = _scheduling(state)
     try:
         spec = JobSpec.model_validate_json(await request.body())
     except ValidationError as exc:
         raise invalid_body(exc) from None
+    spec = enforce_organisation(spec, principal)
     if spec.region is not None and spec.region not in state.regions:
         raise InvalidRequest(f"unknown region code {spec.region!r}: see GET /v1/regions", field="region")
     refusal = await run_in_threadpool(scheduling.refusal, spec)
@@ -93,19 +138,25 @@ async def submit(
         now = datetime.now(tz=UTC)
         created = True
         with state.ingestor.write_lock, write_transaction(state.engine) as conn:
-            earlier = job_store.by_key(conn, principal.name, idempotency_key) if idempotency_key else None
+            earlier = job_store.by_key(conn, principal.token_id, idempotency_key) if idempotency_key else None
             if earlier is not None:
                 job_id, created = earlier[0], False
                 if JobSpec.model_validate_json(earlier[1]) != spec:
                     raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for another job ({job_id})")
             else:
                 job_id = job_store.create(
-                    conn, spec, principal.name, now, "queued: waiting for the dispatcher", key=idempotency_key
+                    conn,
+                    spec,
+                    principal.name,
+                    now,
+                    "queued: waiting for the dispatcher",
+                    owner_id=principal.token_id,
+                    key=idempotency_key,
                 )
         with state.engine.connect() as conn:
             job = job_store.get(conn, job_id)
         assert job is not None
-        return job, created
+        return shown(job, principal), created
 
     job, created = await run_in_threadpool(store)
     if created:
@@ -128,14 +179,17 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: str | None = None,
 ) -> dict[str, Any]:
-    """Newest first; `next_before` pages on."""
+    """Newest first; `next_before` pages on. A user gets its own jobs only (`owner` naming another token: 404);
+    environment values are redacted in jobs the caller does not own (admins see them all)."""
+    owner_id = None
     if not _sees_all(principal):
         if owner not in (None, principal.name):
             raise NotFound(f"no jobs of {owner!r} are visible to this token")
-        owner = principal.name
-    return job_store.search(
+        owner, owner_id = None, principal.token_id
+    page = job_store.search(
         conn,
         owner=owner,
+        owner_id=owner_id,
         state=state.value if state else None,
         klass=klass.value if klass else None,
         tier=tier,
@@ -143,6 +197,7 @@ def list_jobs(
         limit=limit,
         before=before,
     )
+    return page | {"items": [shown(job, principal) for job in page["items"]]}
 
 
 @router.get(
