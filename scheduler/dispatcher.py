@@ -195,6 +195,19 @@ def _gist(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
+SCRUB_MIN_CHARS = 4  # shorter values (1, on, yes) carry no secret, and masking them would garble every message
+
+
+def scrubbed(text: str, spec: JobSpec) -> str:
+    """`text` (an error from submitting `spec`, which may echo its runtime environment) with each of the job's
+    environment values of at least SCRUB_MIN_CHARS characters replaced by ``***``: a job's reason is shown to
+    operators and the service's log is read by them, and the values are for the job's owner and admins only."""
+    for value in sorted(spec.runtime_env.env_vars.values(), key=len, reverse=True):
+        if len(value) >= SCRUB_MIN_CHARS:
+            text = text.replace(value, "***")
+    return text
+
+
 def submission(spec: JobSpec, node_ids: Sequence[str]) -> tuple[str, dict[str, Any], tuple[float, float, int]]:
     """What Ray is given for a job: its entrypoint, its runtime environment and what the entrypoint reserves.
 
@@ -330,10 +343,11 @@ class Dispatcher:
             )
         except RayUnavailable as exc:
             # Recorded as dispatching already: the next step finds Ray without it and submits again.
-            log.warning("could not submit %s to %s now (%s); will retry", submission_id, tier, exc)
+            log.warning("could not submit %s to %s now (%s); will retry", submission_id, tier, scrubbed(str(exc), spec))
         except Exception as exc:  # one job's bad submission must not stop the others'
-            log.warning("could not submit %s to %s: %s", submission_id, tier, _gist(exc))
-            return f"could not submit: {_gist(exc)}"
+            gist = scrubbed(_gist(exc), spec)
+            log.warning("could not submit %s to %s: %s", submission_id, tier, gist)
+            return f"could not submit: {gist}"
         return None
 
     def _send_stop(self, job: ActiveJob, report: StepReport) -> None:
