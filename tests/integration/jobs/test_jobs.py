@@ -283,8 +283,12 @@ def test_a_user_sees_and_cancels_only_its_own_jobs(service: ServiceProcess) -> N
     """User B cannot see (404) or cancel (404) user A's job nor list it; an operator sees both."""
     with service.client() as admin:
         tokens = {
-            name: admin.post("/v1/tokens", json={"name": name, "role": role}).json()["token"]
-            for name, role in (("alice", "user"), ("bob", "user"), ("ops", "operator"))
+            name: admin.post("/v1/tokens", json={"name": name, "role": role, **orgs}).json()["token"]
+            for name, role, orgs in (
+                ("alice", "user", {"organisations": ["default"]}),
+                ("bob", "user", {"organisations": ["default"]}),
+                ("ops", "operator", {}),
+            )
         }
     with service.client(tokens["alice"]) as alice, service.client(tokens["bob"]) as bob:
         job = submit(alice, job_doc("general", "echo mine"))
@@ -309,7 +313,8 @@ def test_a_retried_submission_with_the_same_idempotency_key_queues_one_job(servi
         assert again.json()["job_id"] == first.json()["job_id"]
         named = [j for j in client.get("/v1/jobs", params={"limit": 1000}).json()["items"] if j["name"] == "idempotent"]
         assert len(named) == 1
-        user = client.post("/v1/tokens", json={"name": "carol", "role": "user"}).json()["token"]
+        carol = {"name": "carol", "role": "user", "organisations": ["default"]}
+        user = client.post("/v1/tokens", json=carol).json()["token"]
         client.post(f"/v1/jobs/{first.json()['job_id']}/cancel")
     with service.client(user) as carol:
         assert carol.post("/v1/jobs", json=doc, headers={"Idempotency-Key": "submit-42"}).status_code == 201
@@ -371,7 +376,7 @@ def test_dispatcher_killed_mid_dispatch_and_restarted_runs_each_job_exactly_once
     engine = make_engine(f"sqlite:///{tmp_path / 'suanli.db'}")
     spec = JobSpec.model_validate(job_doc("general", "echo resumed", name="never-sent"))
     with engine.begin() as conn:
-        never_sent = job_store.create(conn, spec, "admin", datetime.now(tz=UTC), "queued")
+        never_sent = job_store.create(conn, spec, "admin", datetime.now(tz=UTC), "queued", owner_id=None)
     node = next(iter(tier_nodes(ray_cluster, "general")))
     assert SqlJobStore(engine).dispatch(
         never_sent,

@@ -187,7 +187,7 @@ def test_token_commands_create_list_and_revoke_and_bad_tokens_fail_cleanly(
     created = suanli_all(
         {
             "planner": ["token", "create", "cli-planner", "--role", "planner", "--json", *admin],
-            "user": ["token", "create", "cli-user", "--role", "user", "--expires-in", "2h", *admin],
+            "user": ["token", "create", "cli-user", "--role", "user", "--org", "lab", "--expires-in", "2h", *admin],
         },
         cwd=tmp_path,
     )
@@ -230,3 +230,49 @@ def test_token_commands_create_list_and_revoke_and_bad_tokens_fail_cleanly(
     refused(suanli("census", *planner, cwd=tmp_path), "suanli census:", "HTTP 401", "revoked")
     with shared.client(made["token"]) as client:
         assert client.get("/v1/census").status_code == 401
+
+
+def test_token_create_takes_repeated_organisations_for_user_tokens_and_refuses_taken_names(
+    shared: ServiceProcess, tmp_path: Path
+) -> None:
+    """`token create NAME --role user --organisation physics --org chem` stores both, in order (JSON and
+    `token list`); a user token without --organisation, a planner with one and a second token of a taken name
+    each fail with one clear line (HTTP 422, 422, 409) and store nothing."""
+    admin = ["--server", shared.url, "--token-file", str(shared.admin_token_file)]
+    made = json.loads(
+        ok(
+            suanli(
+                "token",
+                "create",
+                "cli-orgs",
+                "--role",
+                "user",
+                "--organisation",
+                "physics",
+                "--org",
+                "chem",
+                "--json",
+                *admin,
+                cwd=tmp_path,
+            )
+        )
+    )
+    assert (made["role"], made["organisations"]) == ("user", ["physics", "chem"])
+    with shared.client() as client:
+        before = client.get("/v1/tokens").json()
+    results = suanli_all(
+        {
+            "no organisation": ["token", "create", "cli-no-org", "--role", "user", *admin],
+            "planner with one": ["token", "create", "cli-plan-org", "--role", "planner", "--org", "physics", *admin],
+            "taken": ["token", "create", "cli-orgs", "--role", "user", "--org", "physics", *admin],
+            "list": ["token", "list", *admin],
+        },
+        cwd=tmp_path,
+    )
+    refused(results["no organisation"], "suanli token:", "HTTP 422", "organisation")
+    refused(results["planner with one"], "suanli token:", "HTTP 422", "only user tokens")
+    refused(results["taken"], "suanli token:", "HTTP 409", "'cli-orgs' already exists")
+    row = next(line for line in ok(results["list"]).splitlines() if " cli-orgs " in f" {line} ")
+    assert "physics, chem" in row
+    with shared.client() as client:
+        assert client.get("/v1/tokens").json() == before
