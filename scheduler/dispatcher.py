@@ -397,7 +397,7 @@ class Dispatcher:
                 return self._retry_or_fail(job, lost, None, now, report)
             return True  # keep holding its nodes; nothing known yet
         except Exception as exc:  # an answer about one job that cannot be read fails that job only
-            log.warning("could not follow %s: %s; stopping it", job.submission_id, _gist(exc))
+            log.warning("could not follow %s: %s; stopping it", job.submission_id, scrubbed(_gist(exc), job.spec))
             try:  # best effort, so a retry does not run beside it
                 self.backend.stop(job.submission_id, job.tier.value)
             except Exception as stop_exc:
@@ -470,7 +470,9 @@ class Dispatcher:
         now: float,
         report: StepReport,
     ) -> bool:
-        """Requeue a failed attempt while the job has retries left, else fail the job; False (no longer dispatched)."""
+        """Requeue a failed attempt while the job has retries left, else fail the job; False (no longer dispatched).
+        `what` (Ray's words may quote the job's runtime environment) is scrubbed of its environment values."""
+        what = scrubbed(what, spec)
         tries = attempt + 1
         if attempt < spec.max_retries:
             reason = f"attempt {tries} failed ({what}); retry {tries} of {spec.max_retries}"

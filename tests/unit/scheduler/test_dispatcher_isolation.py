@@ -82,6 +82,25 @@ def test_a_submission_error_echoing_the_jobs_environment_keeps_its_values_out_of
     assert "'API_KEY': '***'" in caplog.text
 
 
+def test_rays_failure_message_quoting_the_jobs_environment_keeps_its_values_out_of_the_reasons() -> None:
+    """Ray failing an attempt without an exit code (its runtime environment could not be set up) with a message
+    that quotes the environment: the retry's reason and the final failure's say ``***`` for the value."""
+    store, ray = FakeJobStore(), cluster()
+    d = dispatcher(store, ray)
+    store.submit("envy", spec("general", max_retries=1, runtime_env={"env_vars": {"PASSWORD": "hunter2-xyz"}}), NOW)
+    for attempt, at in ((0, NOW), (1, NOW + 2)):
+        assert d.step(at).started == ["envy"]
+        ray.end(f"envy-{attempt}", RayJobState.FAILED, at + 1)
+        ray.submissions[
+            f"envy-{attempt}"
+        ].message = "runtime_env setup failed: {'env_vars': {'PASSWORD': 'hunter2-xyz'}}"
+    d.step(NOW + 4)
+    assert store.jobs["envy"].state is JobState.FAILED
+    texts = [reason for _, reason in store.jobs["envy"].events]
+    assert any("'PASSWORD': '***'" in text for text in texts), texts
+    assert not [text for text in texts if "hunter2-xyz" in text]
+
+
 def test_a_failing_submission_is_retried_within_max_retries_then_fails() -> None:
     """With retries left, each refused submission requeues the job under a new attempt; after the last it fails,
     naming the attempts."""
