@@ -313,8 +313,8 @@ def test_a_retried_submission_with_the_same_idempotency_key_queues_one_job(servi
         assert again.json()["job_id"] == first.json()["job_id"]
         named = [j for j in client.get("/v1/jobs", params={"limit": 1000}).json()["items"] if j["name"] == "idempotent"]
         assert len(named) == 1
-        carol = {"name": "carol", "role": "user", "organisations": ["default"]}
-        user = client.post("/v1/tokens", json=carol).json()["token"]
+        body = {"name": "carol", "role": "user", "organisations": ["default"]}
+        user = client.post("/v1/tokens", json=body).json()["token"]
         client.post(f"/v1/jobs/{first.json()['job_id']}/cancel")
     with service.client(user) as carol:
         assert carol.post("/v1/jobs", json=doc, headers={"Idempotency-Key": "submit-42"}).status_code == 201
