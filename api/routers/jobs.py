@@ -3,7 +3,8 @@
 A job is owned by the token that submitted it, by the token's id (``owner_id``; ``owner`` is its name, for
 people). Role ``user`` sees and cancels only its own jobs; ``operator`` and ``admin`` see and cancel all.
 Environment values (``spec.runtime_env.env_vars``) are shown to the job's owner and to admins only: everyone else
-who may see the job gets the names with each value replaced by ``***`` (and ``env_values_redacted: true``).
+who may see the job gets the names with each value replaced by ``***`` (and ``env_values_redacted: true``), and
+its output with those values masked (`api.jobs.logmask`).
 
 Organisations: a ``user`` token submits only for the organisations it carries (another is 403, nothing stored);
 a job naming none takes the token's first. Admin and operator tokens (staff) may submit for any organisation
@@ -38,6 +39,7 @@ from api.errors import (
     problem_responses,
 )
 from api.jobs import store as job_store
+from api.jobs.logmask import REDACTED, LogMask
 from api.jobs.scheduling import Scheduling
 from api.openapi import json_body
 from api.schemas.jobs import JobPublic, JobsPage
@@ -45,7 +47,6 @@ from api.state import ServiceState
 from scheduler.models import JobSpec, JobState, WorkloadClass
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(*AUTHENTICATED, 422))
-REDACTED = "***"  # what a job's environment values read as to anyone but its owner and admins
 
 
 def _scheduling(state: ServiceState) -> Scheduling:
@@ -68,15 +69,28 @@ def shown(job: dict[str, Any], principal: Principal) -> dict[str, Any]:
     env: dict[str, str] = job["spec"].get("runtime_env", {}).get("env_vars", {})
     if principal.role is Role.ADMIN or _owns(principal, job) or not env:
         return job | {"env_values_redacted": False}
-    runtime_env = job["spec"]["runtime_env"] | {"env_vars": dict.fromkeys(env, REDACTED)}
+    runtime_env = job["spec"]["runtime_env"] | {"env_vars": dict.fromkeys(env, REDACTED)}  # names stay
     return job | {"spec": job["spec"] | {"runtime_env": runtime_env}, "env_values_redacted": True}
 
 
-def _visible(conn: Connection, job_id: str, principal: Principal) -> dict[str, Any]:
+def _found(conn: Connection, job_id: str, principal: Principal) -> dict[str, Any]:
+    """The job as stored (environment values included: not for answers), if `principal` may see it."""
     job = job_store.get(conn, job_id)
     if job is None or (not _sees_all(principal) and not _owns(principal, job)):
         raise NotFound(f"no job {job_id!r}")  # another user's job is not acknowledged to exist
-    return shown(job, principal)
+    return job
+
+
+def _visible(conn: Connection, job_id: str, principal: Principal) -> dict[str, Any]:
+    return shown(_found(conn, job_id, principal), principal)
+
+
+def _log_mask(job: dict[str, Any], principal: Principal) -> LogMask | None:
+    """For a reader who may not see the job's environment values: a mask of them for its output."""
+    if principal.role is Role.ADMIN or _owns(principal, job):
+        return None
+    env: dict[str, str] = job["spec"].get("runtime_env", {}).get("env_vars", {})
+    return LogMask(env.values()) if env else None
 
 
 def enforce_organisation(spec: JobSpec, principal: Principal) -> JobSpec:
@@ -218,22 +232,25 @@ def get_job(principal: JobUser, conn: Conn, job_id: str) -> dict[str, Any]:
     responses=problem_responses(404, 409),
 )
 async def job_logs(principal: JobUser, state: State, job_id: str, follow: bool = False) -> Any:  # noqa: ANN401
-    """The driver's stdout and stderr from Ray, as text."""
+    """The driver's stdout and stderr from Ray, as text. To anyone but the job's owner and admins, each of the
+    job's environment values (4 or more characters) in it reads ``***``."""
     scheduling = _scheduling(state)
 
     def find() -> dict[str, Any]:
         with state.engine.connect() as conn:
-            return _visible(conn, job_id, principal)
+            return _found(conn, job_id, principal)
 
     job = await run_in_threadpool(find)
     if job["submission_id"] is None:
         raise Conflict(f"job {job_id} has not been dispatched yet ({job['state']}): no logs")
+    mask = _log_mask(job, principal)
     if not follow:
         text = await run_in_threadpool(scheduling.logs, job["submission_id"], job["tier"])
-        return PlainTextResponse(text)
+        return PlainTextResponse(text if mask is None else mask.text(text))
 
     async def stream() -> AsyncIterator[bytes]:
-        async for chunk in scheduling.tail(job["submission_id"], job["tier"]):
+        chunks = scheduling.tail(job["submission_id"], job["tier"])
+        async for chunk in chunks if mask is None else mask.stream(chunks):
             yield chunk.encode()
 
     return StreamingResponse(stream(), media_type="text/plain; charset=utf-8")

@@ -301,6 +301,33 @@ def test_a_user_sees_and_cancels_only_its_own_jobs(service: ServiceProcess) -> N
         assert ops.get(f"/v1/jobs/{job['job_id']}").status_code == 200
 
 
+def test_a_jobs_output_shows_its_environment_values_to_its_owner_and_admins_and_masks_them_for_operators(
+    service: ServiceProcess,
+) -> None:
+    """A user's job prints its API_KEY: its owner and an admin read the value in its logs; an operator reads
+    ``***`` in its place, in the logs and in the followed stream, and the job's answer shows it the name only."""
+    secret = "k3y-" + time.strftime("%H%M%S") + "-never-for-operators"
+    with service.client() as admin:
+        dave = admin.post("/v1/tokens", json={"name": "dave", "role": "user", "organisations": ["lab"]}).json()
+        ops = admin.post("/v1/tokens", json={"name": "ops-reader", "role": "operator"}).json()
+    doc = job_doc("general", 'echo "key=$API_KEY"', runtime_env={"env_vars": {"API_KEY": secret}})
+    with service.client(dave["token"]) as owner:
+        job = submit(owner, doc)
+        wait_state(owner, job["job_id"], {"succeeded"})
+        assert f"key={secret}" in owner.get(f"/v1/jobs/{job['job_id']}/logs").text
+    with service.client() as admin:
+        assert f"key={secret}" in admin.get(f"/v1/jobs/{job['job_id']}/logs").text
+    with service.client(ops["token"]) as operator:
+        logs = operator.get(f"/v1/jobs/{job['job_id']}/logs")
+        followed = operator.get(f"/v1/jobs/{job['job_id']}/logs", params={"follow": "true"})
+        seen = operator.get(f"/v1/jobs/{job['job_id']}").json()
+    for answer in (logs, followed):
+        assert answer.status_code == 200, answer.text
+        assert "key=***" in answer.text
+        assert secret not in answer.text
+    assert seen["spec"]["runtime_env"]["env_vars"] == {"API_KEY": "***"}
+
+
 def test_a_retried_submission_with_the_same_idempotency_key_queues_one_job(service: ServiceProcess) -> None:
     """The same POST twice with one Idempotency-Key: 201 then 200 with the same job, one job stored; the key
     with another body is 409; another user's identical key is their own."""
