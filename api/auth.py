@@ -124,9 +124,7 @@ def create_token(
     except IntegrityError as exc:  # a concurrent creation of the same name won the race
         message = str(exc.orig)
         if "uq_tokens_name" in message or "tokens.name" in message:  # PostgreSQL's and SQLite's words for it
-            raise Conflict(
-                f"a token named {name!r} already exists (names are unique, revoked tokens' included)"
-            ) from None
+            raise _name_taken(name) from None
         raise
     token_id = result.inserted_primary_key[0] if result.inserted_primary_key else 0
     return text, int(token_id)
