@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import __doc__ as api_doc
-from api.auth import Role, count_admins, create_token
+from api.auth import Role, count_admins, create_token, free_name
 from api.census.liveness import last_snapshot_at, snapshot, sweep
 from api.census.query import load_regions
 from api.db import aware
@@ -142,10 +142,11 @@ def ensure_admin_token(engine: Engine, settings: Settings) -> None:
                     f"the admin token in {path} is unfit ({len(given)} characters): it must be at least "
                     f"{MIN_GIVEN_TOKEN_CHARS} printable characters without spaces (e.g. `openssl rand -hex 32`)"
                 )
-            create_token(conn, name="admin (from file)", role=Role.ADMIN, now=now, text=given)
+            name = free_name(conn, "admin (from file)")  # names are unique: a revoked first admin keeps its own
+            create_token(conn, name=name, role=Role.ADMIN, now=now, text=given)
             log.info("first admin token read from %s", path)
             return
-        text, _ = create_token(conn, name="first admin", role=Role.ADMIN, now=now)
+        text, _ = create_token(conn, name=free_name(conn, "first admin"), role=Role.ADMIN, now=now)
     if path is not None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:

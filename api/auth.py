@@ -2,12 +2,18 @@
 
 Tokens are 256-bit random strings, so a SHA-256 digest is a safe, fast lookup key; the stored digest is also
 compared in constant time.  A token's plaintext exists only in the answer that creates it.
+
+Each token is a principal: its row id is its stable identity (rows are revoked, never deleted, so an id is never
+reused), and what it owns (jobs) is keyed on that id, never on its name. Names are unique among all tokens,
+revoked ones included, so a name shown next to a job names one principal. A ``user`` token carries the
+organisations it may submit jobs for; no other role carries any.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import threading
 from dataclasses import dataclass
@@ -17,10 +23,13 @@ from typing import Any
 
 from cachetools import TTLCache
 from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import IntegrityError
 
 from api.db import aware
 from api.db.tables import tokens
-from api.errors import NotFound, Unauthorised
+from api.errors import Conflict, NotFound, Unauthorised
+
+NAME_MAX = 128
 
 
 class Role(StrEnum):
@@ -38,11 +47,12 @@ class Role(StrEnum):
 class Principal:
     """Who is calling."""
 
-    token_id: int
-    name: str
+    token_id: int  # the principal's stable id: what it owns is keyed on it
+    name: str  # unique, for people
     role: Role
     node_id: str | None
     expires_at: datetime | None = None
+    organisations: tuple[str, ...] = ()  # user tokens: the organisations it may submit for, its default first
 
 
 def digest(token: str) -> str:
@@ -55,6 +65,29 @@ def new_token_text(role: Role) -> str:
     return f"sl_{role.value}_{secrets.token_urlsafe(32)}"
 
 
+def name_taken(connection: Connection, name: str) -> bool:
+    """Whether a token (live or revoked) has this name."""
+    return connection.execute(select(tokens.c.id).where(tokens.c.name == name).limit(1)).first() is not None
+
+
+def free_name(connection: Connection, name: str) -> str:
+    """`name` if no token has it, else `name` with the first free `` (2)``, `` (3)``... (within NAME_MAX): for
+    names the service makes itself (the first admin, enrolled agents), which must never collide."""
+    if not name_taken(connection, name):
+        return name
+    n = 2
+    while True:
+        suffix = f" ({n})"
+        candidate = name[: NAME_MAX - len(suffix)] + suffix
+        if not name_taken(connection, candidate):
+            return candidate
+        n += 1
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"a token named {name!r} already exists (names are unique, revoked tokens' included)")
+
+
 def create_token(
     connection: Connection,
     *,
@@ -64,23 +97,41 @@ def create_token(
     expires_at: datetime | None = None,
     text: str | None = None,
     node_id: str | None = None,
+    organisations: tuple[str, ...] = (),
 ) -> tuple[str, int]:
     """Store a new token (or the given text, for a first admin token read from a file), bound to `node_id` when
-    given (agent tokens minted by enrolment); returns (text, id)."""
+    given (agent tokens minted by enrolment), with the `organisations` a user token may submit for; returns
+    (text, id). `Conflict` if a token (even a revoked one) already has `name`: the caller's transaction is then
+    unusable and must be left."""
+    if organisations and role is not Role.USER:
+        raise ValueError("only user tokens carry organisations")
+    if name_taken(connection, name):
+        raise _name_taken(name)
     text = text or new_token_text(role)
-    result = connection.execute(
-        tokens.insert().values(
-            name=name,
-            role=role.value,
-            token_hash=digest(text),
-            prefix=text[:12],
-            created_at=now,
-            expires_at=expires_at,
-            node_id=node_id,
+    try:
+        result = connection.execute(
+            tokens.insert().values(
+                name=name,
+                role=role.value,
+                token_hash=digest(text),
+                prefix=text[:12],
+                created_at=now,
+                expires_at=expires_at,
+                node_id=node_id,
+                organisations=json.dumps(list(organisations)) if role is Role.USER else None,
+            )
         )
-    )
+    except IntegrityError as exc:  # a concurrent creation of the same name won the race
+        message = str(exc.orig)
+        if "uq_tokens_name" in message or "tokens.name" in message:  # PostgreSQL's and SQLite's words for it
+            raise _name_taken(name) from None
+        raise
     token_id = result.inserted_primary_key[0] if result.inserted_primary_key else 0
     return text, int(token_id)
+
+
+def _organisations(stored: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(stored)) if stored else ()
 
 
 def authenticate(connection: Connection, text: str, now: datetime) -> Principal:
@@ -94,7 +145,14 @@ def authenticate(connection: Connection, text: str, now: datetime) -> Principal:
     if row.expires_at is not None and aware(row.expires_at) <= now:
         raise Unauthorised(expired_detail(Role(row.role), aware(row.expires_at)))
     expires_at = aware(row.expires_at) if row.expires_at is not None else None
-    return Principal(token_id=row.id, name=row.name, role=Role(row.role), node_id=row.node_id, expires_at=expires_at)
+    return Principal(
+        token_id=row.id,
+        name=row.name,
+        role=Role(row.role),
+        node_id=row.node_id,
+        expires_at=expires_at,
+        organisations=_organisations(row.organisations),
+    )
 
 
 def expired_detail(role: Role, expired_at: datetime) -> str:
@@ -135,9 +193,13 @@ def revoke(connection: Connection, token_id: int, now: datetime) -> None:
 
 
 def list_tokens(connection: Connection) -> list[dict[str, Any]]:
-    """Every token's metadata (never the hash)."""
+    """Every token's metadata (never the hash); `organisations` a list (empty for roles other than user)."""
     rows = connection.execute(select(tokens).order_by(tokens.c.id)).mappings()
-    return [{k: v for k, v in row.items() if k != "token_hash"} for row in rows]
+    return [
+        {k: v for k, v in row.items() if k != "token_hash"}
+        | {"organisations": list(_organisations(row["organisations"]))}
+        for row in rows
+    ]
 
 
 def count_admins(connection: Connection) -> int:

@@ -6,7 +6,7 @@ Method. A local Ray cluster as the integration tests start it (`tests.ray_cluste
 2 CPUs; ai 2 CPUs and 2 logical GPUs; hpc-0 and hpc-1 2 CPUs each; edge 1 CPU in region 440106) and the service
 (``python -m api.cli serve``, SQLite, scheduler configured for that cluster, dispatcher every
 --dispatch-interval seconds, log level WARNING). --users tokens of role user (``load-user-NNN``, each the owner of
-its jobs) are made with ``POST /v1/tokens``; user i submits for organisation ``org-(i mod --orgs)``.
+its jobs) are made with ``POST /v1/tokens``; user i carries, and submits for, organisation ``org-(i mod --orgs)``.
 
 The jobs (seeded, the same every run): 35% general (0.5 CPU), 15% in-memory (0.5 CPU, 64 MiB), 20% hpc (1 CPU;
 one in four a 2-node gang, which the dispatcher runs through a STRICT_SPREAD placement group), 15% ai (0.5 CPU,
@@ -352,7 +352,8 @@ def through_service(
     with service.client() as admin:
         tokens = []
         for u in range(args.users):
-            made = admin.post("/v1/tokens", json={"name": f"load-user-{u:03d}", "role": "user"})
+            body = {"name": f"load-user-{u:03d}", "role": "user", "organisations": [f"org-{u % args.orgs}"]}
+            made = admin.post("/v1/tokens", json=body)
             made.raise_for_status()
             tokens.append(made.json()["token"])
     began = time.time()

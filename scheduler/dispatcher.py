@@ -195,6 +195,19 @@ def _gist(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
+SCRUB_MIN_CHARS = 4  # shorter values (1, on, yes) carry no secret, and masking them would garble every message
+
+
+def scrubbed(text: str, spec: JobSpec) -> str:
+    """`text` (an error from submitting `spec`, which may echo its runtime environment) with each of the job's
+    environment values of at least SCRUB_MIN_CHARS characters replaced by ``***``: a job's reason is shown to
+    operators and the service's log is read by them, and the values are for the job's owner and admins only."""
+    for value in sorted(spec.runtime_env.env_vars.values(), key=len, reverse=True):
+        if len(value) >= SCRUB_MIN_CHARS:
+            text = text.replace(value, "***")
+    return text
+
+
 def submission(spec: JobSpec, node_ids: Sequence[str]) -> tuple[str, dict[str, Any], tuple[float, float, int]]:
     """What Ray is given for a job: its entrypoint, its runtime environment and what the entrypoint reserves.
 
@@ -330,10 +343,11 @@ class Dispatcher:
             )
         except RayUnavailable as exc:
             # Recorded as dispatching already: the next step finds Ray without it and submits again.
-            log.warning("could not submit %s to %s now (%s); will retry", submission_id, tier, exc)
+            log.warning("could not submit %s to %s now (%s); will retry", submission_id, tier, scrubbed(str(exc), spec))
         except Exception as exc:  # one job's bad submission must not stop the others'
-            log.warning("could not submit %s to %s: %s", submission_id, tier, _gist(exc))
-            return f"could not submit: {_gist(exc)}"
+            gist = scrubbed(_gist(exc), spec)
+            log.warning("could not submit %s to %s: %s", submission_id, tier, gist)
+            return f"could not submit: {gist}"
         return None
 
     def _send_stop(self, job: ActiveJob, report: StepReport) -> None:
@@ -383,7 +397,7 @@ class Dispatcher:
                 return self._retry_or_fail(job, lost, None, now, report)
             return True  # keep holding its nodes; nothing known yet
         except Exception as exc:  # an answer about one job that cannot be read fails that job only
-            log.warning("could not follow %s: %s; stopping it", job.submission_id, _gist(exc))
+            log.warning("could not follow %s: %s; stopping it", job.submission_id, scrubbed(_gist(exc), job.spec))
             try:  # best effort, so a retry does not run beside it
                 self.backend.stop(job.submission_id, job.tier.value)
             except Exception as stop_exc:
@@ -456,7 +470,9 @@ class Dispatcher:
         now: float,
         report: StepReport,
     ) -> bool:
-        """Requeue a failed attempt while the job has retries left, else fail the job; False (no longer dispatched)."""
+        """Requeue a failed attempt while the job has retries left, else fail the job; False (no longer dispatched).
+        `what` (Ray's words may quote the job's runtime environment) is scrubbed of its environment values."""
+        what = scrubbed(what, spec)
         tries = attempt + 1
         if attempt < spec.max_retries:
             reason = f"attempt {tries} failed ({what}); retry {tries} of {spec.max_retries}"

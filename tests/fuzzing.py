@@ -95,7 +95,8 @@ def seed(service: ServiceProcess) -> Seeded:
             job_ids.append(response.json()["job_id"])
         spare = []
         for role in ("planner", "user", "agent"):
-            response = admin.post("/v1/tokens", json={"name": f"fuzz spare {role}", "role": role})
+            orgs = {"organisations": ["fuzz"]} if role == "user" else {}
+            response = admin.post("/v1/tokens", json={"name": f"fuzz spare {role}", "role": role, **orgs})
             response.raise_for_status()
             spare.append(response.json()["id"])
     return Seeded(own_token_id=own, ids={"node_id": node_ids, "job_id": job_ids, "token_id": spare})

@@ -97,11 +97,19 @@ class SuanliClient:
         result: dict[str, Any] = self._call("POST", "/v1/nodes/discovered", json={"nodes": nodes}).json()
         return result
 
-    def create_token(self, name: str, role: str, expires_in_seconds: int | None = None) -> dict[str, Any]:
-        """``POST /v1/tokens``."""
+    def create_token(
+        self,
+        name: str,
+        role: str,
+        expires_in_seconds: int | None = None,
+        organisations: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/tokens`` (a user token needs `organisations`, the first its jobs' default)."""
         body: dict[str, Any] = {"name": name, "role": role}
         if expires_in_seconds:
             body["expires_in_seconds"] = expires_in_seconds
+        if organisations:
+            body["organisations"] = organisations
         result: dict[str, Any] = self._call("POST", "/v1/tokens", json=body).json()
         return result
 

@@ -84,7 +84,12 @@ def add_commands(
     submit.add_argument("--memory", type=parse_bytes, default=0, help="memory per node, e.g. 8GiB")
     submit.add_argument("--nodes", type=int, default=1, help="nodes in the gang (hpc; default 1)")
     submit.add_argument("--priority", type=int, default=0, help="higher runs first (-1000..1000)")
-    submit.add_argument("--organisation", "--org", dest="organisation", default="default")
+    submit.add_argument(
+        "--organisation",
+        "--org",
+        dest="organisation",
+        help="the organisation it runs for (a user token: one it carries; default: the token's first)",
+    )
     submit.add_argument("--region", help="edge locality: region code whose nodes are tried first")
     submit.add_argument(
         "--time-limit",
@@ -149,7 +154,7 @@ def spec_from(args: argparse.Namespace) -> dict[str, Any]:
         "entrypoint": shlex.join(command) if len(command) > 1 else command[0],
         "resources": {"cpus": args.cpus, "gpus": args.gpus, "memory_bytes": args.memory, "nodes": args.nodes},
         "priority": args.priority,
-        "organisation": args.organisation,
+        **({"organisation": args.organisation} if args.organisation else {}),
         "region": args.region,
         "time_limit_seconds": args.time_limit,
         "max_retries": args.retries,
@@ -189,6 +194,12 @@ def render_job(job: dict[str, Any]) -> str:
         f"time limit {job['spec']['time_limit_seconds']} s; retries {job['spec']['max_retries']}",
         f"command  {job['spec']['entrypoint']}",
     ]
+    env = job["spec"].get("runtime_env", {}).get("env_vars", {})
+    if env:
+        redacted = bool(job.get("env_values_redacted"))
+        shown = " ".join(f"{name}={value if redacted else shlex.quote(value)}" for name, value in env.items())
+        note = "  (values shown to its owner and admins only)" if redacted else ""
+        lines.append(f"env      {shown}{note}")
     if job["node_ids"]:
         lines.append(f"nodes    {', '.join(job['node_ids'])} ({job['tier']})")
     if job["exit_code"] is not None:

@@ -21,7 +21,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ examples:
   suanli census                               # headline, composition by tier
   suanli census --by region --csv > census.csv
   suanli token create rack7-agents --role agent
+  suanli token create alice --role user --organisation physics --organisation chem   # physics: her default
   suanli submit --class ai --gpus 1 --time-limit 2h -- python train.py
   suanli jobs; suanli job JOB_ID; suanli logs JOB_ID --follow; suanli cancel JOB_ID; suanli tiers
   suanli k8s-sync --dry-run                   # what a Kubernetes cluster's Nodes add to the census
@@ -150,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.add_argument("--limit", type=int, default=100)
     nodes.add_argument("--json", action="store_true")
 
+    _add_token_commands(sub, client_flags)
+    cli_jobs.add_commands(sub, client_flags, parse_duration)
+    cli_k8s.add_command(sub, client_flags)
+    return parser
+
+
+def _add_token_commands(
+    sub: Any,  # noqa: ANN401 - argparse's subparsers action has no public type
+    client_flags: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """``token create|list|revoke``."""
     token = sub.add_parser("token", help="create, list or revoke tokens (admin)")
     tsub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = tsub.add_parser("create", help="create a token (its secret is shown once)")
@@ -165,15 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
         dest="expires_in",
         help="e.g. 3600s, 12h, 30d (default: never; an enrol token: the service's default, 24 h unless set)",
     )
+    create.add_argument(
+        "--organisation",
+        "--org",
+        dest="organisations",
+        action="append",
+        default=[],
+        metavar="ORG",
+        help="user tokens (required, repeatable): an organisation its jobs may be submitted for; the first is "
+        "the default of a job that names none",
+    )
     create.add_argument("--json", action="store_true")
     listing = tsub.add_parser("list", help="list tokens (never their secrets)")
     revoke = tsub.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("id", type=int)
     for p in (create, listing, revoke):
         client_flags(p)
-    cli_jobs.add_commands(sub, client_flags, parse_duration)
-    cli_k8s.add_command(sub, client_flags)
-    return parser
 
 
 def parse_duration(text: str) -> int:
@@ -298,7 +317,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         agent_token = data / "agent.token"
         if not agent_token.exists():
             with SuanliClient(server_url, admin) as c:
-                write_private(agent_token, c.create_token("local agent", "agent")["token"] + "\n")
+                write_private(agent_token, _local_agent_token(c) + "\n")
         children.append(
             subprocess.Popen(
                 [
@@ -484,20 +503,34 @@ def _token_state(token: dict[str, Any]) -> str:
     return f"expires {token['expires_at'][:19]}" if token["expires_at"] else "active"
 
 
+def _local_agent_token(client: SuanliClient) -> str:
+    """A new agent token for `up`'s own agent: ``local agent``, or ``local agent (N)`` when an earlier one (its
+    token file since deleted) still holds the name (names are unique)."""
+    for n in range(1, 100):
+        try:
+            return str(client.create_token("local agent" if n == 1 else f"local agent ({n})", "agent")["token"])
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+    raise ApiError(409, "no free name for the local agent's token")
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     """``token create|list|revoke``."""
     with _client(args) as client:
         action = args.token_command
         if action == "create":
             expires = parse_duration(args.expires_in) if args.expires_in else None
-            made = client.create_token(args.name, args.role, expires)
+            made = client.create_token(args.name, args.role, expires, args.organisations)
             if args.json:
                 print(json.dumps(made, indent=2))
             else:
+                orgs = made.get("organisations") or []
+                given = f", organisations {', '.join(orgs)}" if orgs else ""
                 expiry = f"expires {made['expires_at'][:19]}" if made.get("expires_at") else "never expires"
                 print(
-                    f"token {made['id']} ({made['role']}) for {made['name']!r}, {expiry}; store it now, it is not "
-                    "shown again:"
+                    f"token {made['id']} ({made['role']}{given}) for {made['name']!r}, {expiry}; store it now, it "
+                    "is not shown again:"
                 )
                 print(made["token"])
         elif action == "list":
@@ -508,12 +541,13 @@ def cmd_token(args: argparse.Namespace) -> int:
                     t["role"],
                     t["prefix"] + "...",
                     t["node_id"] or "-",
+                    ", ".join(t.get("organisations") or []) or "-",
                     t["created_at"][:19],
                     _token_state(t),
                 ]
                 for t in client.tokens()
             ]
-            print(table(rows, ["id", "name", "role", "prefix", "bound node", "created", "state"]))
+            print(table(rows, ["id", "name", "role", "prefix", "bound node", "organisations", "created", "state"]))
         else:
             client.revoke_token(args.id)
             print(f"token {args.id} revoked")

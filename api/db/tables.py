@@ -127,8 +127,9 @@ snapshots = Table(
 tokens = Table(
     "tokens",
     metadata,
+    # The principal's stable id: jobs are owned by it (never reused: rows are revoked, not deleted).
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(128), nullable=False),
+    Column("name", String(128), nullable=False),  # unique among all tokens, revoked ones included
     Column("role", String(16), nullable=False),
     Column("token_hash", String(64), nullable=False),
     Column("prefix", String(16), nullable=False),  # the first characters, to recognise a token in lists
@@ -136,7 +137,10 @@ tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # user tokens: JSON list of the organisations it may submit jobs for (the first is its default); null otherwise
+    Column("organisations", Text, nullable=True),
     UniqueConstraint("token_hash"),
+    UniqueConstraint("name"),
 )
 
 # Jobs submitted to the scheduler: the spec as submitted, the current state and the dispatcher's decision.
@@ -146,8 +150,11 @@ jobs = Table(
     Column("job_id", String(36), primary_key=True),
     Column("name", String(128), nullable=False),
     Column("workload_class", String(16), nullable=False),
-    Column("owner", String(128), nullable=False),  # the submitting token's name: users see their own jobs
-    Column("organisation", String(128), nullable=False),
+    Column("owner", String(128), nullable=False),  # the submitting token's name when it was submitted (for people)
+    # The submitting token's id: who owns the job (sees it, its environment's values, cancels it). Null only for
+    # jobs an older version stored under a token name it could not attribute to one token (see migration 0003).
+    Column("owner_id", Integer, ForeignKey("tokens.id"), nullable=True),
+    Column("organisation", String(128), nullable=False),  # the enforced organisation (quotas and fair share)
     Column("priority", Integer, nullable=False),
     Column("spec", Text, nullable=False),  # scheduler.models.JobSpec as JSON, verbatim
     Column("state", String(16), nullable=False),
@@ -170,8 +177,8 @@ jobs = Table(
     Index("ix_jobs_state_priority", "state", "priority"),
     # A client's key for this submission (header Idempotency-Key): a retried POST returns the same job.
     Column("idempotency_key", String(128), nullable=True),
-    Index("ix_jobs_owner_submitted", "owner", "submitted_at"),
-    UniqueConstraint("owner", "idempotency_key"),
+    Index("ix_jobs_owner_id_submitted", "owner_id", "submitted_at"),
+    UniqueConstraint("owner_id", "idempotency_key"),
 )
 
 # Every state change of every job, written before the dispatcher acts on it.

@@ -48,16 +48,26 @@ def new_job_id() -> str:
     return "job-" + uuid.uuid4().hex[:16]
 
 
-def by_key(conn: Connection, owner: str, key: str) -> tuple[str, str] | None:
-    """The (job id, spec JSON) `owner` submitted under idempotency key `key`, if any."""
+def by_key(conn: Connection, owner_id: int, key: str) -> tuple[str, str] | None:
+    """The (job id, spec JSON) the token `owner_id` submitted under idempotency key `key`, if any."""
     row = conn.execute(
-        select(jobs.c.job_id, jobs.c.spec).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
+        select(jobs.c.job_id, jobs.c.spec).where(jobs.c.owner_id == owner_id, jobs.c.idempotency_key == key)
     ).first()
     return None if row is None else (row[0], row[1])
 
 
-def create(conn: Connection, spec: JobSpec, owner: str, now: datetime, reason: str, *, key: str | None = None) -> str:
-    """Store a new queued job and its first event; returns its id."""
+def create(
+    conn: Connection,
+    spec: JobSpec,
+    owner: str,
+    now: datetime,
+    reason: str,
+    *,
+    owner_id: int | None,
+    key: str | None = None,
+) -> str:
+    """Store a new queued job and its first event, owned by the token `owner_id` (named `owner`); returns its
+    id. `spec.organisation` is stored as given: the caller has enforced it."""
     job_id = new_job_id()
     conn.execute(
         jobs.insert().values(
@@ -65,6 +75,7 @@ def create(conn: Connection, spec: JobSpec, owner: str, now: datetime, reason: s
             name=spec.name,
             workload_class=spec.workload_class.value,
             owner=owner,
+            owner_id=owner_id,
             organisation=spec.organisation,
             priority=spec.priority,
             spec=spec.model_dump_json(),
@@ -93,6 +104,7 @@ def document(row: Any) -> dict[str, Any]:  # noqa: ANN401 - a SQLAlchemy row map
         "name": row["name"],
         "class": row["workload_class"],
         "owner": row["owner"],
+        "owner_id": row["owner_id"],
         "organisation": row["organisation"],
         "priority": row["priority"],
         "state": row["state"],
@@ -132,6 +144,7 @@ def search(
     conn: Connection,
     *,
     owner: str | None = None,
+    owner_id: int | None = None,
     state: str | None = None,
     klass: str | None = None,
     tier: str | None = None,
@@ -143,6 +156,7 @@ def search(
     query = select(jobs)
     for column, value in (
         (jobs.c.owner, owner),
+        (jobs.c.owner_id, owner_id),
         (jobs.c.state, state),
         (jobs.c.workload_class, klass),
         (jobs.c.tier, tier),

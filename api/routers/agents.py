@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import Connection, select
 
-from api.auth import Principal, Role, create_token, enrolled_token
+from api.auth import Principal, Role, create_token, enrolled_token, free_name
 from api.db.engine import write_transaction
 from api.db.tables import nodes
 from api.deps import Enroller, State, count_failure, refuse_if_throttled
@@ -91,6 +91,6 @@ def _enrol(state: State, principal: Principal, node_id: str) -> dict[str, Any]:
                 f"node {node_id!r} is already enrolled (agent token {existing}); an admin must revoke "
                 "that token before the node can enrol again"
             )
-        name = f"{principal.name}: {node_id}"[:128]
+        name = free_name(conn, f"{principal.name}: {node_id}"[:128])  # a node enrolled again: " (2)"
         text, token_id = create_token(conn, name=name, role=Role.AGENT, now=now, node_id=node_id)
     return {"id": token_id, "name": name, "role": Role.AGENT.value, "node_id": node_id, "token": text}

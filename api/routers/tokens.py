@@ -2,7 +2,13 @@
 
 Enrolment tokens always expire: one created without ``expires_in_seconds`` gets the service's
 ``enrol_token_ttl_seconds`` (24 h by default), and none may be asked to live longer than
-``enrol_token_max_ttl_seconds`` (30 days; 422 otherwise, nothing created)."""
+``enrol_token_max_ttl_seconds`` (30 days; 422 otherwise, nothing created).
+
+Names are unique (a second token of a name is 409, revoked tokens' names included). A ``user`` token must be
+given the organisations it may submit jobs for (its first is the default of a job that names none); any other
+role given organisations is 422. Must not: return a token's hash, or its plaintext anywhere but the creation's
+answer.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from api.auth import Role, create_token, list_tokens, revoke
 from api.db import aware
@@ -20,9 +26,11 @@ from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
 from api.openapi import json_body
 from api.schemas.tokens import TokenCreated, TokensPublic
 from api.settings import Settings
+from census_agent.models import ShortText
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=problem_responses(*AUTHENTICATED))
 TOKEN_ID_MAX = 2**63 - 1  # a 64-bit integer column: a larger id names no token (422, not a database error)
+MAX_ORGANISATIONS = 64
 
 
 class TokenCreate(BaseModel):
@@ -33,6 +41,24 @@ class TokenCreate(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=128)]
     role: Role
     expires_in_seconds: Annotated[int, Field(gt=0, le=10 * 365 * 86_400)] | None = None
+    organisations: Annotated[
+        list[Annotated[ShortText, Field(min_length=1)]],
+        Field(
+            max_length=MAX_ORGANISATIONS,
+            description="user tokens only, and required for them: the organisations its jobs may be submitted "
+            "for; the first is the default of a job that names none",
+        ),
+    ] = []
+
+    @model_validator(mode="after")
+    def _organisations_fit_the_role(self) -> TokenCreate:
+        if self.role is Role.USER and not self.organisations:
+            raise ValueError("a user token needs at least one organisation (organisations: [...])")
+        if self.role is not Role.USER and self.organisations:
+            raise ValueError(f"only user tokens carry organisations, not {self.role.value} tokens")
+        if len(set(self.organisations)) != len(self.organisations):
+            raise ValueError("organisations must not repeat")
+        return self
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -44,13 +70,14 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     status_code=201,
     response_model=TokenCreated,
     summary="Create a token",
-    responses=problem_responses(413, 422),
+    responses=problem_responses(409, 413, 422),
     openapi_extra=json_body(TokenCreate.model_json_schema()),
 )
 async def create(_: Admin, state: State, request: Request) -> dict[str, Any]:
-    """Create a token; the answer is the only place its plaintext ever appears. An enrolment token always
-    expires (the service's default lifetime unless asked for less; more than its maximum is a 422). The body is
-    read only after the caller's token is checked, so an anonymous caller learns nothing from validation errors."""
+    """Create a token; the answer is the only place its plaintext ever appears. 409 if the name is taken;
+    422 for a user token without organisations or another role with some. An enrolment token always expires (the
+    service's default lifetime unless asked for less; more than its maximum is a 422). The body is read only
+    after the caller's token is checked, so an anonymous caller learns nothing from validation errors."""
     try:
         body = TokenCreate.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -80,19 +107,27 @@ def _create(state: State, body: TokenCreate) -> dict[str, Any]:
     seconds = lifetime_seconds(state.settings, body.role, body.expires_in_seconds)
     expires = now + timedelta(seconds=seconds) if seconds else None
     with state.engine.begin() as conn:
-        text, token_id = create_token(conn, name=body.name, role=body.role, now=now, expires_at=expires)
+        text, token_id = create_token(
+            conn,
+            name=body.name,
+            role=body.role,
+            now=now,
+            expires_at=expires,
+            organisations=tuple(body.organisations),
+        )
     return {
         "id": token_id,
         "name": body.name,
         "role": body.role.value,
         "token": text,
         "expires_at": expires.isoformat() if expires else None,
+        "organisations": body.organisations,
     }
 
 
 @router.get("", summary="List tokens", response_model=TokensPublic)
 def list_all(_: Admin, state: State) -> list[dict[str, Any]]:
-    """Every token's metadata (name, role, prefix, bound node, dates); never the secret."""
+    """Every token's metadata (name, role, prefix, bound node, organisations, dates); never the secret."""
     with state.engine.connect() as conn:
         return [_public(row) for row in list_tokens(conn)]
 

@@ -19,7 +19,11 @@ class JobSummary(Public):
     name: str
     workload_class: WorkloadClass = Field(alias="class")
     owner: str = Field(description="the name of the token that submitted it")
-    organisation: str
+    owner_id: int | None = Field(
+        description="the id of the token that submitted it (its owner); null for a job an older version stored "
+        "under a token name it could not attribute to one token"
+    )
+    organisation: str = Field(description="the organisation it runs for: enforced from the submitting token")
     priority: int
     state: JobState
     reason: str
@@ -34,7 +38,11 @@ class JobSummary(Public):
     dispatched_at: Timestamp | None
     started_at: Timestamp | None
     finished_at: Timestamp | None
-    spec: JobSpec
+    spec: JobSpec = Field(description="as submitted, with the enforced organisation")
+    env_values_redacted: bool = Field(
+        description="true when spec.runtime_env.env_vars shows each value as *** (the caller is neither the "
+        "job's owner nor an admin)"
+    )
 
 
 class JobsPage(Public):

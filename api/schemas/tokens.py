@@ -15,17 +15,21 @@ RoleName = Literal["admin", "operator", "planner", "user", "agent", "enrol"]
 """The values of `api.auth.Role` (a test keeps the two equal)."""
 
 
+ORGANISATIONS = "user tokens: the organisations its jobs may be submitted for, the default first; [] otherwise"
+
+
 class TokenPublic(Public):
     """A token's metadata; never its secret."""
 
-    id: int
-    name: str
+    id: int = Field(description="the principal's stable id: the `owner_id` of its jobs")
+    name: str = Field(description="unique among all tokens, revoked ones included")
     role: RoleName
     prefix: str = Field(description="the token's first characters, to recognise it")
     node_id: str | None = Field(description="the node an agent token is bound to")
     created_at: Timestamp
     expires_at: Timestamp | None
     revoked_at: Timestamp | None
+    organisations: list[str] = Field(description=ORGANISATIONS)
 
 
 TokensPublic = list[TokenPublic]
@@ -40,6 +44,7 @@ class TokenCreated(Public):
     role: RoleName
     token: str
     expires_at: Timestamp | None
+    organisations: list[str] = Field(description=ORGANISATIONS)
 
 
 class AgentTokenCreated(Public):

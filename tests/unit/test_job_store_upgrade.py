@@ -23,8 +23,8 @@ def test_a_queued_job_whose_stored_spec_no_longer_validates_is_failed_and_the_ot
     spec = JobSpec.model_validate({"name": "ok", "class": "general", "entrypoint": "true"})
     now = datetime.now(tz=UTC)
     with write_transaction(engine) as conn:
-        good = create(conn, spec, "alice", now, "queued")
-        old = create(conn, spec, "mallory", now, "queued")
+        good = create(conn, spec, "alice", now, "queued", owner_id=None)
+        old = create(conn, spec, "mallory", now, "queued", owner_id=None)
         stored = json.loads(spec.model_dump_json(by_alias=True)) | {"runtime_env": {"working_dir": "data"}}
         conn.execute(update(jobs).where(jobs.c.job_id == old).values(spec=json.dumps(stored)))
 

@@ -283,8 +283,12 @@ def test_a_user_sees_and_cancels_only_its_own_jobs(service: ServiceProcess) -> N
     """User B cannot see (404) or cancel (404) user A's job nor list it; an operator sees both."""
     with service.client() as admin:
         tokens = {
-            name: admin.post("/v1/tokens", json={"name": name, "role": role}).json()["token"]
-            for name, role in (("alice", "user"), ("bob", "user"), ("ops", "operator"))
+            name: admin.post("/v1/tokens", json={"name": name, "role": role, **orgs}).json()["token"]
+            for name, role, orgs in (
+                ("alice", "user", {"organisations": ["default"]}),
+                ("bob", "user", {"organisations": ["default"]}),
+                ("ops", "operator", {}),
+            )
         }
     with service.client(tokens["alice"]) as alice, service.client(tokens["bob"]) as bob:
         job = submit(alice, job_doc("general", "echo mine"))
@@ -295,6 +299,33 @@ def test_a_user_sees_and_cancels_only_its_own_jobs(service: ServiceProcess) -> N
         assert job["job_id"] in {j["job_id"] for j in alice.get("/v1/jobs").json()["items"]}
     with service.client(tokens["ops"]) as ops:
         assert ops.get(f"/v1/jobs/{job['job_id']}").status_code == 200
+
+
+def test_a_jobs_output_shows_its_environment_values_to_its_owner_and_admins_and_masks_them_for_operators(
+    service: ServiceProcess,
+) -> None:
+    """A user's job prints its API_KEY: its owner and an admin read the value in its logs; an operator reads
+    ``***`` in its place, in the logs and in the followed stream, and the job's answer shows it the name only."""
+    secret = "k3y-" + time.strftime("%H%M%S") + "-never-for-operators"
+    with service.client() as admin:
+        dave = admin.post("/v1/tokens", json={"name": "dave", "role": "user", "organisations": ["lab"]}).json()
+        ops = admin.post("/v1/tokens", json={"name": "ops-reader", "role": "operator"}).json()
+    doc = job_doc("general", 'echo "key=$API_KEY"', runtime_env={"env_vars": {"API_KEY": secret}})
+    with service.client(dave["token"]) as owner:
+        job = submit(owner, doc)
+        wait_state(owner, job["job_id"], {"succeeded"})
+        assert f"key={secret}" in owner.get(f"/v1/jobs/{job['job_id']}/logs").text
+    with service.client() as admin:
+        assert f"key={secret}" in admin.get(f"/v1/jobs/{job['job_id']}/logs").text
+    with service.client(ops["token"]) as operator:
+        logs = operator.get(f"/v1/jobs/{job['job_id']}/logs")
+        followed = operator.get(f"/v1/jobs/{job['job_id']}/logs", params={"follow": "true"})
+        seen = operator.get(f"/v1/jobs/{job['job_id']}").json()
+    for answer in (logs, followed):
+        assert answer.status_code == 200, answer.text
+        assert "key=***" in answer.text
+        assert secret not in answer.text
+    assert seen["spec"]["runtime_env"]["env_vars"] == {"API_KEY": "***"}
 
 
 def test_a_retried_submission_with_the_same_idempotency_key_queues_one_job(service: ServiceProcess) -> None:
@@ -309,7 +340,8 @@ def test_a_retried_submission_with_the_same_idempotency_key_queues_one_job(servi
         assert again.json()["job_id"] == first.json()["job_id"]
         named = [j for j in client.get("/v1/jobs", params={"limit": 1000}).json()["items"] if j["name"] == "idempotent"]
         assert len(named) == 1
-        user = client.post("/v1/tokens", json={"name": "carol", "role": "user"}).json()["token"]
+        body = {"name": "carol", "role": "user", "organisations": ["default"]}
+        user = client.post("/v1/tokens", json=body).json()["token"]
         client.post(f"/v1/jobs/{first.json()['job_id']}/cancel")
     with service.client(user) as carol:
         assert carol.post("/v1/jobs", json=doc, headers={"Idempotency-Key": "submit-42"}).status_code == 201
@@ -371,7 +403,7 @@ def test_dispatcher_killed_mid_dispatch_and_restarted_runs_each_job_exactly_once
     engine = make_engine(f"sqlite:///{tmp_path / 'suanli.db'}")
     spec = JobSpec.model_validate(job_doc("general", "echo resumed", name="never-sent"))
     with engine.begin() as conn:
-        never_sent = job_store.create(conn, spec, "admin", datetime.now(tz=UTC), "queued")
+        never_sent = job_store.create(conn, spec, "admin", datetime.now(tz=UTC), "queued", owner_id=None)
     node = next(iter(tier_nodes(ray_cluster, "general")))
     assert SqlJobStore(engine).dispatch(
         never_sent,

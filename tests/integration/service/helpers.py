@@ -185,7 +185,10 @@ def holdings(client: httpx.Client) -> dict[str, Any]:
 
 
 def create_token(client: httpx.Client, role: str, name: str | None = None, **extra: Any) -> dict[str, Any]:
-    """POST /v1/tokens (admin client); returns the answer holding the plaintext token."""
+    """POST /v1/tokens (admin client); returns the answer holding the plaintext token. A user token is given
+    organisation ``default`` unless `extra` names its organisations (a user token needs one)."""
+    if role == "user":
+        extra.setdefault("organisations", ["default"])
     response = client.post(
         "/v1/tokens", json={"name": name or f"test {role} {uuid.uuid4().hex[:8]}", "role": role, **extra}
     )

@@ -187,7 +187,7 @@ def test_token_commands_create_list_and_revoke_and_bad_tokens_fail_cleanly(
     created = suanli_all(
         {
             "planner": ["token", "create", "cli-planner", "--role", "planner", "--json", *admin],
-            "user": ["token", "create", "cli-user", "--role", "user", "--expires-in", "2h", *admin],
+            "user": ["token", "create", "cli-user", "--role", "user", "--org", "lab", "--expires-in", "2h", *admin],
         },
         cwd=tmp_path,
     )
@@ -230,3 +230,102 @@ def test_token_commands_create_list_and_revoke_and_bad_tokens_fail_cleanly(
     refused(suanli("census", *planner, cwd=tmp_path), "suanli census:", "HTTP 401", "revoked")
     with shared.client(made["token"]) as client:
         assert client.get("/v1/census").status_code == 401
+
+
+def test_token_create_takes_repeated_organisations_for_user_tokens_and_refuses_taken_names(
+    shared: ServiceProcess, tmp_path: Path
+) -> None:
+    """`token create NAME --role user --organisation physics --org chem` stores both, in order (JSON and
+    `token list`); a user token without --organisation, a planner with one and a second token of a taken name
+    each fail with one clear line (HTTP 422, 422, 409) and store nothing."""
+    admin = ["--server", shared.url, "--token-file", str(shared.admin_token_file)]
+    made = json.loads(
+        ok(
+            suanli(
+                "token",
+                "create",
+                "cli-orgs",
+                "--role",
+                "user",
+                "--organisation",
+                "physics",
+                "--org",
+                "chem",
+                "--json",
+                *admin,
+                cwd=tmp_path,
+            )
+        )
+    )
+    assert (made["role"], made["organisations"]) == ("user", ["physics", "chem"])
+    with shared.client() as client:
+        before = client.get("/v1/tokens").json()
+    results = suanli_all(
+        {
+            "no organisation": ["token", "create", "cli-no-org", "--role", "user", *admin],
+            "planner with one": ["token", "create", "cli-plan-org", "--role", "planner", "--org", "physics", *admin],
+            "taken": ["token", "create", "cli-orgs", "--role", "user", "--org", "physics", *admin],
+            "list": ["token", "list", *admin],
+        },
+        cwd=tmp_path,
+    )
+    refused(results["no organisation"], "suanli token:", "HTTP 422", "organisation")
+    refused(results["planner with one"], "suanli token:", "HTTP 422", "only user tokens")
+    refused(results["taken"], "suanli token:", "HTTP 409", "'cli-orgs' already exists")
+    row = next(line for line in ok(results["list"]).splitlines() if " cli-orgs " in f" {line} ")
+    assert "physics, chem" in row
+    with shared.client() as client:
+        assert client.get("/v1/tokens").json() == before
+
+
+def test_submit_runs_for_the_user_tokens_organisation_and_job_shows_environment_values_to_the_owner_only(
+    tmp_path: Path,
+) -> None:
+    """Against a service with a scheduler (its Ray unreachable: jobs queue), on SQLite: a user token made with
+    `token create --org lab-x --org lab-y`; `submit` without --org runs for lab-x, with `--org lab-y` for lab-y,
+    with `--org other` fails with one line (HTTP 403) and queues nothing. `job ID` prints API_KEY's value to the
+    owner and an admin, and ``API_KEY=***`` to an operator."""
+    config = tmp_path / "scheduler.toml"
+    config.write_text(f'[ray]\naddress = "http://127.0.0.1:{free_port()}"\n')
+    service = ServiceProcess(f"sqlite:///{tmp_path / 'suanli.db'}", tmp_path, scheduler_config=str(config)).start()
+    try:
+        admin = ["--server", service.url, "--token-file", str(service.admin_token_file)]
+        made = suanli_all(
+            {
+                "user": ["token", "create", "lab-user", "--role", "user", "--org", "lab-x", "--org", "lab-y", *admin],
+                "operator": ["token", "create", "lab-ops", "--role", "operator", *admin],
+            },
+            cwd=tmp_path,
+        )
+        flags = {}
+        for key, result in made.items():
+            path = tmp_path / f"{key}.token"
+            path.write_text(ok(result).strip().splitlines()[-1] + "\n")
+            flags[key] = ["--server", service.url, "--token-file", str(path)]
+        submit = ["submit", "--class", "general", "--env", "API_KEY=k3y-value", "--json"]
+        results = suanli_all(
+            {
+                "default": [*submit, *flags["user"], "--", "true"],
+                "lab-y": [*submit, "--org", "lab-y", *flags["user"], "--", "true"],
+                "other": [*submit, "--org", "other", *flags["user"], "--", "true"],
+            },
+            cwd=tmp_path,
+        )
+        first = json.loads(ok(results["default"]))
+        assert first["organisation"] == "lab-x"
+        assert json.loads(ok(results["lab-y"]))["organisation"] == "lab-y"
+        refused(results["other"], "suanli submit:", "HTTP 403", "'other'")
+        with service.client() as client:
+            assert len(client.get("/v1/jobs").json()["items"]) == 2
+        shown = suanli_all(
+            {key: ["job", first["job_id"], *flags[key]] for key in ("user", "operator")}
+            | {"admin": ["job", first["job_id"], *admin]},
+            cwd=tmp_path,
+        )
+        assert "env      API_KEY=k3y-value" in ok(shown["user"])
+        assert "env      API_KEY=k3y-value" in ok(shown["admin"])
+        operator_view = ok(shown["operator"])
+        assert "API_KEY=***" in operator_view
+        assert "k3y-value" not in operator_view
+    finally:
+        service.stop()

@@ -62,7 +62,8 @@ def test_an_enrolled_node_gets_a_token_bound_to_it_and_only_to_it(shared: Servic
 
 def test_a_node_enrols_once_until_an_admin_revokes_its_token(shared: ServiceProcess) -> None:
     """A second enrolment of the same node is refused (409, naming the token to revoke), so a leaked enrolment
-    token cannot take over an enrolled node; after the admin revokes the node's token, it can enrol again."""
+    token cannot take over an enrolled node; after the admin revokes the node's token, it can enrol again (its new
+    token named with " (2)", the revoked one keeping the name)."""
     node = f"enrol-{uuid.uuid4().hex[:8]}"
     with shared.client() as admin:
         fleet = create_token(admin, "enrol")["token"]
@@ -74,6 +75,7 @@ def test_a_node_enrols_once_until_an_admin_revokes_its_token(shared: ServiceProc
         renewed = enrol(shared, fleet, node)
         assert renewed.status_code == 201, renewed.text
         assert renewed.json()["token"] != first["token"]
+        assert renewed.json()["name"] == f"{first['name']} (2)"  # names are unique: the revoked token keeps its own
 
 
 def test_the_enrolment_token_can_do_nothing_but_enrol(shared: ServiceProcess) -> None:

@@ -5,8 +5,10 @@ meaning "tier unreachable, retry later". In-memory fakes of the dispatcher's pro
 
 from __future__ import annotations
 
+import logging
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,6 +59,46 @@ def test_a_job_whose_submission_raises_fails_with_the_reason_and_the_others_run(
     ray.end("good-0", RayJobState.SUCCEEDED, NOW + 2)
     ray.end("later-0", RayJobState.SUCCEEDED, NOW + 2)
     assert d.step(NOW + 3).finished == {"good": JobState.SUCCEEDED, "later": JobState.SUCCEEDED}
+
+
+def test_a_submission_error_echoing_the_jobs_environment_keeps_its_values_out_of_the_reason_and_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Ray's client refusing a runtime environment may quote it: the job's reason (which operators read) and the
+    service's log say ``***`` for each environment value of 4 or more characters; the names and short values
+    (``1``) stay, so the message still says what was wrong."""
+    store, ray = FakeJobStore(), cluster()
+    d = dispatcher(store, ray)
+    env = {"API_KEY": "s3cr3t-v4lue", "DEBUG": "1"}
+    ray.faults[("submit", "leaky")] = ValueError(f"invalid runtime_env: {{'env_vars': {env!r}}}")
+    store.submit("leaky", spec("general", runtime_env={"env_vars": env}), NOW)
+    with caplog.at_level(logging.WARNING, logger="scheduler.dispatcher"):
+        assert d.step(NOW).finished == {"leaky": JobState.FAILED}
+    reason = store.jobs["leaky"].reason
+    assert "s3cr3t-v4lue" not in reason
+    assert "s3cr3t-v4lue" not in caplog.text
+    assert "'API_KEY': '***'" in reason
+    assert "'DEBUG': '1'" in reason
+    assert "'API_KEY': '***'" in caplog.text
+
+
+def test_rays_failure_message_quoting_the_jobs_environment_keeps_its_values_out_of_the_reasons() -> None:
+    """Ray failing an attempt without an exit code (its runtime environment could not be set up) with a message
+    that quotes the environment: the retry's reason and the final failure's say ``***`` for the value."""
+    store, ray = FakeJobStore(), cluster()
+    d = dispatcher(store, ray)
+    store.submit("envy", spec("general", max_retries=1, runtime_env={"env_vars": {"PASSWORD": "hunter2-xyz"}}), NOW)
+    for attempt, at in ((0, NOW), (1, NOW + 2)):
+        assert d.step(at).started == ["envy"]
+        ray.end(f"envy-{attempt}", RayJobState.FAILED, at + 1)
+        ray.submissions[
+            f"envy-{attempt}"
+        ].message = "runtime_env setup failed: {'env_vars': {'PASSWORD': 'hunter2-xyz'}}"
+    d.step(NOW + 4)
+    assert store.jobs["envy"].state is JobState.FAILED
+    texts = [reason for _, reason in store.jobs["envy"].events]
+    assert any("'PASSWORD': '***'" in text for text in texts), texts
+    assert not [text for text in texts if "hunter2-xyz" in text]
 
 
 def test_a_failing_submission_is_retried_within_max_retries_then_fails() -> None:
