@@ -3,7 +3,9 @@
 Pure: parses catalogue text handed to it and computes figures; it never reads the machine.  A model found in
 the catalogue gets the datasheet's dense figures (provenance ``catalogue``); a cell the datasheet leaves empty,
 or a model not in the catalogue, is computed from compute capability, SM count and clock (``formula``), by the
-per-SM rules of ``shared/reference/compute-methodology.md``.
+per-SM rules of ``shared/reference/compute-methodology.md``.  Each row also states its FP64 basis, its
+confidence, its source and (where known) its PCI ids; ``docs/census.md`` documents the columns.  It must not
+guess: a cell the sources do not give stays empty, and a row with FP64 basis ``none`` counts no FP64.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 import seeds
 from census_agent.models import Accelerator, ComponentPeaks, Figure, Precision, Provenance, fit_text
@@ -60,6 +63,29 @@ def sm_rule_for(compute_capability: str) -> tuple[SmRule, str]:
     return SM_RULES[chosen], note
 
 
+class Fp64Basis(StrEnum):
+    """Which FP64 figure of a row counts (docs/census.md, "The accelerator catalogue").
+
+    ``matrix``: the FP64 tensor/matrix rate (TOP500 uses it where HPL runs on the matrix units); ``vector``:
+    the plain FP64 rate (an empty cell is computed by the NVIDIA formula from the compute capability);
+    ``none``: no FP64 is counted, because the model has none or no FP64 figure could be sourced; never a guess.
+    """
+
+    MATRIX = "matrix"
+    VECTOR = "vector"
+    NONE = "none"
+
+
+class Confidence(StrEnum):
+    """How far a row's figures can be trusted: ``high`` a vendor datasheet; ``medium`` a vendor announcement,
+    whitepaper or talk, or a reputable third party quoting one; ``low`` derived, estimated or single-source
+    third-party figures."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogueEntry:
     """One accelerator model's datasheet figures (dense), in FLOPS/OPS; None where the datasheet is silent."""
@@ -76,40 +102,153 @@ class CatalogueEntry:
     fp16_tensor_flops: float | None
     int8_tensor_ops: float | None
     source: str
+    fp64_basis: Fp64Basis = Fp64Basis.VECTOR
+    confidence: Confidence = Confidence.HIGH
+    arch: str = ""
+    memory_gb: str = ""
+    revision: str = ""
+    pci_vendor_id: str = ""
+    pci_device_ids: tuple[str, ...] = ()
+    note: str = ""
+
+    def as_row(self) -> dict[str, object]:
+        """The entry as the catalogue's columns (TFLOPS/TOPS, GHz), for `census-agent catalogue --json`."""
+
+        def tera(value: float | None) -> float | None:
+            return None if value is None else round(value / TERA, 6)
+
+        return {
+            "vendor": self.vendor,
+            "model": self.model,
+            "match": self.pattern.pattern,
+            "arch": self.arch,
+            "compute_capability": self.compute_capability,
+            "sm_or_cu": self.units,
+            "boost_clock_ghz": None if self.boost_clock_hz is None else round(self.boost_clock_hz / 1e9, 6),
+            "memory_gb": self.memory_gb,
+            "fp64_tflops": tera(self.fp64_flops),
+            "fp64_tensor_tflops": tera(self.fp64_tensor_flops),
+            "fp64_basis": self.fp64_basis.value,
+            "fp32_tflops": tera(self.fp32_flops),
+            "fp16_tensor_tflops": tera(self.fp16_tensor_flops),
+            "int8_tensor_tops": tera(self.int8_tensor_ops),
+            "pci_vendor_id": self.pci_vendor_id or None,
+            "pci_device_ids": list(self.pci_device_ids),
+            "revision": self.revision,
+            "confidence": self.confidence.value,
+            "source": self.source,
+            "note": self.note,
+        }
 
 
 class CatalogueError(ValueError):
     """The catalogue text is malformed."""
 
 
+_PCI_ID = re.compile(r"^[0-9a-f]{4}$")
+
+
 def _tera(cell: str | None) -> float | None:
     if cell is None:
         raise ValueError("the row has too few cells")
     cell = cell.strip()
-    return float(cell) * TERA if cell else None
+    if not cell:
+        return None
+    value = float(cell)
+    if not value >= 0:  # also refuses nan
+        raise ValueError(f"figure {cell!r} is not a non-negative number")
+    return value * TERA
+
+
+def _required(row: dict[str, str | None], column: str) -> str:
+    value = row[column]
+    if value is None:
+        raise ValueError("the row has too few cells")
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{column} is empty")
+    return value
+
+
+def _optional(row: dict[str, str | None], column: str) -> str:
+    value = row[column]
+    if value is None:
+        raise ValueError("the row has too few cells")
+    return value.strip()
+
+
+def _pci(row: dict[str, str | None]) -> tuple[str, tuple[str, ...]]:
+    vendor = _optional(row, "pci_vendor_id").lower()
+    devices = tuple(d.lower() for d in _optional(row, "pci_device_ids").split())
+    for pci_id in (vendor, *devices) if vendor else devices:
+        if not _PCI_ID.match(pci_id):
+            raise ValueError(f"PCI id {pci_id!r} is not four hexadecimal digits")
+    if devices and not vendor:
+        raise ValueError("pci_device_ids given without pci_vendor_id")
+    return vendor, devices
+
+
+def _check_fp64(entry: CatalogueEntry) -> None:
+    """The FP64 cells agree with the row's basis (a parse error otherwise)."""
+    basis, vector, matrix = entry.fp64_basis, entry.fp64_flops, entry.fp64_tensor_flops
+    if basis is Fp64Basis.NONE and (vector is not None or matrix is not None):
+        raise ValueError("fp64_basis none with an FP64 figure; give the basis the figure has")
+    if basis is Fp64Basis.MATRIX:
+        if matrix is None:
+            raise ValueError("fp64_basis matrix without fp64_tensor_tflops")
+        if vector is not None and vector > matrix:
+            raise ValueError("fp64_basis matrix but the vector FP64 figure exceeds the matrix one")
+    if basis is Fp64Basis.VECTOR:
+        if matrix is not None:
+            raise ValueError("fp64_basis vector with an fp64_tensor_tflops figure; use matrix")
+        if vector is None and entry.compute_capability is None:
+            raise ValueError("fp64_basis vector without an FP64 figure or a compute capability for the formula")
+
+
+def _entry(row: dict[str, str | None]) -> CatalogueEntry:
+    vendor_id, device_ids = _pci(row)
+    units, clock = _optional(row, "sm_or_cu"), _optional(row, "boost_clock_ghz")
+    entry = CatalogueEntry(
+        vendor=_required(row, "vendor"),
+        model=_required(row, "model"),
+        pattern=re.compile(_required(row, "match"), re.IGNORECASE),
+        compute_capability=_optional(row, "compute_capability") or None,
+        units=int(units) if units else None,
+        boost_clock_hz=float(clock) * 1e9 if clock else None,
+        fp64_flops=_tera(row["fp64_tflops"]),
+        fp64_tensor_flops=_tera(row["fp64_tensor_tflops"]),
+        fp32_flops=_tera(row["fp32_tflops"]),
+        fp16_tensor_flops=_tera(row["fp16_tensor_tflops"]),
+        int8_tensor_ops=_tera(row["int8_tensor_tops"]),
+        source=_required(row, "source"),
+        fp64_basis=Fp64Basis(_required(row, "fp64_basis")),
+        confidence=Confidence(_required(row, "confidence")),
+        arch=_optional(row, "arch"),
+        memory_gb=_optional(row, "memory_gb"),
+        revision=_optional(row, "revision"),
+        pci_vendor_id=vendor_id,
+        pci_device_ids=device_ids,
+        note=_optional(row, "note"),
+    )
+    if entry.compute_capability is not None:
+        sm_rule_for(entry.compute_capability)  # "9.0": two integers, else ValueError
+    _check_fp64(entry)
+    return entry
 
 
 def parse_catalogue(text: str) -> tuple[CatalogueEntry, ...]:
-    """Parse the catalogue CSV (header row first). Raises `CatalogueError` naming the bad line."""
+    """Parse the catalogue CSV (header row first). Raises `CatalogueError` naming the bad line.
+
+    Strict: every column must be present, vendor/model/match/source/fp64_basis/confidence non-empty, figures
+    non-negative numbers, PCI ids four hexadecimal digits, and the FP64 cells consistent with the basis.
+    """
     entries: list[CatalogueEntry] = []
-    for line_no, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+    reader = csv.DictReader(io.StringIO(text))
+    for line_no, row in enumerate(reader, start=2):
         try:
-            entries.append(
-                CatalogueEntry(
-                    vendor=row["vendor"],
-                    model=row["model"],
-                    pattern=re.compile(row["match"], re.IGNORECASE),
-                    compute_capability=row["compute_capability"] or None,
-                    units=int(row["sm_or_cu"]) if row["sm_or_cu"] else None,
-                    boost_clock_hz=float(row["boost_clock_ghz"]) * 1e9 if row["boost_clock_ghz"] else None,
-                    fp64_flops=_tera(row["fp64_tflops"]),
-                    fp64_tensor_flops=_tera(row["fp64_tensor_tflops"]),
-                    fp32_flops=_tera(row["fp32_tflops"]),
-                    fp16_tensor_flops=_tera(row["fp16_tensor_tflops"]),
-                    int8_tensor_ops=_tera(row["int8_tensor_tops"]),
-                    source=row["source"],
-                )
-            )
+            if None in row:
+                raise ValueError("the row has more cells than the header")
+            entries.append(_entry(row))
         except (KeyError, ValueError, TypeError, AttributeError, re.error) as exc:
             raise CatalogueError(f"accelerator catalogue line {line_no}: {exc}") from exc
     return tuple(entries)
@@ -139,10 +278,14 @@ def _formula_figures(rule: SmRule, sms: float, clock_hz: float) -> dict[Precisio
 
 
 def _catalogue_value(entry: CatalogueEntry, precision: Precision) -> float | None:
-    """The datasheet figure for `precision` (fp64: the larger of vector and tensor), None where it is silent."""
+    """The datasheet figure for `precision` (fp64: the one its basis names; 0 for basis none), None where the
+    datasheet is silent."""
     if precision is Precision.FP64:
-        parts = [v for v in (entry.fp64_flops, entry.fp64_tensor_flops) if v is not None]
-        return max(parts) if parts else None
+        return {
+            Fp64Basis.MATRIX: entry.fp64_tensor_flops,
+            Fp64Basis.VECTOR: entry.fp64_flops,
+            Fp64Basis.NONE: 0.0,
+        }[entry.fp64_basis]
     return {
         Precision.FP32: entry.fp32_flops,
         Precision.FP16: entry.fp16_tensor_flops,
@@ -153,8 +296,9 @@ def _catalogue_value(entry: CatalogueEntry, precision: Precision) -> float | Non
 def accelerator_peaks(acc: Accelerator, catalogue: tuple[CatalogueEntry, ...]) -> ComponentPeaks:
     """Peak figures of one accelerator: catalogue first, formula for what the catalogue lacks.
 
-    fp64 is the higher of the vector and tensor (matrix) rates, as HPL would use; fp16 and int8 are dense
-    tensor rates.  A precision that can be neither looked up nor computed is 0 with a note saying so.
+    fp64 is the rate the row's FP64 basis names (matrix where HPL runs on the matrix units, else vector); a
+    row with basis none counts 0 FP64, never a formula guess.  fp16 and int8 are dense tensor rates.  A
+    precision that can be neither looked up nor computed is 0 with a note saying so.
     """
     entry = find_entry(catalogue, acc.model)
     figures: dict[Precision, Figure] = {}
@@ -166,6 +310,8 @@ def accelerator_peaks(acc: Accelerator, catalogue: tuple[CatalogueEntry, ...]) -
             value = _catalogue_value(entry, precision)
             if value is not None:
                 figures[precision] = Figure(flops=value, provenance=Provenance.CATALOGUE)
+        if entry.fp64_basis is Fp64Basis.NONE:
+            notes.append(f"{entry.model}: no FP64 counted (the catalogue has none for it)")
 
     missing = [p for p in Precision if p not in figures]
     if missing:

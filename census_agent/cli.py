@@ -5,6 +5,7 @@ census-agent estimate FILE.json       peaks and tier of an inventory described i
 census-agent measure [--seconds S]    measured matmul GFLOPS beside the peak (Rmax beside Rpeak)
 census-agent run --server URL ...     report to the census service, export Prometheus metrics
 census-agent schema                   the JSON Schema of the report document
+census-agent catalogue [--json]       the accelerator catalogue the peaks are priced from
 """
 
 from __future__ import annotations
@@ -49,9 +50,27 @@ examples:
   census-agent inspect
   census-agent inspect --json > node.json && census-agent estimate node.json
   census-agent measure --seconds 10
+  census-agent catalogue --vendor huawei
   census-agent run --server https://census.example:8443 --token-file /etc/suanli/agent.token \\
       --region 440106 --metrics-port 9464
   census-agent run --server https://census.example:8443 --enrol-token-file /etc/suanli/enrol.token
+"""
+
+CATALOGUE_EPILOG = """\
+columns (TFLOPS, INT8 in TOPS; dense figures only: a datasheet's 2:4-sparse figure is halved):
+  fp64     the FP64 figure counted, and its basis: matrix (tensor/matrix units, as TOP500 counts where HPL
+           runs on them), vector, or none (the model has no FP64, or no figure could be sourced: 0, never
+           a guess); "formula" means the datasheet is silent and the NVIDIA per-SM formula fills it
+  fp32, fp16 (dense tensor/matrix), int8; "-" where no source gives a figure
+  conf     high: vendor datasheet or whitepaper; medium: vendor announcement or talk, or a reputable
+           third party quoting one; low: derived, estimated or single-source third-party figures
+  source   where the figures come from (a URL or a named document); --json adds match pattern, PCI ids,
+           revision and note. docs/census.md describes every column.
+
+examples:
+  census-agent catalogue
+  census-agent catalogue --vendor nvidia
+  census-agent catalogue --json | jq '.[] | select(.confidence == "low") | .model'
 """
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -146,6 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
         "schema",
         help="print the JSON Schema of the report document",
         description="Print the JSON Schema (draft 2020-12) of the report the service accepts.",
+    )
+
+    catalogue = sub.add_parser(
+        "catalogue",
+        help="print the accelerator catalogue peaks are priced from",
+        description="Print the accelerator catalogue shipped with this agent (seeds/accelerators.csv): one row "
+        "per model with its dense peaks, the FP64 basis, the confidence and the source of its figures. "
+        "Reads no machine state.",
+        epilog=CATALOGUE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    catalogue.add_argument("--json", action="store_true", help="print every column of every row as JSON")
+    catalogue.add_argument(
+        "--vendor", help="only rows of this vendor (case-insensitive, e.g. nvidia, huawei, 'moore threads')"
     )
     return parser
 
@@ -331,11 +364,51 @@ def cmd_schema() -> int:
     return EXIT_OK
 
 
+def _tflops(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e12:g}"
+
+
+def cmd_catalogue(args: argparse.Namespace) -> int:
+    """``catalogue``: the shipped accelerator catalogue as a table or JSON rows."""
+    from census_agent.catalogue import CatalogueError, Fp64Basis, load_default_catalogue  # noqa: PLC0415
+
+    try:
+        entries = load_default_catalogue()
+    except CatalogueError as exc:
+        print(f"census-agent catalogue: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.vendor is not None:
+        entries = tuple(e for e in entries if e.vendor.casefold() == args.vendor.strip().casefold())
+        if not entries:
+            print(f"census-agent catalogue: no rows for vendor {args.vendor!r}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.json:
+        print(json.dumps([e.as_row() for e in entries], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    header = ("vendor", "model", "fp64", "fp32", "fp16", "int8", "conf", "source")
+    lines: list[tuple[str, ...]] = [header]
+    for e in entries:
+        if e.fp64_basis is Fp64Basis.NONE:
+            fp64 = "none"
+        else:
+            value = e.fp64_tensor_flops if e.fp64_basis is Fp64Basis.MATRIX else e.fp64_flops
+            fp64 = f"{_tflops(value)} {e.fp64_basis.value}" if value is not None else "formula"
+        cells = (e.vendor, e.model, fp64, _tflops(e.fp32_flops), _tflops(e.fp16_tensor_flops))
+        lines.append((*cells, _tflops(e.int8_tensor_ops), e.confidence.value, e.source))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1])
+    print(f"\n{len(entries)} row(s); TFLOPS (int8 TOPS), dense. See `census-agent catalogue --help` for the columns.")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``census-agent``; returns the process exit code."""
     args = build_parser().parse_args(argv)
     if args.command == "schema":
         return cmd_schema()
+    if args.command == "catalogue":
+        return cmd_catalogue(args)
     if args.command == "estimate":
         _setup_logging("WARNING")
         return cmd_estimate(args)

@@ -103,7 +103,7 @@ def h100_node() -> FakeNvml:
 
 
 def mixed_node() -> FakeNvml:
-    """Two A100 SXM4, one L4, and an H100 NVL (not in the catalogue) whose driver lacks two queries."""
+    """Two A100 SXM4, one L4, and an H100 NVL (priced from its catalogue row) whose driver lacks two queries."""
     return FakeNvml(
         [
             FakeGpu("NVIDIA A100-SXM4-80GB", "GPU-a100-0", 80 * GIB, (8, 0), 1410, 108 * 64, "00000000:07:00.0", True),

@@ -12,10 +12,13 @@ import seeds
 from census_agent.catalogue import (
     CatalogueEntry,
     CatalogueError,
+    Confidence,
+    Fp64Basis,
     accelerator_peaks,
     find_entry,
     load_default_catalogue,
     parse_catalogue,
+    sm_rule_for,
 )
 from census_agent.models import Accelerator, Precision, Provenance
 
@@ -77,6 +80,16 @@ def declared(model: str, vendor: str = "NVIDIA") -> Accelerator:
         ("NVIDIA H200", "H200-SXM"),
         ("NVIDIA H800", "H800-SXM5"),
         ("NVIDIA A800-SXM4-80GB", "A800"),
+        ("NVIDIA H20", "H20"),
+        ("NVIDIA H100 NVL", "H100-NVL"),
+        ("NVIDIA A30", "A30"),
+        ("NVIDIA A40", "A40"),
+        ("NVIDIA RTX A6000", "RTX A6000"),
+        ("NVIDIA GeForce RTX 3090", "GeForce RTX 3090"),
+        ("NVIDIA L20", "L20"),
+        ("NVIDIA B200", "B200"),
+        ("NVIDIA GB200", "GB200 (per GPU)"),
+        ("Tesla V100S-PCIE-32GB", "Tesla V100S-PCIE"),
     ],
 )
 def test_find_entry_matches_nvml_product_name_to_catalogue_model(
@@ -112,16 +125,20 @@ def test_find_entry_does_not_confuse_l4_with_l40s_or_l40(catalogue: tuple[Catalo
     "name",
     [
         "NVIDIA A10G",
-        "NVIDIA H20",
         "NVIDIA GeForce GT 1030",
         "NVIDIA T400",
         "NVIDIA GeForce RTX 4090 Laptop GPU",
         "NVIDIA H800 PCIe",
         "NVIDIA H200 NVL",
+        "NVIDIA GeForce RTX 4090 D",
+        "NVIDIA GeForce RTX 3090 Ti",
+        "NVIDIA GRID K100",
+        "Quadro P800",
     ],
 )
 def test_find_entry_returns_none_for_uncatalogued_names(catalogue: tuple[CatalogueEntry, ...], name: str) -> None:
-    """Names that merely contain a catalogued model's letters (A10G, H20, T400) find no row."""
+    """Names that merely contain a catalogued model's letters (A10G, T400, an NVIDIA "K100" or "P800" beside
+    the Hygon and Kunlunxin rows) or name a variant with other figures (4090 D, H200 NVL) find no row."""
     assert find_entry(catalogue, name) is None
 
 
@@ -145,17 +162,21 @@ def test_peaks_of_catalogued_h100_sxm_are_datasheet_figures(catalogue: tuple[Cat
     ("name", "vector_tflops", "tensor_tflops"),
     [("NVIDIA H100 80GB HBM3", 34, 67), ("NVIDIA A100-SXM4-80GB", 9.7, 19.5), ("NVIDIA H800", 1, 1)],
 )
-def test_fp64_takes_the_larger_of_vector_and_tensor(
+def test_fp64_with_matrix_basis_is_the_tensor_figure(
     catalogue: tuple[CatalogueEntry, ...], name: str, vector_tflops: float, tensor_tflops: float
 ) -> None:
-    """fp64 is max(vector, tensor) from the datasheet, as HPL would use the tensor cores."""
+    """fp64 of a row with basis matrix is the datasheet's FP64 tensor figure, as HPL runs on the tensor cores."""
+    entry = find_entry(catalogue, name)
+    assert entry is not None
+    assert entry.fp64_basis is Fp64Basis.MATRIX
+    assert entry.fp64_flops == pytest.approx(vector_tflops * TERA)
     peaks = accelerator_peaks(declared(name), catalogue)
-    assert peaks.figures[Precision.FP64].flops == pytest.approx(max(vector_tflops, tensor_tflops) * TERA)
+    assert peaks.figures[Precision.FP64].flops == pytest.approx(tensor_tflops * TERA)
     assert peaks.figures[Precision.FP64].provenance is Provenance.CATALOGUE
 
 
 def test_fp64_uses_vector_figure_when_no_tensor_figure(catalogue: tuple[CatalogueEntry, ...]) -> None:
-    """V100 has no FP64 tensor path: fp64 is the vector 7.8 TFLOPS."""
+    """V100 has no FP64 tensor path (basis vector): fp64 is the vector 7.8 TFLOPS."""
     peaks = accelerator_peaks(declared("Tesla V100-SXM2-32GB"), catalogue)
     assert peaks.figures[Precision.FP64].flops == pytest.approx(7.8 * TERA)
 
@@ -262,7 +283,7 @@ def test_accelerator_without_cc_or_catalogue_entry_is_zero_with_note(
     catalogue: tuple[CatalogueEntry, ...],
 ) -> None:
     """A declared NPU the catalogue does not know, with no compute capability: every figure 0, and a note."""
-    peaks = accelerator_peaks(declared("Cambricon MLU370-X8", vendor="Cambricon"), catalogue)
+    peaks = accelerator_peaks(declared("Cambricon MLU220", vendor="Cambricon"), catalogue)
     assert all(f.flops == 0 for f in peaks.figures.values())
     assert all(f.provenance is Provenance.FORMULA for f in peaks.figures.values())
     assert "declare its peaks" in peaks.note
@@ -280,35 +301,108 @@ def test_accelerator_with_cc_but_no_sm_count_or_clock_is_zero_with_note(
 # --- parsing --------------------------------------------------------------------------------------------------
 
 HEADER = seeds.read_text("accelerators.csv").splitlines()[0]
-GOOD_ROW = "NVIDIA,Test GPU,Test GPU,Hopper,9.0,132,1.98,80,34,67,67,989.5,1979,test,"
+# vendor,model,match,arch,cc,sm,clock,memory,fp64,fp64_tensor,basis,fp32,fp16,int8,pci vendor,pci devices,revision,
+# confidence,source,note
+GOOD_ROW = "NVIDIA,Test GPU,Test GPU,Hopper,9.0,132,1.98,80,34,67,matrix,67,989.5,1979,10de,2330,,high,test,"
+
+
+def row(**cells: str) -> str:
+    """GOOD_ROW with the named cells replaced."""
+    values = dict(zip(HEADER.split(","), GOOD_ROW.split(","), strict=True))
+    values.update(cells)
+    return ",".join(values.values())
 
 
 def test_parse_catalogue_reads_rows_in_flops_and_hz_with_empty_cells_as_none() -> None:
     """TFLOPS cells become FLOPS, the GHz clock becomes Hz, the match pattern ignores case, empty cells are None."""
-    sparse_row = "NVIDIA,Sparse GPU,Sparse,Ada,8.9,,,24,,,30.3,,,test,"
+    sparse_row = row(
+        model="Sparse GPU",
+        match="Sparse",
+        compute_capability="8.9",
+        sm_or_cu="",
+        boost_clock_ghz="",
+        fp64_tflops="",
+        fp64_tensor_tflops="",
+        fp64_basis="vector",
+        fp32_tflops="30.3",
+        fp16_tensor_tflops="",
+        int8_tensor_tops="",
+        pci_vendor_id="",
+        pci_device_ids="",
+    )
     full, sparse = parse_catalogue(f"{HEADER}\n{GOOD_ROW}\n{sparse_row}\n")
     assert full.fp32_flops == pytest.approx(67 * TERA)
     assert full.fp16_tensor_flops == pytest.approx(989.5 * TERA)
     assert full.boost_clock_hz == pytest.approx(1.98 * GHZ)
     assert full.units == 132
     assert full.pattern.search("nvidia test gpu") is not None
+    assert (full.fp64_basis, full.confidence, full.pci_vendor_id, full.pci_device_ids) == (
+        Fp64Basis.MATRIX,
+        Confidence.HIGH,
+        "10de",
+        ("2330",),
+    )
     assert (sparse.fp64_flops, sparse.units, sparse.boost_clock_hz, sparse.int8_tensor_ops) == (None, None, None, None)
     assert sparse.fp32_flops == pytest.approx(30.3 * TERA)
+    assert sparse.pci_device_ids == ()
 
 
 @pytest.mark.parametrize(
-    "bad_row",
+    "bad_cells",
     [
-        "NVIDIA,Bad SMs,Bad,Hopper,9.0,many,1.98,80,34,67,67,989.5,1979,test,",
-        "NVIDIA,Bad TFLOPS,Bad,Hopper,9.0,132,1.98,80,thirty,67,67,989.5,1979,test,",
-        "NVIDIA,Bad regex,Bad(,Hopper,9.0,132,1.98,80,34,67,67,989.5,1979,test,",
+        {"sm_or_cu": "many"},
+        {"fp64_tflops": "thirty"},
+        {"match": "Bad("},
+        {"fp32_tflops": "-1"},
+        {"fp32_tflops": "nan"},
+        {"source": ""},
+        {"confidence": ""},
+        {"confidence": "certain"},
+        {"fp64_basis": "tensor"},
+        {"fp64_basis": "none"},
+        {"fp64_basis": "matrix", "fp64_tensor_tflops": ""},
+        {"fp64_basis": "matrix", "fp64_tflops": "70"},
+        {"fp64_basis": "vector"},
+        {"fp64_basis": "vector", "fp64_tflops": "", "fp64_tensor_tflops": "", "compute_capability": ""},
+        {"compute_capability": "nine"},
+        {"pci_vendor_id": "10DEX"},
+        {"pci_device_ids": "2330 zz"},
+        {"pci_vendor_id": ""},
+        {"vendor": ""},
     ],
-    ids=["non-integer-sm-count", "non-numeric-tflops", "invalid-regex"],
+    ids=[
+        "non-integer-sm-count",
+        "non-numeric-tflops",
+        "invalid-regex",
+        "negative-figure",
+        "nan-figure",
+        "no-source",
+        "no-confidence",
+        "unknown-confidence",
+        "unknown-fp64-basis",
+        "basis-none-with-fp64-figures",
+        "basis-matrix-without-tensor-figure",
+        "basis-matrix-vector-above-matrix",
+        "basis-vector-with-tensor-figure",
+        "basis-vector-nothing-to-compute-from",
+        "bad-compute-capability",
+        "bad-pci-vendor-id",
+        "bad-pci-device-id",
+        "device-ids-without-vendor-id",
+        "no-vendor",
+    ],
 )
-def test_parse_catalogue_names_the_line_of_a_malformed_row(bad_row: str) -> None:
+def test_parse_catalogue_names_the_line_of_a_malformed_row(bad_cells: dict[str, str]) -> None:
     """A malformed third line raises CatalogueError saying 'line 3'."""
     with pytest.raises(CatalogueError, match=r"line 3\b"):
-        parse_catalogue(f"{HEADER}\n{GOOD_ROW}\n{bad_row}\n")
+        parse_catalogue(f"{HEADER}\n{GOOD_ROW}\n{row(**bad_cells)}\n")
+
+
+def test_parse_catalogue_accepts_basis_none_with_empty_fp64_cells() -> None:
+    """A row with FP64 basis none and empty FP64 cells parses; its FP64 figures are None."""
+    (entry,) = parse_catalogue(f"{HEADER}\n{row(fp64_basis='none', fp64_tflops='', fp64_tensor_tflops='')}\n")
+    assert entry.fp64_basis is Fp64Basis.NONE
+    assert (entry.fp64_flops, entry.fp64_tensor_flops) == (None, None)
 
 
 def test_parse_catalogue_rejects_header_without_required_column() -> None:
@@ -324,22 +418,237 @@ def test_parse_catalogue_names_the_line_of_a_truncated_row() -> None:
         parse_catalogue(f"{HEADER}\n{GOOD_ROW}\nNVIDIA,Short,Short\n")
 
 
-def test_default_catalogue_parses_and_every_entry_has_a_figure() -> None:
-    """The shipped catalogue parses, and every row has at least its fp16 tensor figure."""
-    entries = load_default_catalogue()
-    assert len(entries) >= 10
-    assert all(e.fp16_tensor_flops is not None and e.fp16_tensor_flops > 0 for e in entries)
+def test_parse_catalogue_names_the_line_of_a_row_with_extra_cells() -> None:
+    """A row with more cells than the header (a stray comma) is malformed: CatalogueError naming line 3."""
+    with pytest.raises(CatalogueError, match=r"line 3\b"):
+        parse_catalogue(f"{HEADER}\n{GOOD_ROW}\n{GOOD_ROW},extra\n")
 
 
 def test_declared_accelerator_without_cc_gets_catalogue_figures_and_names_the_missing_ones(
     catalogue: tuple[CatalogueEntry, ...],
 ) -> None:
-    """A declared Ascend 910 takes fp16 and int8 from the catalogue; fp64/fp32 (empty cells, no compute
-    capability for a formula) are 0 and the note names exactly those, not "not in the catalogue"."""
+    """A declared Ascend 910 takes fp16 and int8 from the catalogue; its FP64 basis is none, so fp64 is 0 from the
+    catalogue (never a formula guess) and said so; fp32 (empty cell, no compute capability) is 0 and the note
+    names exactly that, not "not in the catalogue"."""
     peaks = accelerator_peaks(declared("Ascend 910", vendor="Huawei"), catalogue)
     assert peaks.figures[Precision.FP16].flops == pytest.approx(256 * TERA)
     assert peaks.figures[Precision.FP16].provenance is Provenance.CATALOGUE
     assert peaks.figures[Precision.INT8].flops == pytest.approx(512 * TERA)
     assert peaks.figures[Precision.FP64].flops == 0
-    assert "no fp64, fp32 figure" in peaks.note
+    assert peaks.figures[Precision.FP64].provenance is Provenance.CATALOGUE
+    assert "no FP64 counted" in peaks.note
+    assert "no fp32 figure" in peaks.note
     assert "not in the catalogue" not in peaks.note
+
+
+def test_fp64_basis_none_never_falls_back_to_the_formula(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """Even with NVML-style counters, a basis-none row counts 0 FP64: the formula may not guess one."""
+    acc = Accelerator(
+        index=0,
+        vendor="Biren",
+        model="Biren BR100",
+        compute_capability="9.0",
+        cuda_cores=132 * 128,
+        max_sm_clock_hz=1.98 * GHZ,
+        source="declared",
+    )
+    peaks = accelerator_peaks(acc, catalogue)
+    assert peaks.figures[Precision.FP64].flops == 0
+    assert peaks.figures[Precision.FP64].provenance is Provenance.CATALOGUE
+    assert peaks.figures[Precision.FP32].flops == pytest.approx(256 * TERA)
+
+
+# --- the shipped catalogue: coverage, sources and arithmetic -------------------------------------------------
+
+REQUIRED_MODELS = [
+    # NVIDIA Volta to Blackwell
+    "Tesla V100-SXM2",
+    "Tesla V100-PCIE",
+    "Tesla T4",
+    "A10",
+    "A30",
+    "A40",
+    "A100-SXM4",
+    "A100-PCIE",
+    "A800",
+    "RTX A6000",
+    "GeForce RTX 3090",
+    "GeForce RTX 4090",
+    "L4",
+    "L20",
+    "L40S",
+    "H20",
+    "H100-PCIE",
+    "H100-SXM5",
+    "H100-NVL",
+    "H200-SXM",
+    "H800-SXM5",
+    "B200",
+    "GB200 (per GPU)",
+    # AMD
+    "Instinct MI100",
+    "Instinct MI210",
+    "Instinct MI250X",
+    "Instinct MI300X",
+    "Instinct MI325X",
+    # Huawei
+    "Ascend 910",
+    "Ascend 910B",
+    "Ascend 910B1",
+    "Ascend 910B2",
+    "Ascend 910B3",
+    "Ascend 910B4",
+    "Ascend 910C",
+    "Ascend 310P",
+    # Hygon
+    "DCU Z100",
+    "DCU K100",
+    "DCU K100-AI",
+    "DCU BW1000",
+    # Cambricon, Kunlunxin, Biren, Moore Threads, Iluvatar, MetaX, Enflame
+    "MLU370-X8",
+    "MLU590",
+    "Kunlunxin R200",
+    "Kunlunxin P800",
+    "BR100",
+    "BR104",
+    "MTT S4000",
+    "BI-V100",
+    "BI-V150",
+    "C500",
+    "CloudBlazer T20",
+    # TOP500 parts
+    "Matrix-2000",
+    "SW26010",
+    "SW26010-Pro",
+]
+
+
+def test_default_catalogue_has_at_least_60_rows_with_unique_models() -> None:
+    """The shipped catalogue parses, has 60 or more rows, and no model name twice."""
+    entries = load_default_catalogue()
+    assert len(entries) >= 60
+    models = [e.model for e in entries]
+    assert len(models) == len(set(models))
+
+
+def test_default_catalogue_covers_every_required_model(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """Every model the census must know (issue 15's list) has a row."""
+    models = {e.model for e in catalogue}
+    assert [m for m in REQUIRED_MODELS if m not in models] == []
+
+
+def test_every_required_model_matches_its_own_name(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """Each required row's pattern finds the row from its own model name (vendor prefix included)."""
+    for model in REQUIRED_MODELS:
+        entry = next(e for e in catalogue if e.model == model)
+        found = find_entry(catalogue, f"{entry.vendor} {model}".replace(" (per GPU)", ""))
+        assert found is not None, model
+        assert found.model == model
+
+
+def test_every_row_has_a_source_and_a_confidence(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """No row without a source (a URL or a named document) or a confidence from the documented set."""
+    for entry in catalogue:
+        assert len(entry.source.strip()) >= 10, entry.model
+        assert entry.confidence in set(Confidence), entry.model
+
+
+def test_high_confidence_rows_cite_a_vendor_document(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """The confidence rule: `high` means a vendor datasheet or whitepaper, so its source names one."""
+    for entry in catalogue:
+        if entry.confidence is Confidence.HIGH:
+            assert any(word in entry.source.lower() for word in ("datasheet", "data sheet", "whitepaper")), entry.model
+
+
+def test_a_row_without_any_figure_says_so_and_is_low_confidence(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """A row kept for identification only (no sourced figure) is low confidence with a note saying why."""
+    for entry in catalogue:
+        figures = (entry.fp64_flops, entry.fp64_tensor_flops, entry.fp32_flops, entry.fp16_tensor_flops,
+                   entry.int8_tensor_ops)  # fmt: skip
+        if all(f is None for f in figures):
+            assert entry.confidence is Confidence.LOW, entry.model
+            assert "no sourced figure" in entry.note or "no figure could be sourced" in entry.note, entry.model
+
+
+def test_every_row_fp64_cells_agree_with_its_basis(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """Matrix: a tensor figure not below the vector one; vector: no tensor figure, and a figure or a compute
+    capability; none: no FP64 figure at all (a model with no FP64 contributes none, never a guess)."""
+    for entry in catalogue:
+        if entry.fp64_basis is Fp64Basis.MATRIX:
+            assert entry.fp64_tensor_flops is not None, entry.model
+            assert entry.fp64_tensor_flops >= (entry.fp64_flops or 0), entry.model
+        elif entry.fp64_basis is Fp64Basis.VECTOR:
+            assert entry.fp64_tensor_flops is None, entry.model
+            assert entry.fp64_flops is not None or entry.compute_capability is not None, entry.model
+        else:
+            assert (entry.fp64_flops, entry.fp64_tensor_flops) == (None, None), entry.model
+
+
+def test_every_row_precisions_are_ordered(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """Dense half precision is at least FP32, INT8 at least FP16, vector FP64 at most FP32, where both are given."""
+    for entry in catalogue:
+        if entry.fp16_tensor_flops is not None and entry.fp32_flops is not None:
+            assert entry.fp16_tensor_flops >= entry.fp32_flops, entry.model
+        if entry.int8_tensor_ops is not None and entry.fp16_tensor_flops is not None:
+            assert entry.int8_tensor_ops >= entry.fp16_tensor_flops, entry.model
+        if entry.fp64_flops is not None and entry.fp32_flops is not None:
+            assert entry.fp64_flops <= entry.fp32_flops, entry.model
+
+
+def test_nvidia_datasheet_fp32_agrees_with_the_per_sm_formula(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """Where an NVIDIA row gives compute capability, SMs and boost clock, SMs x FP32 lanes x 2 x clock is within
+    1.5% of its datasheet FP32 (V100 PCIe, the loosest, is 14.13 computed against 14.0 stated)."""
+    checked = 0
+    for entry in catalogue:
+        if entry.vendor != "NVIDIA" or not (entry.compute_capability and entry.units and entry.boost_clock_hz):
+            continue
+        assert entry.fp32_flops is not None, entry.model
+        rule, _ = sm_rule_for(entry.compute_capability)
+        computed = entry.units * rule.fp32_lanes * 2 * entry.boost_clock_hz
+        assert computed == pytest.approx(entry.fp32_flops, rel=0.015), entry.model
+        checked += 1
+    assert checked >= 20
+
+
+def test_amd_cdna_fp64_matches_compute_units_times_clock(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """AMD rows: vector FP64 = CUs x 128 FLOPs/clock (CDNA2/3) or x 64 (CDNA1) x clock, within 1%."""
+    per_cu = {"CDNA": 64, "CDNA2": 128, "CDNA3": 128}
+    amd = [e for e in catalogue if e.vendor == "AMD"]
+    assert len(amd) >= 5
+    for entry in amd:
+        assert entry.units, entry.model
+        assert entry.boost_clock_hz, entry.model
+        assert entry.fp64_flops, entry.model
+        computed = entry.units * per_cu[entry.arch] * entry.boost_clock_hz
+        assert computed == pytest.approx(entry.fp64_flops, rel=0.01), entry.model
+
+
+def test_no_row_stores_a_sparse_figure(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """Dense figures only: a note that mentions a sparse datasheet figure also says it was halved."""
+    for entry in catalogue:
+        if "sparse" in entry.note.lower():
+            assert "/ 2" in entry.note or "halved" in entry.note, entry.model
+
+
+def test_pci_ids_are_unique_across_rows(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """One (vendor, device) PCI id names at most one row, so discovery from sysfs is unambiguous."""
+    seen: dict[tuple[str, str], str] = {}
+    for entry in catalogue:
+        for device in entry.pci_device_ids:
+            key = (entry.pci_vendor_id, device)
+            assert key not in seen, f"{key} in {seen.get(key)} and {entry.model}"
+            seen[key] = entry.model
+    assert len(seen) >= 40
+
+
+def test_as_row_round_trips_the_figures_in_catalogue_units(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """`as_row` gives TFLOPS and GHz as the CSV has them (H100 SXM: 67 FP32, 1.98 GHz, basis matrix)."""
+    entry = find_entry(catalogue, "NVIDIA H100 80GB HBM3")
+    assert entry is not None
+    cells = entry.as_row()
+    assert cells["fp32_tflops"] == 67
+    assert cells["boost_clock_ghz"] == 1.98
+    assert cells["fp64_basis"] == "matrix"
+    assert cells["pci_device_ids"] == ["2330"]
+    assert cells["source"] == entry.source

@@ -115,8 +115,8 @@ def test_mixed_node_keeps_each_model_and_marks_unknown_fields() -> None:
 
 
 def test_mixed_node_peaks_mix_catalogue_formula_and_unknown() -> None:
-    """A100 and L4 are priced from the catalogue (L4's empty fp64 cell by formula); the H100 NVL without a
-    core count cannot be priced and says so."""
+    """A100 and L4 are priced from the catalogue (L4's empty fp64 cell by formula); the H100 NVL, whose NVML
+    gives no core count, is priced from its catalogue row (dense FP16 835.5 TFLOPS, FP64 tensor 60)."""
     peaks = node_peaks(_inventory(mixed_node()), load_default_catalogue())
     parts = {c.component: c for c in peaks.components}
     a100 = parts["accelerator:0"]
@@ -129,8 +129,10 @@ def test_mixed_node_peaks_mix_catalogue_formula_and_unknown() -> None:
     assert l4.figures[Precision.FP64].flops == pytest.approx(58 * 2 * 2 * 2.04e9)
     assert l4.figures[Precision.FP64].provenance is Provenance.FORMULA
     nvl = parts["accelerator:3"]
-    assert nvl.figures[Precision.FP16].flops == 0
-    assert "declare its peaks" in nvl.note
+    assert nvl.model == "H100-NVL"
+    assert nvl.figures[Precision.FP16].flops == pytest.approx(835.5e12)
+    assert nvl.figures[Precision.FP64].flops == pytest.approx(60e12)
+    assert all(f.provenance is Provenance.CATALOGUE for f in nvl.figures.values())
 
 
 def test_nvml_unavailable_gives_zero_gpus_without_raising() -> None:
