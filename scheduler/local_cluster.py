@@ -29,8 +29,9 @@ What Ray 2.60 does here (observed on a 2-core machine, see the tests in tests/in
   is launched only once the previous one has created its sockets, and at most `parallel` start at a time
   (sequential: about 8.5 s a raylet; two at a time: about 5-6 s a raylet on 2 cores).
 - A `ray start` gives up if its raylet has not registered within 30 s (hard-coded in ``ray._private.node``), which
-  happens under load; the failed start's processes are killed and it is retried once (the head's too: with a load
-  of 8 on 2 cores its raylet was seen to give up waiting 15 s for the dashboard agent to start).
+  happens under load; the failed start's processes are killed and it is retried once. The head is tried up to
+  three times: with a load of 8-15 on 2 cores its raylet was seen to give up waiting 15 s (hard-coded) for the
+  dashboard agent to write its port file, the agent's Python imports alone taking longer.
 - SIGTERM leaves the raylet, ``gcs_server`` and the autoscaler monitor running; they need SIGKILL.
 - With ``RAY_AUTH_MODE=token`` the token comes from ``RAY_AUTH_TOKEN``, else the file ``RAY_AUTH_TOKEN_PATH``,
   else ``~/.ray/auth_token`` (in that order), so an inherited ``RAY_AUTH_TOKEN`` is dropped. Every worker, job
@@ -270,17 +271,20 @@ class LocalRayCluster:
         self._gcs_port, self._dashboard_port = gcs, dashboard
         self._run_ray_start("head", argv, deadline)
 
-    def _start_head_retrying(self, deadline: float) -> None:
-        """`_start_head`, once more (on fresh ports) if it fails in time: under load the head's raylet may give up
-        waiting for its dashboard agent ("Timed out waiting for file ... dashboard_agent_listen_port")."""
-        try:
-            self._start_head(deadline)
-        except _StartFailed as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("the ray head did not start; cleaning it up and trying once more")
-            _terminate([p for p in self._processes() if _sid(p.pid) == exc.session], grace_s=0)
-            self._start_head(deadline)
+    def _start_head_retrying(self, deadline: float, attempts: int = 3) -> None:
+        """`_start_head`, again on fresh ports while it fails in time (at most `attempts` tries): under load the
+        head's raylet gives up waiting 15 s (hard-coded) for its dashboard agent ("Timed out waiting for file
+        ... dashboard_agent_listen_port"), and `ray start` then fails."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_head(deadline)
+            except _StartFailed as exc:
+                if attempt == attempts or time.monotonic() > deadline:
+                    raise
+                log.warning("the ray head did not start (try %d); cleaning it up and trying again", attempt)
+                _terminate([p for p in self._processes() if _sid(p.pid) == exc.session], grace_s=0)
+            else:
+                return
 
     def _raylet_argv(self, spec: RayletSpec, name: str) -> list[str]:
         labels = ",".join(f"{k}={v}" for k, v in spec.all_labels().items())

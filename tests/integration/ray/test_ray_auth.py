@@ -35,7 +35,7 @@ import grpc
 from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 from ray.job_submission import JobSubmissionClient
 
-victim, other_dashboard, other_gcs, other_token_file = sys.argv[1:5]
+victim, victim_gcs, other_dashboard, other_gcs, other_token_file = sys.argv[1:6]
 found = {"env": {k: v for k, v in os.environ.items() if k.startswith("RAY_AUTH")}}
 path = os.environ.get("RAY_AUTH_TOKEN_PATH")
 token = open(path).read().strip() if path else os.environ.get("RAY_AUTH_TOKEN", "")
@@ -51,6 +51,13 @@ own = JobSubmissionClient()
 attempt("victim_env", lambda: next(j.runtime_env for j in own.list_jobs() if j.submission_id == victim))
 attempt("victim_logs", lambda: own.get_job_logs(victim))
 attempt("stop_victim", lambda: own.stop_job(victim))
+def kill_through_the_gcs():  # no Jobs API: the core API, as the chart's NetworkPolicy leaves it to a job
+    import ray
+    ray.init(log_to_driver=False)  # RAY_ADDRESS: this cluster's GCS, with the token Ray finds in the environment
+    name = "_ray_internal_job_actor_" + victim_gcs
+    ray.kill(ray.get_actor(name, namespace="SUPERVISOR_ACTOR_RAY_NAMESPACE"))
+    return "killed"
+attempt("kill_victim_supervisor", kill_through_the_gcs)
 bearer = {"Authorization": "Bearer " + token}
 attempt("other_jobs_api", lambda: JobSubmissionClient(other_dashboard, headers=bearer).list_jobs() and "listed")
 def other_gcs_call():
@@ -89,8 +96,8 @@ def other_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRay
 
 def test_the_jobs_api_refuses_a_call_without_the_token_or_with_a_wrong_one(ray_cluster: LocalRayCluster) -> None:
     """Plain HTTP to the dashboard's /api/jobs/: no token 401, a wrong token 403 (listing and submitting alike, and
-    the refused submission does not exist afterwards); the cluster's token 200. The backend given a wrong token
-    gets `RayRequestFailed` 403, not an outage."""
+    the refused submission does not exist afterwards); the cluster's token 200. The backend without a token or
+    with a wrong one gets `RayRequestFailed` 401 or 403 (a refusal, not an outage) that does not echo the token."""
     jobs = f"{ray_cluster.dashboard_url}/api/jobs/"
     job_id = unique("unauthenticated")
     submission = {"entrypoint": "echo should-not-run", "submission_id": job_id}
@@ -105,11 +112,12 @@ def test_the_jobs_api_refuses_a_call_without_the_token_or_with_a_wrong_one(ray_c
     assert listed.status_code == 200
     assert isinstance(listed.json(), list)
 
-    wrong = RayJobsBackend({"general": TierTarget(ray_cluster.dashboard_url, None, "x" * 64)})
-    with pytest.raises(RayRequestFailed) as refused:
-        wrong.jobs("general")
-    assert refused.value.status_code == 403
-    assert "x" * 64 not in str(refused.value)  # the token is never echoed in an error
+    for token, status in ((None, 401), ("x" * 64, 403)):
+        backend = RayJobsBackend({"general": TierTarget(ray_cluster.dashboard_url, None, token)})
+        with pytest.raises(RayRequestFailed) as refused:
+            backend.jobs("general")
+        assert refused.value.status_code == status
+        assert "x" * 64 not in str(refused.value)  # the token is never echoed in an error
 
 
 def test_the_gcs_refuses_grpc_calls_without_the_token(ray_cluster: LocalRayCluster) -> None:
@@ -127,27 +135,30 @@ def test_a_job_holds_its_clusters_token_and_reaches_other_jobs_there_but_not_ano
 ) -> None:
     """The trust model, measured: a job (the probe) on the session's cluster finds RAY_AUTH_MODE=token and the
     token's file in its environment and can read the token. With it, through the Jobs API, it reads another job's
-    runtime environment (its env_vars) and output and stops it. On another cluster (its own token) the same token is
+    runtime environment (its env_vars) and output and stops it; through the GCS alone (ray.init, no Jobs API)
+    it kills a third job's supervisor, which fails that job. On another cluster (its own token) the same token is
     refused by the Jobs API (403) and by the GCS (UNAUTHENTICATED); but on this one machine, as the same OS user, the
     other cluster's token file is readable: separate clusters separate only where their token files are out of
     each other's reach (other hosts or users: a RayCluster per tier in the chart)."""
-    victim = unique("victim")
-    backend.submit(
-        job_id=victim,
-        tier="general",
-        entrypoint="echo victim-output-7f3 && sleep 120",
-        cpus=0.1,
-        gpus=0,
-        memory_bytes=0,
-        runtime_env={"env_vars": {"VICTIM_SECRET": "s3cret-of-the-victim"}},
-    )
-    wait_for_state(backend, victim, "general", {RayJobState.RUNNING}, timeout=180)
+    victim, victim_gcs = unique("victim"), unique("victim-gcs")
+    for job_id in (victim, victim_gcs):
+        backend.submit(
+            job_id=job_id,
+            tier="general",
+            entrypoint="echo victim-output-7f3 && sleep 120",
+            cpus=0.1,
+            gpus=0,
+            memory_bytes=0,
+            runtime_env={"env_vars": {"VICTIM_SECRET": "s3cret-of-the-victim"}},
+        )
+    for job_id in (victim, victim_gcs):
+        wait_for_state(backend, job_id, "general", {RayJobState.RUNNING}, timeout=180)
     deadline = time.monotonic() + 60
     while "victim-output-7f3" not in backend.logs(victim, "general") and time.monotonic() < deadline:
         time.sleep(0.5)
 
     probe = unique("probe")
-    args = [victim, other_cluster.dashboard_url, other_cluster.address, str(other_cluster.token_file)]
+    args = [victim, victim_gcs, other_cluster.dashboard_url, other_cluster.address, str(other_cluster.token_file)]
     entrypoint = f"python -c {json.dumps(PROBE)} " + " ".join(args)
     backend.submit(job_id=probe, tier="general", entrypoint=entrypoint, cpus=0.1, gpus=0, memory_bytes=0)
     status = wait_until_done(backend, probe, "general", timeout=240)
@@ -162,6 +173,8 @@ def test_a_job_holds_its_clusters_token_and_reaches_other_jobs_there_but_not_ano
     assert "victim-output-7f3" in found["victim_logs"]
     assert found["stop_victim"] is True
     assert wait_until_done(backend, victim, "general", timeout=60).state is RayJobState.STOPPED
+    assert found["kill_victim_supervisor"] == "killed", found["kill_victim_supervisor"]
+    assert wait_until_done(backend, victim_gcs, "general", timeout=60).state is RayJobState.FAILED
 
     assert "403" in found["other_jobs_api"], found["other_jobs_api"]
     assert "UNAUTHENTICATED" in found["other_gcs"], found["other_gcs"]
