@@ -33,6 +33,9 @@ What Ray 2.60 does (observed with `scheduler.local_cluster`, 5 raylets and a 0-C
   answers True yet leaves it PENDING: check feasibility before submitting.
 - A job's log (`logs`, `tail_logs`) holds Ray's own "Runtime env is setting up." and "Running entrypoint for job
   ..." lines besides the entrypoint's output; the tail ends when the job does (a few seconds after it).
+- `JobSubmissionClient` and `StateApiClient` ignore the address they are given when ``RAY_API_SERVER_ADDRESS``
+  or ``RAY_ADDRESS`` is set (a Ray job has ``RAY_ADDRESS``: there, a client "for another cluster" reached its
+  own), so `RayJobsBackend` refuses to start with either in its environment.
 - Ray answers a second submission with the same submission id with HTTP 500 (not 409), and an unknown
   submission with 404; an invalid label selector is a 500 as well. `JobSubmissionClient` sets no HTTP timeout of
   its own, hence `_TimedJobClient`.
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -67,6 +71,9 @@ from scheduler.models import (
 )
 
 NODE_ID_LABEL = "ray.io/node-id"  # set by Ray on every node
+# Ray's SDK (JobSubmissionClient, StateApiClient) replaces the address it is given by these variables' value
+# (ray.dashboard.utils.get_address_for_submission_client), so with either set every target would be that one.
+ADDRESS_OVERRIDES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 _EXIT_CODE = re.compile(r"failed with exit code (-?\d+)")
 _HTTP_STATUS = re.compile(r"status code (\d{3})")
 _UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
@@ -198,6 +205,12 @@ class RayJobsBackend:
     """Ray Jobs API calls per tier, one cached `JobSubmissionClient` per dashboard address; thread-safe."""
 
     def __init__(self, targets: Mapping[str, TierTarget] | Mapping[Tier, TierTarget], *, timeout_s: float = 10) -> None:
+        overriding = [name for name in ADDRESS_OVERRIDES if os.environ.get(name)]
+        if overriding:
+            raise ValueError(
+                f"{' and '.join(overriding)} set in the service's environment: Ray's SDK would send every tier's "
+                "calls (and tokens) there instead of the scheduler config's addresses; unset it"
+            )
         self.targets: dict[str, TierTarget] = {str(tier): target for tier, target in targets.items()}
         self.timeout_s = timeout_s
         self._clients: dict[tuple[str, str | None], _TimedJobClient] = {}  # by (address, token)

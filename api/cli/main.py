@@ -259,7 +259,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         args, database_url=args.database_url or f"sqlite:///{data / 'suanli.db'}", admin_token_file=admin_file
     )
     env = {
-        **os.environ,
+        # Not a Ray address of the shell's: Ray's SDK would send the scheduler's calls there (ray_backend refuses it).
+        **{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")},
         "SUANLI_DATABASE_URL": settings.database_url,
         "SUANLI_ADMIN_TOKEN_FILE": str(admin_file),
         "SUANLI_HOST": settings.host,
