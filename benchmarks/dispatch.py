@@ -36,6 +36,7 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 
 from census_agent.labels import TIER_LABEL
 from scheduler.local_cluster import LocalRayCluster
+from scheduler.ray_backend import auth_headers
 from scheduler.slicing import RayletSpec
 from tests.service import ServiceProcess
 
@@ -138,7 +139,7 @@ def main() -> None:
     figures: dict[str, Any] = {}
     with LocalRayCluster(work / "ray", [raylet]) as cluster:
         config = work / "scheduler.toml"
-        config.write_text(f'[ray]\naddress = "{cluster.dashboard_url}"\n')
+        config.write_text(f'[ray]\naddress = "{cluster.dashboard_url}"\ntoken_file = "{cluster.token_file}"\n')
         service = ServiceProcess(
             f"sqlite:///{work / 'suanli.db'}",
             work,
@@ -147,7 +148,7 @@ def main() -> None:
             log_level="WARNING",
         ).start()
         try:
-            ray = JobSubmissionClient(cluster.dashboard_url)
+            ray = JobSubmissionClient(cluster.dashboard_url, headers=auth_headers(cluster.token))
             direct: list[float] = []
             through: list[float] = []
             rates: dict[str, list[float]] = {"direct": [], "service": []}

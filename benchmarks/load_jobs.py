@@ -67,8 +67,8 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 from census_agent.labels import TIER_LABEL
 from scheduler import gang
 from scheduler.local_cluster import LocalRayCluster
-from scheduler.models import RayJobState, TierTarget
-from scheduler.ray_backend import RayJobsBackend
+from scheduler.models import RayJobState
+from scheduler.ray_backend import RayJobsBackend, auth_headers
 from tests.fleet import DISTRICTS
 from tests.ray_cluster import RAYLETS, TIERS
 from tests.service import ServiceProcess
@@ -134,7 +134,14 @@ def split(count: int, users: int) -> list[list[int]]:
 
 
 def direct(
-    dashboard: str, docs: list[dict[str, Any]], *, users: int, timeout: float, progress_s: float, hpc_nodes: list[str]
+    dashboard: str,
+    token: str,
+    docs: list[dict[str, Any]],
+    *,
+    users: int,
+    timeout: float,
+    progress_s: float,
+    hpc_nodes: list[str],
 ) -> dict[str, Any]:
     """Submit `docs` straight to Ray with `users` concurrent submitters; follow until all have ended."""
     submitted: dict[str, tuple[float, str]] = {}  # submission id -> (when the client submitted, class)
@@ -142,7 +149,7 @@ def direct(
     errors: Counter[str] = Counter()
 
     def submit_all(indices: list[int]) -> float:
-        ray = JobSubmissionClient(dashboard)
+        ray = JobSubmissionClient(dashboard, headers=auth_headers(token))
         for k in indices:
             doc = docs[k]
             r = doc["resources"]
@@ -174,7 +181,7 @@ def direct(
     with ThreadPoolExecutor(max_workers=min(users, len(docs))) as pool:
         last_submit = max(pool.map(submit_all, split(len(docs), min(users, len(docs)))))
     print(f"  [direct] {len(submitted)} submitted to Ray in {last_submit - first:.1f} s", flush=True)
-    ray = JobSubmissionClient(dashboard)
+    ray = JobSubmissionClient(dashboard, headers=auth_headers(token))
     deadline = time.monotonic() + timeout
     next_line = time.monotonic() + progress_s
     while True:
@@ -402,7 +409,7 @@ def through_service(
         jobs = list_all(follower)
     finally:
         follower.close()
-    backend = RayJobsBackend({t: TierTarget(cluster.dashboard_url, {TIER_LABEL: t}) for t in TIERS}, timeout_s=120)
+    backend = RayJobsBackend({t: cluster.target({TIER_LABEL: t}) for t in TIERS}, timeout_s=120)
     ray_jobs = {k: v for t in TIERS for k, v in backend.jobs(t).items()}
     ours = [j for j in jobs if j["job_id"] in submissions.accepted]
     waits: dict[str, list[float]] = defaultdict(list)
@@ -534,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     base: dict[str, Any] | None = None
     with LocalRayCluster(work / "ray", RAYLETS) as cluster:
         config = work / "scheduler.toml"
-        config.write_text(f'[ray]\naddress = "{cluster.dashboard_url}"\n')
+        config.write_text(f'[ray]\naddress = "{cluster.dashboard_url}"\ntoken_file = "{cluster.token_file}"\n')
         service = ServiceProcess(
             f"sqlite:///{work / 'suanli.db'}",
             work,
@@ -546,10 +553,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Ray cluster ({len(RAYLETS)} raylets) and service up in {setup_s:.0f} s", flush=True)
         try:
             if args.baseline_jobs:
-                backend = RayJobsBackend({"hpc": TierTarget(cluster.dashboard_url, {TIER_LABEL: "hpc"})})
+                backend = RayJobsBackend({"hpc": cluster.target({TIER_LABEL: "hpc"})})
                 hpc_nodes = sorted(n.node_id for n in backend.nodes("hpc"))
                 base = direct(
                     cluster.dashboard_url,
+                    cluster.token,
                     docs[: args.baseline_jobs],
                     users=args.users,
                     timeout=args.timeout,

@@ -3,10 +3,12 @@
     # One Ray cluster whose nodes carry tier labels (ray start --labels suanli.io/tier=hpc):
     [ray]
     address = "http://127.0.0.1:8265"        # the Ray dashboard (Jobs API)
+    token_file = "/etc/suanli/ray/token"     # the cluster's RAY_AUTH_MODE=token token (absolute path; optional)
 
     # ...and/or a tier that is a whole Ray cluster of its own (multi-cluster mode):
     [tiers.hpc]
     address = "http://hpc-head.example:8265"
+    token_file = "/etc/suanli/ray/hpc/token" # each cluster has its own token
 
     # Optional: how long a tier's cluster may be unreachable before its running attempts are presumed lost
     # (failed with that reason and retried per their policy; a survivor is stopped when the tier is back).
@@ -21,10 +23,19 @@
 
 Every tier is served: by its own ``[tiers.X]`` address when given, else by ``[ray]`` with the tier's label
 selector. A tier with neither is not served (its jobs are refused at submission as impossible).
+
+``token_file`` names a file holding the Ray cluster's authentication token (Ray's ``RAY_AUTH_MODE=token``): it is
+read once, when the file is loaded, and sent as ``Authorization: Bearer`` on every Jobs and State API call to that
+cluster. It must be an absolute path to a non-empty file that other users cannot read (mode ``o-rwx``); a token
+file without an address is refused. Without it, calls carry no token (a cluster without authentication). The
+token is never logged nor put in an error message.
+
+Must not: log or echo a token; read anything but this file and the token files it names.
 """
 
 from __future__ import annotations
 
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +56,38 @@ def _dashboard_url(address: str) -> str:
     return address.rstrip("/")
 
 
+def _token_file(path: str) -> str:
+    if not Path(path).is_absolute():
+        raise ValueError("an absolute path to the Ray cluster's token file")
+    return path
+
+
 class ClusterTable(BaseModel):
-    """``[ray]`` or ``[tiers.<tier>]``: a Ray cluster's dashboard (absent: that table serves nothing)."""
+    """``[ray]`` or ``[tiers.<tier>]``: a Ray cluster's dashboard (absent: that table serves nothing) and the file
+    holding its authentication token."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     address: Annotated[str, AfterValidator(_dashboard_url)] | None = None
+    token_file: Annotated[str, AfterValidator(_token_file)] | None = None
+
+
+def read_token_file(path: Path) -> str:
+    """The Ray token in `path` (surrounding whitespace stripped). ValueError, naming the file but never its
+    contents, if it cannot be read, is empty, holds more than one line, or other users may read it."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"token file {path}: cannot be read ({type(exc).__name__})") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"token file {path}: not a regular file")
+    if mode & stat.S_IRWXO:
+        raise ValueError(f"token file {path}: other users may read it (mode {stat.S_IMODE(mode):o}); chmod o-rwx")
+    token = text.strip()
+    if not token or any(c.isspace() for c in token):
+        raise ValueError(f"token file {path}: must hold one token (no spaces, not empty)")
+    return token
 
 
 class DispatchTable(BaseModel):
@@ -87,12 +124,16 @@ class SchedulerConfig:
             file = SchedulerFile.model_validate(tomllib.loads(text))
         except ValidationError as exc:
             raise refusal(exc, SchedulerFile) from None
+        tokens = {tier: _token(entry, f"tiers.{tier.value}") for tier, entry in file.tiers.items()}
         targets = {
-            tier: TierTarget(entry.address, None) for tier, entry in file.tiers.items() if entry.address is not None
+            tier: TierTarget(entry.address, None, tokens[tier])
+            for tier, entry in file.tiers.items()
+            if entry.address is not None
         }
+        token = _token(file.ray, "ray")
         if file.ray.address is not None:
             for tier in Tier:
-                targets.setdefault(tier, TierTarget(file.ray.address, {TIER_LABEL: tier.value}))
+                targets.setdefault(tier, TierTarget(file.ray.address, {TIER_LABEL: tier.value}, token))
         if not targets:
             raise ValueError("no tier is served: give [ray] address or at least one [tiers.<tier>] address")
         return cls(targets, Policy.from_mapping(file.policy), file.dispatch.lost_after_seconds)
@@ -104,3 +145,15 @@ class SchedulerConfig:
             return cls.parse(path.read_text(encoding="utf-8"))
         except (ValueError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"{path}: {exc}") from None
+
+
+def _token(entry: ClusterTable, table: str) -> str | None:
+    """The token of a cluster table, or None without ``token_file``; ValueError naming the key on a mistake."""
+    if entry.token_file is None:
+        return None
+    if entry.address is None:
+        raise ValueError(f"{table}.token_file: given without {table}.address")
+    try:
+        return read_token_file(Path(entry.token_file))
+    except ValueError as exc:
+        raise ValueError(f"{table}.token_file: {exc}") from None

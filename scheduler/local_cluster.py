@@ -6,8 +6,13 @@ A head with no CPUs (so no job lands on it by accident) runs the GCS and the das
 10002-19999 worker range) is chosen free or left to the OS, so several clusters can share the machine. `stop` ends
 exactly the processes this cluster started.
 
+Every process runs with Ray's token authentication (``RAY_AUTH_MODE=token``) and a token this cluster generates
+(256 bits) and keeps in ``<workdir>/ray-auth.token`` (0600), which Ray reads through ``RAY_AUTH_TOKEN_PATH``: the
+GCS, raylets and dashboard refuse a caller without it. `token`, `token_file` and `target` give it to the scheduler.
+
 Must not: run `ray stop` or touch any Ray process it did not start; call `ray.init` (this module only launches
-and inspects through the dashboard); import `api`; decide how a machine is sliced (`scheduler.slicing` does).
+and inspects through the dashboard); import `api`; decide how a machine is sliced (`scheduler.slicing` does);
+log the token or put it on a command line (where any local user could read it in ps); start Ray without it.
 
 What Ray 2.60 does here (observed on a 2-core machine, see the tests in tests/integration/ray):
 
@@ -24,8 +29,14 @@ What Ray 2.60 does here (observed on a 2-core machine, see the tests in tests/in
   is launched only once the previous one has created its sockets, and at most `parallel` start at a time
   (sequential: about 8.5 s a raylet; two at a time: about 5-6 s a raylet on 2 cores).
 - A `ray start` gives up if its raylet has not registered within 30 s (hard-coded in ``ray._private.node``), which
-  happens under load; the failed start's processes are killed and it is retried once.
+  happens under load; the failed start's processes are killed and it is retried once. The head is tried up to
+  three times: with a load of 8-15 on 2 cores its raylet was seen to give up waiting 15 s (hard-coded) for the
+  dashboard agent to write its port file, the agent's Python imports alone taking longer.
 - SIGTERM leaves the raylet, ``gcs_server`` and the autoscaler monitor running; they need SIGKILL.
+- With ``RAY_AUTH_MODE=token`` the token comes from ``RAY_AUTH_TOKEN``, else the file ``RAY_AUTH_TOKEN_PATH``,
+  else ``~/.ray/auth_token`` (in that order), so an inherited ``RAY_AUTH_TOKEN`` is dropped. Every worker, job
+  supervisor and job entrypoint inherits the raylet's environment, hence the path, and can read the token: a job
+  holds its cluster's token (docs/security.md).
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ from types import TracebackType
 import httpx
 import psutil
 
+from scheduler.models import TierTarget
 from scheduler.slicing import (
     DEFAULT_OBJECT_STORE_BYTES,
     RayletSpec,
@@ -60,6 +72,7 @@ log = logging.getLogger(__name__)
 
 # Every process of a cluster inherits this variable (set on each `ray start`); `stop` finds strays by it.
 CLUSTER_ENV = "SUANLI_RAY_CLUSTER"
+TOKEN_FILE_NAME = "ray-auth.token"  # noqa: S105 - a file name; in the workdir: the cluster's Ray authentication token, 0600
 
 # Ray puts its unix sockets in <temp dir>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store.<n>, up to 66
 # characters more than the temp dir, and a unix socket path may not exceed 107 bytes: so the temp dir is a short
@@ -136,7 +149,8 @@ class LocalRayCluster:
         self.parallel = max(1, parallel)
         self.keep_logs = keep_logs
         self.temp_dir: Path | None = None
-        self._token = secrets.token_hex(8)
+        self._mark = secrets.token_hex(8)  # the value of CLUSTER_ENV: not a secret, it marks our processes
+        self._auth_token = secrets.token_hex(32)  # Ray's own generator takes 256 bits too
         self._gcs_port: int | None = None
         self._dashboard_port: int | None = None
         self._sessions: set[int] = set()  # session ids of our `ray start`s; their daemons stay in them
@@ -161,6 +175,20 @@ class LocalRayCluster:
             raise RuntimeError("the cluster is not started")
         return f"http://127.0.0.1:{self._dashboard_port}"
 
+    @property
+    def token(self) -> str:
+        """The cluster's Ray authentication token (``Authorization: Bearer <token>`` on the dashboard)."""
+        return self._auth_token
+
+    @property
+    def token_file(self) -> Path:
+        """The file holding `token` (0600, written by `start`): what a scheduler config's ``token_file`` names."""
+        return self.workdir / TOKEN_FILE_NAME
+
+    def target(self, label_selector: dict[str, str] | None = None) -> TierTarget:
+        """A scheduler target on this cluster (its dashboard and token), for nodes matching `label_selector`."""
+        return TierTarget(self.dashboard_url, label_selector, self.token)
+
     # -- start -------------------------------------------------------------------------------------------------
 
     def start(self, timeout_s: float = 180) -> None:
@@ -172,13 +200,14 @@ class LocalRayCluster:
             raise RuntimeError("the cluster was already started")
         deadline = time.monotonic() + timeout_s
         self.workdir.mkdir(parents=True, exist_ok=True)
+        _write_private(self.token_file, self._auth_token + "\n")
         self._started_at = time.time()
         self.temp_dir = Path(tempfile.mkdtemp(prefix="suanli-", dir=_TEMP_ROOT))
         if len(str(self.temp_dir)) > _MAX_TEMP_DIR_CHARS:  # pragma: no cover - mkdtemp under /tmp is short
             raise LocalClusterError(f"Ray temp dir {self.temp_dir} is too long for its unix sockets")
         try:
             began = time.monotonic()
-            self._start_head(deadline)
+            self._start_head_retrying(deadline)
             log.info(
                 "ray head up in %.1f s (gcs %s, dashboard %s)",
                 time.monotonic() - began,
@@ -193,8 +222,14 @@ class LocalRayCluster:
             raise
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        env |= {"RAY_USAGE_STATS_ENABLED": "0", CLUSTER_ENV: self._token}
+        dropped = {"RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"}
+        env = {k: v for k, v in os.environ.items() if k not in dropped}
+        env |= {
+            "RAY_USAGE_STATS_ENABLED": "0",
+            CLUSTER_ENV: self._mark,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(self.token_file),
+        }
         return env
 
     def _common_flags(self, name: str, spec_ports: Sequence[int]) -> list[str]:
@@ -235,6 +270,21 @@ class LocalRayCluster:
         ]
         self._gcs_port, self._dashboard_port = gcs, dashboard
         self._run_ray_start("head", argv, deadline)
+
+    def _start_head_retrying(self, deadline: float, attempts: int = 3) -> None:
+        """`_start_head`, again on fresh ports while it fails in time (at most `attempts` tries): under load the
+        head's raylet gives up waiting 15 s (hard-coded) for its dashboard agent ("Timed out waiting for file
+        ... dashboard_agent_listen_port"), and `ray start` then fails."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_head(deadline)
+            except _StartFailed as exc:
+                if attempt == attempts or time.monotonic() > deadline:
+                    raise
+                log.warning("the ray head did not start (try %d); cleaning it up and trying again", attempt)
+                _terminate([p for p in self._processes() if _sid(p.pid) == exc.session], grace_s=0)
+            else:
+                return
 
     def _raylet_argv(self, spec: RayletSpec, name: str) -> list[str]:
         labels = ",".join(f"{k}={v}" for k, v in spec.all_labels().items())
@@ -357,7 +407,8 @@ class LocalRayCluster:
         expected = set(self.names)
         seen: set[str] = set()
         last_error = ""
-        with httpx.Client(base_url=self.dashboard_url, timeout=5) as client:
+        headers = {"Authorization": f"Bearer {self._auth_token}"}
+        with httpx.Client(base_url=self.dashboard_url, timeout=5, headers=headers) as client:
             while time.monotonic() < deadline:
                 try:
                     version = client.get("/api/version")
@@ -411,7 +462,7 @@ class LocalRayCluster:
                 if (
                     _sid(proc.pid) in self._sessions
                     or temp_dir in " ".join(proc.info["cmdline"] or ())
-                    or proc.environ().get(CLUSTER_ENV) == self._token
+                    or proc.environ().get(CLUSTER_ENV) == self._mark
                 ):
                     found[proc.pid] = proc
         for proc in list(found.values()):
@@ -445,6 +496,7 @@ class LocalRayCluster:
         log.info("ray cluster stopped in %.1f s (%d process(es))", time.monotonic() - began, count)
         if not self.keep_logs:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.token_file.unlink(missing_ok=True)
         self.temp_dir = None
         self._gcs_port = self._dashboard_port = None
 
@@ -456,6 +508,14 @@ class LocalRayCluster:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable and writable by its owner alone (0600 whatever the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)
 
 
 def _sid(pid: int) -> int:

@@ -178,10 +178,13 @@ class RunningJob:
 
 @dataclass(frozen=True)
 class TierTarget:
-    """Where a tier's jobs go: a Ray dashboard URL and, in a shared cluster, the selector of the tier's nodes."""
+    """Where a tier's jobs go: a Ray dashboard URL, in a shared cluster the selector of the tier's nodes, and the
+    cluster's Ray authentication token (``RAY_AUTH_MODE=token``; None: a cluster without token authentication).
+    The token is left out of the repr, so logging a target never logs it."""
 
     address: str  # e.g. "http://127.0.0.1:8265"
     label_selector: Mapping[str, str] | None = None  # {"suanli.io/tier": "hpc"}, or None: the whole cluster
+    token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

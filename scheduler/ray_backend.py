@@ -6,10 +6,14 @@ this module answers with (`RayNode`, `RayJobStatus`, the `RayBackendError`s) are
 Jobs are Ray submissions whose submission id is Suanli's job id, so a retried dispatch is
 recognised instead of run twice.
 
-Must not: give Ray a runtime environment naming a local path (Ray's client would zip and upload the service's own
-files: `submit_arguments` refuses ``working_dir`` and ``py_modules``), call `ray.init` (the service is not a Ray
-driver; everything goes through the dashboard's HTTP APIs),
-import `api`, or raise Ray's own exceptions to callers: an unreachable cluster is `RayUnavailable` (keep the job
+Every call carries the target's Ray token (``Authorization: Bearer``; `TierTarget.token`), from the scheduler
+config; a cluster with ``RAY_AUTH_MODE=token`` answers a call without it 401 and one with a wrong token 403, which
+are `RayRequestFailed` with that status (a configuration error, not an outage).
+
+Must not: log a target's token or put it in an error message; give Ray a runtime environment naming a local path
+(Ray's client would zip and upload the service's own files: `submit_arguments` refuses ``working_dir`` and
+``py_modules``), call `ray.init` (the service is not a Ray driver; everything goes through the dashboard's HTTP
+APIs), import `api`, or raise Ray's own exceptions to callers: an unreachable cluster is `RayUnavailable` (keep the job
 queued and retry), an error answer is `RayRequestFailed`.
 
 What Ray 2.60 does (observed with `scheduler.local_cluster`, 5 raylets and a 0-CPU head on 2 cores):
@@ -29,6 +33,9 @@ What Ray 2.60 does (observed with `scheduler.local_cluster`, 5 raylets and a 0-C
   answers True yet leaves it PENDING: check feasibility before submitting.
 - A job's log (`logs`, `tail_logs`) holds Ray's own "Runtime env is setting up." and "Running entrypoint for job
   ..." lines besides the entrypoint's output; the tail ends when the job does (a few seconds after it).
+- `JobSubmissionClient` and `StateApiClient` ignore the address they are given when ``RAY_API_SERVER_ADDRESS``
+  or ``RAY_ADDRESS`` is set (a Ray job has ``RAY_ADDRESS``: there, a client "for another cluster" reached its
+  own), so `RayJobsBackend` refuses to start with either in its environment.
 - Ray answers a second submission with the same submission id with HTTP 500 (not 409), and an unknown
   submission with 404; an invalid label selector is a 500 as well. `JobSubmissionClient` sets no HTTP timeout of
   its own, hence `_TimedJobClient`.
@@ -38,14 +45,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import aiohttp
+from ray.exceptions import AuthenticationError
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient, JobType
-from ray.util.state import list_nodes
+from ray.util.state import StateApiClient
+from ray.util.state.common import ListApiOptions, NodeState, StateResource
 from ray.util.state.exception import RayStateApiException, ServerUnavailable
 
 from census_agent.labels import TIER_LABEL
@@ -61,6 +71,9 @@ from scheduler.models import (
 )
 
 NODE_ID_LABEL = "ray.io/node-id"  # set by Ray on every node
+# Ray's SDK (JobSubmissionClient, StateApiClient) replaces the address it is given by these variables' value
+# (ray.dashboard.utils.get_address_for_submission_client), so with either set every target would be that one.
+ADDRESS_OVERRIDES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 _EXIT_CODE = re.compile(r"failed with exit code (-?\d+)")
 _HTTP_STATUS = re.compile(r"status code (\d{3})")
 _UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
@@ -125,12 +138,33 @@ def submit_arguments(
     }
 
 
-class _TimedJobClient(JobSubmissionClient):
-    """`JobSubmissionClient` with a timeout on every HTTP request (the SDK leaves `requests` without one)."""
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The HTTP header that carries a Ray cluster's token (what Ray's dashboard checks); none without a token.
 
-    def __init__(self, address: str, timeout_s: float) -> None:
+    Passed explicitly to every client: Ray's SDK would otherwise add a token of its own only when *this* process
+    runs with ``RAY_AUTH_MODE=token``, from ``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH``/``~/.ray/auth_token`` - one
+    token for every cluster, where each target has its own."""
+    return {} if token is None else {"Authorization": f"Bearer {token}"}
+
+
+def list_node_states(address: str, token: str | None, timeout_s: int = 30) -> list[NodeState]:
+    """Every node Ray knows of (state API, details included), asked with the cluster's token; Ray's exceptions."""
+    client = StateApiClient(address=address, headers={"Content-Type": "application/json", **auth_headers(token)})
+    listed = client.list(
+        StateResource.NODES,
+        options=ListApiOptions(limit=10_000, timeout=timeout_s, detail=True),
+        raise_on_missing_output=False,
+    )
+    return [state for state in listed if isinstance(state, NodeState)]
+
+
+class _TimedJobClient(JobSubmissionClient):
+    """`JobSubmissionClient` with a timeout on every HTTP request (the SDK leaves `requests` without one) and the
+    cluster's token on every request (`requests` and `aiohttp` alike)."""
+
+    def __init__(self, address: str, timeout_s: float, token: str | None = None) -> None:
         self._timeout_s = timeout_s  # before super().__init__, which already checks the version over HTTP
-        super().__init__(address)
+        super().__init__(address, headers=auth_headers(token))
 
     def _do_request(self, method: str, endpoint: str, **kwargs: Any) -> Any:  # noqa: ANN401 - requests.Response
         kwargs.setdefault("timeout", self._timeout_s)
@@ -171,9 +205,15 @@ class RayJobsBackend:
     """Ray Jobs API calls per tier, one cached `JobSubmissionClient` per dashboard address; thread-safe."""
 
     def __init__(self, targets: Mapping[str, TierTarget] | Mapping[Tier, TierTarget], *, timeout_s: float = 10) -> None:
+        overriding = [name for name in ADDRESS_OVERRIDES if os.environ.get(name)]
+        if overriding:
+            raise ValueError(
+                f"{' and '.join(overriding)} set in the service's environment: Ray's SDK would send every tier's "
+                "calls (and tokens) there instead of the scheduler config's addresses; unset it"
+            )
         self.targets: dict[str, TierTarget] = {str(tier): target for tier, target in targets.items()}
         self.timeout_s = timeout_s
-        self._clients: dict[str, _TimedJobClient] = {}
+        self._clients: dict[tuple[str, str | None], _TimedJobClient] = {}  # by (address, token)
         self._lock = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------------------------------------
@@ -185,15 +225,16 @@ class RayJobsBackend:
             raise ValueError(f"tier {tier!r} is not served (served: {', '.join(sorted(self.targets))})") from None
 
     def _client(self, tier: str) -> _TimedJobClient:
-        address = self._target(tier).address
+        target = self._target(tier)
+        key = (target.address, target.token)
         with self._lock:
-            client = self._clients.get(address)
+            client = self._clients.get(key)
         if client is not None:
             return client
         with self._errors(tier, "connect"):
-            client = _TimedJobClient(address, self.timeout_s)
+            client = _TimedJobClient(target.address, self.timeout_s, target.token)
         with self._lock:
-            return self._clients.setdefault(address, client)
+            return self._clients.setdefault(key, client)
 
     @contextlib.contextmanager
     def _errors(self, tier: str, what: str) -> Iterator[None]:
@@ -202,6 +243,10 @@ class RayJobsBackend:
             yield
         except RayBackendError:
             raise
+        except AuthenticationError as exc:  # the SDK's answer to a 401 (no token) or a 403 (a wrong one)
+            refused = 401 if exc.message.startswith("Authentication required") else 403
+            reason = "no token" if refused == 401 else "a wrong token"
+            raise RayRequestFailed(tier, f"{what}: HTTP {refused}: Ray refused {reason}", refused) from None
         except ServerUnavailable as exc:
             raise RayUnavailable(tier, f"{what}: {_short(exc)}") from exc
         except RayStateApiException as exc:
@@ -326,13 +371,7 @@ class RayJobsBackend:
         with CPUs or GPUs (a 0-CPU head is left out)."""
         target = self._target(tier)
         with self._errors(tier, "list nodes"):
-            states = list_nodes(
-                address=target.address,
-                limit=10_000,
-                timeout=max(1, math.ceil(self.timeout_s)),
-                detail=True,
-                raise_on_missing_output=False,
-            )
+            states = list_node_states(target.address, target.token, max(1, math.ceil(self.timeout_s)))
         found = []
         for state in states:
             if state.state != "ALIVE":

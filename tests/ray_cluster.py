@@ -4,7 +4,9 @@ The raylets: general (2 CPUs), ai (2 CPUs and 2 logical GPUs: this machine has n
 hpc-0 and hpc-1 (2 CPUs each, so a 2-node gang can STRICT_SPREAD), edge (1 CPU, region 440106); 512 MiB of
 memory and an 80 MiB object store each, and a head with no CPUs. Starting it takes about 40-55 s on 2 cores, so
 one cluster serves the whole session (fixture `ray_cluster` in tests/integration/conftest.py); its teardown checks
-that `LocalRayCluster.stop` leaves none of its processes running, a running job's entrypoint included.
+that `LocalRayCluster.stop` leaves none of its processes running, a running job's entrypoint included. It runs
+with Ray's token authentication, like every `LocalRayCluster`, so every Ray test goes through it (`target` and
+`cluster_table` carry the token).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import psutil
 
 from census_agent.labels import REGION_LABEL, TIER_LABEL
 from scheduler.local_cluster import LocalClusterError, LocalRayCluster
-from scheduler.models import RayJobState, RayJobStatus, TierTarget
+from scheduler.models import RayJobState, RayJobStatus
 from scheduler.ray_backend import RayJobsBackend
 from scheduler.slicing import MIB, RayletSpec
 
@@ -51,7 +53,7 @@ def start_cluster(workdir: Path) -> LocalRayCluster:
 
 def stop_and_check(cluster: LocalRayCluster) -> None:
     """Stop the cluster with a job running, then check by pid that every process it had is gone."""
-    backend = RayJobsBackend({"edge": TierTarget(cluster.dashboard_url, {TIER_LABEL: "edge"})})
+    backend = RayJobsBackend({"edge": cluster.target({TIER_LABEL: "edge"})})
     job_id = unique("teardown")
     backend.submit(job_id=job_id, tier="edge", entrypoint="sleep 120", cpus=0.1, gpus=0, memory_bytes=0)
     deadline = time.monotonic() + 60
@@ -83,6 +85,11 @@ def _running(pid: int) -> bool:
         return False
 
 
+def cluster_table(cluster: LocalRayCluster) -> str:
+    """The body of a scheduler-config table (``[ray]`` or ``[tiers.X]``) for `cluster`: its dashboard and token file."""
+    return f'address = "{cluster.dashboard_url}"\ntoken_file = "{cluster.token_file}"\n'
+
+
 def unique(name: str) -> str:
     """A submission id no other test (or earlier run against the same cluster) uses."""
     return f"{name}-{time.time_ns()}"
@@ -95,7 +102,7 @@ def warm_up(cluster: LocalRayCluster, tier: str, selector: dict[str, str] | None
     Ray): tens of seconds on a busy 2-core machine. A fixture that warms its cluster this way, before a test
     starts its own clocks, lets that test's waits measure what it is about. The job's id starts with
     ``warm-up-``, so it never matches a test's job ids."""
-    backend = RayJobsBackend({tier: TierTarget(cluster.dashboard_url, selector)})
+    backend = RayJobsBackend({tier: cluster.target(selector)})
     job_id = unique("warm-up")
     began = time.monotonic()
     backend.submit(job_id=job_id, tier=tier, entrypoint="true", cpus=0.1, gpus=0, memory_bytes=0)

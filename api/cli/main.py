@@ -289,7 +289,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         args, database_url=args.database_url or f"sqlite:///{data / 'suanli.db'}", admin_token_file=admin_file
     )
     env = {
-        **os.environ,
+        # Not a Ray address of the shell's: Ray's SDK would send the scheduler's calls there (ray_backend refuses it).
+        **{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")},
         "SUANLI_DATABASE_URL": settings.database_url,
         "SUANLI_ADMIN_TOKEN_FILE": str(admin_file),
         "SUANLI_HOST": settings.host,
@@ -306,7 +307,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             cluster = _ray_cluster(args, data)
             cluster.start()  # assigned first: a Ctrl-C during the start still stops what it started
             config = data / "scheduler.toml"
-            write_private(config, f'# written by `suanli up`\n[ray]\naddress = "{cluster.dashboard_url}"\n')
+            write_private(
+                config,
+                f'# written by `suanli up`\n[ray]\naddress = "{cluster.dashboard_url}"\n'
+                f"token_file = {json.dumps(str(cluster.token_file))}\n",  # a TOML string: JSON's escapes are TOML's
+            )
             env["SUANLI_SCHEDULER_CONFIG"] = str(config)
         # Own sessions: a terminal's Ctrl-C reaches only this process, which stops the agent, then the service.
         children.append(subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], env=env, start_new_session=True))
@@ -339,7 +344,12 @@ def cmd_up(args: argparse.Namespace) -> int:
                 start_new_session=True,
             )
         )
-        ray = f"Ray dashboard {cluster.dashboard_url} (a raylet per tier)\n" if cluster else ""
+        ray = (
+            f"Ray dashboard {cluster.dashboard_url} (a raylet per tier; Ray token authentication on, its token in "
+            f"{cluster.token_file})\n"
+            if cluster
+            else ""
+        )
         print(
             f"\nSuanli is up: service {server_url} (docs {server_url}/docs), database {settings.database_url}\n"
             f"{ray}admin token in {admin_file}; try `suanli census`, `suanli tiers` and "

@@ -339,12 +339,13 @@ def test_rbac_is_only_what_is_used(default_docs: list[dict[str, Any]], full_docs
     assert init == ["state-owner"]  # no node-labels init container, so no Kubernetes API access
 
 
-def test_scheduler_config_routes_each_tier_to_its_ray_cluster(full_docs: list[dict[str, Any]]) -> None:
-    """With KubeRay on, the generated scheduler.toml loads with scheduler.config and sends each tier to the Jobs
-    API of the RayCluster whose raylets all start with --labels suanli.io/tier=<tier>."""
+def test_scheduler_config_routes_each_tier_to_its_ray_cluster(full_docs: list[dict[str, Any]], tmp_path: Path) -> None:
+    """With KubeRay on, the generated scheduler.toml loads with scheduler.config (its token files as the API pod
+    mounts them) and sends each tier to the Jobs API of the RayCluster whose raylets all start with --labels
+    suanli.io/tier=<tier>."""
     (configmap,) = find(full_docs, "ConfigMap", f"{RELEASE}-suanli-scheduler")
     text = configmap["data"]["scheduler.toml"]
-    config = SchedulerConfig.parse(text)
+    config = SchedulerConfig.parse(mount_ray_tokens(full_docs, text, tmp_path))
     assert tomllib.loads(text)["policy"]["quotas"]["*"]["ai"]["gpus"] == 16
     for cluster in find(full_docs, "RayCluster"):
         tier = cluster["metadata"]["labels"]["suanli.io/tier"]
@@ -494,3 +495,160 @@ def test_enrolment_bounds_and_failure_limits_reach_the_service() -> None:
         container_env(deployment["spec"]["template"]["spec"]["containers"][0])["SUANLI_ENROL_KNOWN_NODES_ONLY"]
         == "true"
     )
+
+
+# -- Ray's control plane: token authentication and NetworkPolicies ------------------------------------------------
+
+
+def mount_ray_tokens(docs: list[dict[str, Any]], scheduler_toml: str, root: Path) -> str:
+    """Lay out under `root` the API pod's ray-tokens volume as Kubernetes would (each projected Secret item a file
+    with the volume's defaultMode, from the rendered Secret's data) and return `scheduler_toml` with the mount path
+    pointing there: what the scheduler reads in the pod."""
+    (deployment,) = find(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "ray-tokens"]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "ray-tokens"]
+    mode = volume["projected"]["defaultMode"]
+    for source in volume["projected"]["sources"]:
+        (secret,) = find(docs, "Secret", source["secret"]["name"])
+        for item in source["secret"]["items"]:
+            path = root / item["path"]
+            path.write_bytes(base64.b64decode(secret["data"][item["key"]]))
+            path.chmod(mode)
+    return scheduler_toml.replace(mount["mountPath"] + "/", f"{root}/")
+
+
+def ray_auth_env(container: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """(RAY_AUTH_MODE's value, RAY_AUTH_TOKEN's secretKeyRef) of a container or autoscalerOptions."""
+    env = {item["name"]: item for item in container.get("env", [])}
+    mode = env.get("RAY_AUTH_MODE", {}).get("value")
+    token = env.get("RAY_AUTH_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef")
+    return mode, token
+
+
+def test_every_ray_process_runs_with_token_auth_and_its_own_clusters_token(
+    full_docs: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Each RayCluster's head, workers and autoscaler run with RAY_AUTH_MODE=token and RAY_AUTH_TOKEN from the
+    chart's Secret under the key of that cluster's tier; the four tokens differ, are 64 characters, and the
+    scheduler in the API pod reads for each tier exactly the token its cluster was given."""
+    (secret,) = find(full_docs, "Secret", f"{RELEASE}-suanli-ray-auth")
+    tokens = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    assert sorted(tokens) == sorted(TIERS)
+    assert len(set(tokens.values())) == len(TIERS)
+    assert all(len(token) == 64 for token in tokens.values())
+    for cluster in find(full_docs, "RayCluster"):
+        tier = cluster["metadata"]["labels"]["suanli.io/tier"]
+        spec = cluster["spec"]
+        groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+        containers = [c for g in groups for c in g["template"]["spec"]["containers"]]
+        if spec["enableInTreeAutoscaling"]:
+            containers.append(spec["autoscalerOptions"])
+        for container in containers:
+            assert ray_auth_env(container) == ("token", {"name": secret["metadata"]["name"], "key": tier}), tier
+    (configmap,) = find(full_docs, "ConfigMap", f"{RELEASE}-suanli-scheduler")
+    config = SchedulerConfig.parse(mount_ray_tokens(full_docs, configmap["data"]["scheduler.toml"], tmp_path))
+    assert {tier.value: target.token for tier, target in config.targets.items()} == tokens
+
+
+def test_an_existing_ray_auth_secret_is_used_and_none_is_created() -> None:
+    """ray.auth.existingSecret: the chart renders no token Secret and every Ray process and the API pod read the
+    operator's Secret; without ray.enabled there is neither a token Secret nor a NetworkPolicy."""
+    docs = template("-f", str(FULL_VALUES), "--set", "ray.auth.existingSecret=ops-ray-tokens")
+    assert not [d for d in find(docs, "Secret") if d["metadata"]["name"].endswith("ray-auth")]
+    for cluster in find(docs, "RayCluster"):
+        head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+        assert ray_auth_env(head)[1]["name"] == "ops-ray-tokens"  # type: ignore[index]
+    (deployment,) = find(docs, "Deployment")
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "ray-tokens"]
+    assert volume["projected"]["sources"][0]["secret"]["name"] == "ops-ray-tokens"
+    default = template()
+    assert not find(default, "NetworkPolicy")
+    assert not [d for d in find(default, "Secret") if d["metadata"]["name"].endswith("ray-auth")]
+
+
+def test_an_outside_ray_clusters_token_comes_from_a_secret(tmp_path: Path) -> None:
+    """scheduler.rayAddress with scheduler.rayTokenSecret: [ray] gets a token_file the API pod mounts from that
+    Secret (read-only, owner and group only), and every tier's target carries it; without the Secret, no token."""
+    address = "http://ray-head.ray.svc:8265"
+    docs = template(
+        "--set", f"scheduler.enabled=true,scheduler.rayAddress={address}",
+        "--set", "scheduler.rayTokenSecret.name=outside-ray,scheduler.rayTokenSecret.key=tok",
+    )  # fmt: skip
+    (configmap,) = find(docs, "ConfigMap", f"{RELEASE}-suanli-scheduler")
+    (deployment,) = find(docs, "Deployment")
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "ray-tokens"]
+    items = [{"key": "tok", "path": "ray.token"}]
+    assert volume["projected"]["sources"] == [{"secret": {"name": "outside-ray", "items": items}}]
+    assert volume["projected"]["defaultMode"] & 0o007 == 0
+    text = configmap["data"]["scheduler.toml"].replace("/etc/suanli/ray/", f"{tmp_path}/")
+    (tmp_path / "ray.token").write_text("outside-token")
+    (tmp_path / "ray.token").chmod(volume["projected"]["defaultMode"])
+    assert {t.token for t in SchedulerConfig.parse(text).targets.values()} == {"outside-token"}
+    bare = template("--set", f"scheduler.enabled=true,scheduler.rayAddress={address}")
+    (configmap,) = find(bare, "ConfigMap", f"{RELEASE}-suanli-scheduler")
+    assert "token_file" not in configmap["data"]["scheduler.toml"]
+    (deployment,) = find(bare, "Deployment")
+    assert "ray-tokens" not in {v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]}
+
+
+def admits(policy: dict[str, Any], source: dict[str, str], port: int) -> bool:
+    """Whether the NetworkPolicy's ingress rules let a pod labelled `source` (same namespace) reach `port`/TCP."""
+    for rule in policy["spec"].get("ingress", []):
+        peers = rule.get("from", [])
+        peer_ok = not peers or any(
+            "podSelector" in p and "namespaceSelector" not in p
+            and p["podSelector"].get("matchLabels", {}).items() <= source.items()
+            for p in peers
+        )  # fmt: skip
+        ports = rule.get("ports", [])
+        port_ok = not ports or any(
+            p.get("protocol", "TCP") == "TCP" and p["port"] <= port <= p.get("endPort", p["port"]) for p in ports
+        )
+        if peer_ok and port_ok:
+            return True
+    return False
+
+
+def test_network_policies_let_only_the_api_reach_the_jobs_api_and_only_a_clusters_pods_its_ray_ports(
+    full_docs: list[dict[str, Any]],
+) -> None:
+    """One NetworkPolicy per tier cluster selects exactly that cluster's pods (head and workers). The API pod
+    reaches the dashboard port 8265 and no Ray port; the cluster's own pods reach its Ray ports (GCS 6379, a
+    raylet's, a worker's) but not 8265; another tier's Ray pods, the agents and any other pod reach nothing."""
+    policies = find(full_docs, "NetworkPolicy")
+    (deployment,) = find(full_docs, "Deployment")
+    api = deployment["spec"]["template"]["metadata"]["labels"]
+    agent = find(full_docs, "DaemonSet")[0]["spec"]["template"]["metadata"]["labels"]
+    pods = {}
+    for cluster in find(full_docs, "RayCluster"):
+        groups = [cluster["spec"]["headGroupSpec"], *cluster["spec"]["workerGroupSpecs"]]
+        pods[cluster["metadata"]["labels"]["suanli.io/tier"]] = [g["template"]["metadata"]["labels"] for g in groups]
+    assert len(policies) == len(TIERS)
+    for tier, own_pods in pods.items():
+        (policy,) = [p for p in policies if p["spec"]["podSelector"]["matchLabels"].items() <= own_pods[0].items()]
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        selector = policy["spec"]["podSelector"]["matchLabels"]
+        assert all(selector.items() <= labels.items() for labels in own_pods)
+        for other, other_pods in pods.items():
+            if other != tier:
+                assert not any(selector.items() <= labels.items() for labels in other_pods)
+                assert not any(admits(policy, other_pods[0], port) for port in (6379, 8265, 10001, 52365, 20000))
+        assert admits(policy, api, 8265)
+        assert not any(admits(policy, api, port) for port in (6379, 10001, 52365, 20000))
+        for port in (6379, 10001, 52365, 20000, 65535):
+            assert admits(policy, own_pods[-1], port), port
+        assert not admits(policy, own_pods[-1], 8265)
+        assert not any(admits(policy, source, port) for source in (agent, {"app": "other"}) for port in (6379, 8265))
+
+
+def test_network_policies_can_admit_more_peers_to_the_dashboard_or_be_left_out() -> None:
+    """ray.networkPolicy.dashboardFrom adds peers to the dashboard rule only; enabled=false renders none."""
+    peer = '{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"kuberay"}}}'
+    docs = template("-f", str(FULL_VALUES), "--set-json", f"ray.networkPolicy.dashboardFrom=[{peer}]")
+    for policy in find(docs, "NetworkPolicy"):
+        ray_rule, dashboard_rule = policy["spec"]["ingress"]
+        assert json.loads(peer) in dashboard_rule["from"]
+        assert json.loads(peer) not in ray_rule["from"]
+    assert not find(template("-f", str(FULL_VALUES), "--set", "ray.networkPolicy.enabled=false"), "NetworkPolicy")

@@ -75,3 +75,14 @@ def test_rays_error_answers_become_domain_exceptions() -> None:
         raise RuntimeError("Request failed with status code 500: Traceback (most recent call last):\n  ...\nBoom: it")
     assert caught.value.status_code == 500
     assert caught.value.reason.endswith("Boom: it")
+
+
+@pytest.mark.parametrize("variable", ["RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"])
+def test_the_backend_refuses_to_start_where_ray_would_override_every_address(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With RAY_ADDRESS or RAY_API_SERVER_ADDRESS in the environment Ray's SDK sends every call there, whatever
+    address it is given (seen from inside a Ray job): the backend refuses to start, naming the variable."""
+    monkeypatch.setenv(variable, "127.0.0.1:6379")
+    with pytest.raises(ValueError, match=variable):
+        RayJobsBackend({"hpc": TierTarget("http://127.0.0.1:9", None, "t" * 64)})

@@ -25,8 +25,9 @@ from api.jobs import store as job_store
 from api.jobs.store import SqlJobStore
 from census_agent.models import Tier
 from scheduler.local_cluster import LocalRayCluster
-from scheduler.models import JobSpec, TierTarget
+from scheduler.models import JobSpec
 from scheduler.ray_backend import RayJobsBackend
+from tests.ray_cluster import cluster_table
 from tests.servers import wait_for
 from tests.service import ServiceProcess
 
@@ -36,16 +37,14 @@ QUOTA_ORG = "capped"
 
 
 def backend_for(cluster: LocalRayCluster) -> RayJobsBackend:
-    return RayJobsBackend(
-        {t: TierTarget(cluster.dashboard_url, {"suanli.io/tier": t}) for t in ("general", "ai", "hpc", "edge")}
-    )
+    return RayJobsBackend({t: cluster.target({"suanli.io/tier": t}) for t in ("general", "ai", "hpc", "edge")})
 
 
 def scheduler_settings(cluster: LocalRayCluster, workdir: Path) -> dict[str, str]:
     """The service settings of these tests: the scheduler's file (the session's cluster, a quota for
     `QUOTA_ORG`) written in `workdir`, and a 0.3 s dispatch interval."""
     config = workdir / "scheduler.toml"
-    config.write_text(f'[ray]\naddress = "{cluster.dashboard_url}"\n[policy.quotas.{QUOTA_ORG}.hpc]\njobs = 1\n')
+    config.write_text(f"[ray]\n{cluster_table(cluster)}[policy.quotas.{QUOTA_ORG}.hpc]\njobs = 1\n")
     return {"scheduler_config": str(config), "dispatch_interval_seconds": "0.3"}
 
 

@@ -20,12 +20,12 @@ import psutil
 import pytest
 
 from scheduler.local_cluster import LocalRayCluster
-from scheduler.models import RayJobState, TierTarget
+from scheduler.models import RayJobState
 from scheduler.ray_backend import RayJobsBackend
 from scheduler.slicing import MIB, RayletSpec
 from tests.inprocess import AppService
 from tests.integration.jobs.test_jobs import job_doc, submit, wait_state
-from tests.ray_cluster import warm_up
+from tests.ray_cluster import cluster_table, warm_up
 from tests.servers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -70,8 +70,8 @@ def test_a_tier_cluster_lost_then_back_retries_the_job_once_and_stops_the_lost_a
     there) is stopped and the second attempt runs and succeeds: Ray shows attempt 0 stopped, attempt 1 done."""
     config = tmp_path / "scheduler.toml"
     config.write_text(
-        f'[ray]\naddress = "{ray_cluster.dashboard_url}"\n'
-        f'[tiers.edge]\naddress = "{edge_cluster.dashboard_url}"\n'
+        f"[ray]\n{cluster_table(ray_cluster)}"
+        f"[tiers.edge]\n{cluster_table(edge_cluster)}"
         f"[dispatch]\nlost_after_seconds = {LOST_AFTER_S}\n"
     )
     service = AppService(
@@ -110,7 +110,7 @@ def test_a_tier_cluster_lost_then_back_retries_the_job_once_and_stops_the_lost_a
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGCONT)
         service.stop()
-    edge = RayJobsBackend({"edge": TierTarget(edge_cluster.dashboard_url, None)})
+    edge = RayJobsBackend({"edge": edge_cluster.target(None)})
     submissions = edge.jobs("edge")
     assert sorted(s for s in submissions if s.startswith(job_id)) == [f"{job_id}-0", f"{job_id}-1"]
 

@@ -6,7 +6,6 @@ import pytest
 
 from census_agent.labels import TIER_LABEL
 from scheduler.local_cluster import LocalRayCluster
-from scheduler.models import TierTarget
 from scheduler.ray_backend import RayJobsBackend
 from tests.ray_cluster import TIERS
 
@@ -14,4 +13,4 @@ from tests.ray_cluster import TIERS
 @pytest.fixture(scope="session")
 def backend(ray_cluster: LocalRayCluster) -> RayJobsBackend:
     """Single-cluster mode: each tier is a label selector on the session's cluster."""
-    return RayJobsBackend({tier: TierTarget(ray_cluster.dashboard_url, {TIER_LABEL: tier}) for tier in TIERS})
+    return RayJobsBackend({tier: ray_cluster.target({TIER_LABEL: tier}) for tier in TIERS})

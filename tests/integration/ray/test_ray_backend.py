@@ -7,12 +7,11 @@ import time
 
 import pytest
 from ray.job_submission import JobSubmissionClient
-from ray.util.state import list_nodes
 
 from census_agent.labels import REGION_LABEL, TIER_LABEL
 from scheduler.local_cluster import LocalRayCluster
 from scheduler.models import RayJobState, RayRequestFailed, RayUnavailable, TierTarget
-from scheduler.ray_backend import RayJobsBackend
+from scheduler.ray_backend import RayJobsBackend, auth_headers, list_node_states
 from tests.ray_cluster import RAYLETS, TIERS, unique, wait_for_state, wait_until_done
 from tests.servers import free_port
 
@@ -23,7 +22,8 @@ MIB = 2**20
 
 def test_every_raylet_joined_with_its_tier_label_and_the_head_has_no_cpus(ray_cluster: LocalRayCluster) -> None:
     """Each raylet is ALIVE under its name with its tier (and extra) labels; the head offers no CPU or GPU."""
-    nodes = [n for n in list_nodes(address=ray_cluster.dashboard_url, detail=True) if n.state == "ALIVE"]
+    states = list_node_states(ray_cluster.dashboard_url, ray_cluster.token)
+    nodes = [n for n in states if n.state == "ALIVE"]
     heads = [n for n in nodes if n.is_head_node]
     assert len(heads) == 1
     assert heads[0].resources_total.get("CPU", 0) == 0
@@ -91,7 +91,7 @@ def test_resubmitting_the_same_job_id_returns_false_and_never_runs_twice(
     assert not submit()
     assert wait_until_done(backend, job_id, "general").state is RayJobState.SUCCEEDED
     assert not submit()
-    listed = JobSubmissionClient(ray_cluster.dashboard_url).list_jobs()
+    listed = JobSubmissionClient(ray_cluster.dashboard_url, headers=auth_headers(ray_cluster.token)).list_jobs()
     assert [j.submission_id for j in listed].count(job_id) == 1
     assert backend.logs(job_id, "general").splitlines().count("ran-once") == 1
 
@@ -162,7 +162,7 @@ def test_an_unknown_submission_is_missing_not_stoppable_and_has_no_logs(backend:
 
 def test_multi_cluster_mode_runs_jobs_and_lists_the_clusters_nodes(ray_cluster: LocalRayCluster) -> None:
     """A tier that is a whole cluster (no selector): nodes() is every alive node with resources, and jobs run."""
-    backend = RayJobsBackend({"general": TierTarget(ray_cluster.dashboard_url, None)})
+    backend = RayJobsBackend({"general": ray_cluster.target(None)})
     nodes = backend.nodes("general")
     assert sorted(n.name for n in nodes) == sorted(ray_cluster.names)  # the 0-CPU head is not a worker
     assert sum(n.cpus for n in nodes) == sum(s.cpus for s in RAYLETS)

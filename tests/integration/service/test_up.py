@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -41,8 +42,9 @@ def ray_clusters(mark: str | None = None) -> dict[str, set[int]]:
 def test_up_starts_service_agent_and_ray_tiers_then_ctrl_c_stops_everything(tmp_path: Path) -> None:
     """`suanli up`: the census counts this machine (one active node in region 440106, reported by the local
     agent with its own bound token), every tier is served by a raylet of the local Ray cluster, and a job
-    submitted with `suanli submit` runs; SIGINT then stops the agent, the service and every Ray process it
-    started (and no other), and `up` exits 0."""
+    submitted with `suanli submit` runs; the cluster's Jobs API refuses a call without the Ray token that `up`
+    wrote (0600) into its scheduler.toml, and the token appears nowhere in `up`'s output; SIGINT then stops the
+    agent, the service and every Ray process it started (and no other), and `up` exits 0."""
     before = set(ray_clusters())
     port = free_port()
     data = tmp_path / "data"
@@ -107,6 +109,13 @@ def test_up_starts_service_agent_and_ray_tiers_then_ctrl_c_stops_everything(tmp_
             )
 
         wait_for(lambda: job_state() == "succeeded", 90, "the job submitted to `suanli up`")
+        ray = tomllib.loads((data / "scheduler.toml").read_text())["ray"]
+        ray_token_file = Path(ray["token_file"])
+        assert ray_token_file.stat().st_mode & 0o777 == 0o600
+        ray_token = ray_token_file.read_text().strip()
+        assert httpx.get(f"{ray['address']}/api/jobs/", timeout=10).status_code == 401
+        bearer = {"Authorization": f"Bearer {ray_token}"}
+        assert httpx.get(f"{ray['address']}/api/jobs/", headers=bearer, timeout=10).status_code == 200
         mine = ray_clusters(mark)
         assert len(mine) == 1, mine
         assert not set(mine) & before
@@ -126,4 +135,6 @@ def test_up_starts_service_agent_and_ray_tiers_then_ctrl_c_stops_everything(tmp_
             up.kill()
             up.wait()
         log.close()
-    assert "stopped the agent and the service and the Ray cluster" in (tmp_path / "up.log").read_text()
+    output = (tmp_path / "up.log").read_text()
+    assert "stopped the agent and the service and the Ray cluster" in output
+    assert ray_token not in output  # the Ray token is never printed or logged

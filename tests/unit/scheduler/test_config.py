@@ -70,3 +70,64 @@ def test_every_mistake_of_a_file_is_named_at_once() -> None:
     assert "ray: unknown keys port" in message
     assert "unknown keys: scheduler (expected ray, tiers, policy, dispatch)" in message
     assert "tiers.hpc: a table" in message
+
+
+def private_token(path: Path, text: str = "a" * 64 + "\n") -> Path:
+    """`text` in `path`, mode 0600 (what `suanli up` and the chart write)."""
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def test_each_cluster_table_reads_its_own_token_file(tmp_path: Path) -> None:
+    """`token_file` in `[ray]` gives every label-selector tier that cluster's token; a `[tiers.X]` cluster has its
+    own; a table without one has none. The token is stripped of its newline and never shown in a target's repr."""
+    shared = private_token(tmp_path / "shared.token", "s" * 64 + "\n")
+    hpc = private_token(tmp_path / "hpc.token", "h" * 64)
+    config = SchedulerConfig.parse(
+        f'[ray]\naddress = "http://a:8265"\ntoken_file = "{shared}"\n'
+        f'[tiers.hpc]\naddress = "http://hpc:8265"\ntoken_file = "{hpc}"\n'
+        '[tiers.edge]\naddress = "http://edge:8265"\n'
+    )
+    assert config.targets[Tier.AI] == TierTarget("http://a:8265", {TIER_LABEL: "ai"}, "s" * 64)
+    assert config.targets[Tier.HPC] == TierTarget("http://hpc:8265", None, "h" * 64)
+    assert config.targets[Tier.EDGE].token is None
+    assert "s" * 64 not in repr(config.targets[Tier.AI])
+    assert "h" * 64 not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("table", "setup", "message"),
+    [
+        ('[ray]\ntoken_file = "{path}"\n', "ok", "ray.token_file: given without ray.address"),
+        ('[tiers.ai]\ntoken_file = "{path}"\n[ray]\naddress = "http://a:1"\n', "ok", "tiers.ai.token_file: given"),
+        ('[ray]\naddress = "http://a:1"\ntoken_file = "relative.token"\n', "ok", "ray.token_file: an absolute path"),
+        ('[ray]\naddress = "http://a:1"\ntoken_file = "{path}"\n', "missing", "cannot be read"),
+        ('[ray]\naddress = "http://a:1"\ntoken_file = "{path}"\n', "empty", "must hold one token"),
+        ('[ray]\naddress = "http://a:1"\ntoken_file = "{path}"\n', "two words", "must hold one token"),
+        ('[ray]\naddress = "http://a:1"\ntoken_file = "{path}"\n', "world-readable", "other users may read it"),
+        ('[tiers.hpc]\naddress = "http://h:1"\ntoken_file = "{path}"\n', "directory", "tiers.hpc.token_file"),
+    ],
+)
+def test_a_bad_token_file_is_refused_naming_the_key_and_never_the_token(
+    table: str, setup: str, message: str, tmp_path: Path
+) -> None:
+    """A token file that is relative, missing, empty, not one token, readable by other users, or a directory, or
+    one given without an address, is refused at load with its key; the file's contents never appear."""
+    path = tmp_path / "ray.token"
+    secret = "t0ps3cret" * 8
+    if setup in ("ok", "world-readable"):
+        private_token(path, secret)
+    elif setup == "empty":
+        private_token(path, "\n")
+    elif setup == "two words":
+        private_token(path, f"{secret} {secret}")
+    elif setup == "directory":
+        path.mkdir()
+    if setup == "world-readable":
+        path.chmod(0o644)
+    config = tmp_path / "scheduler.toml"
+    config.write_text(table.format(path=path))
+    with pytest.raises(ValueError, match=message) as caught:
+        SchedulerConfig.load(config)
+    assert secret not in str(caught.value)

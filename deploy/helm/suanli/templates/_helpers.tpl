@@ -73,3 +73,48 @@ app.kubernetes.io/part-of: suanli
 {{- define "suanli.rayClusterName" -}}
 {{- printf "%s-ray-%s" (include "suanli.fullname" .ctx) .tier -}}
 {{- end -}}
+
+{{/* The Secret holding each tier cluster's Ray token (one key per tier). */}}
+{{- define "suanli.rayAuthSecret" -}}
+{{- default (printf "%s-ray-auth" (include "suanli.fullname" .)) .Values.ray.auth.existingSecret -}}
+{{- end -}}
+
+{{/* The environment that turns Ray's token authentication on, with the tier's token; (dict "ctx" $ "tier" t). */}}
+{{- define "suanli.rayAuthEnv" -}}
+- {name: RAY_AUTH_MODE, value: token}
+- name: RAY_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "suanli.rayAuthSecret" .ctx }}
+      key: {{ .tier }}
+{{- end -}}
+
+{{/* The API pod reads Ray tokens: the chart's tier clusters, or scheduler.rayTokenSecret for an outside cluster. */}}
+{{- define "suanli.rayTokens" -}}
+{{- if and (include "suanli.schedulerEnabled" .) (or .Values.ray.enabled .Values.scheduler.rayTokenSecret.name) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The API pod's volume of Ray tokens, mounted at /etc/suanli/ray: <tier>.token per tier cluster, ray.token for
+scheduler.rayAddress; projected, owner/group-readable only (the scheduler refuses a token file others may read). */}}
+{{- define "suanli.rayTokensVolume" -}}
+- name: ray-tokens
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- if .Values.ray.enabled }}
+      - secret:
+          name: {{ include "suanli.rayAuthSecret" . }}
+          items:
+            {{- range $tier := list "general" "ai" "hpc" "edge" }}
+            {{- if (index $.Values.ray.tiers $tier).enabled }}
+            - {key: {{ $tier }}, path: {{ $tier }}.token}
+            {{- end }}
+            {{- end }}
+      {{- end }}
+      {{- with .Values.scheduler.rayTokenSecret.name }}
+      - secret:
+          name: {{ . }}
+          items:
+            - {key: {{ $.Values.scheduler.rayTokenSecret.key }}, path: ray.token}
+      {{- end }}
+{{- end -}}
