@@ -15,6 +15,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
+from api.audit import log as audit
 from api.auth import Principal, Role
 from api.db.engine import write_transaction
 from api.deps import Conn, JobUser, State
@@ -102,6 +103,7 @@ async def submit(
                 job_id = job_store.create(
                     conn, spec, principal.name, now, "queued: waiting for the dispatcher", key=idempotency_key
                 )
+                audit.job_submitted(conn, audit.actor_of(principal), job_id, spec.model_dump_json(by_alias=True))
         with state.engine.connect() as conn:
             job = job_store.get(conn, job_id)
         assert job is not None
@@ -201,6 +203,7 @@ async def cancel_job(principal: JobUser, state: State, job_id: str) -> dict[str,
             raise Conflict(f"job {job_id} has already ended ({job['state']})")
         with state.ingestor.write_lock, write_transaction(state.engine) as conn:
             job_store.cancel(conn, job_id, principal.name, datetime.now(tz=UTC))
+            audit.append(conn, "job.cancel", audit.actor_of(principal), subject=f"job:{job_id}")
         with state.engine.connect() as conn:
             return _visible(conn, job_id, principal)
 

@@ -9,8 +9,10 @@ from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.auth import Role, create_token, list_tokens, revoke
+from api.audit import log as audit
+from api.auth import Principal, Role, create_token, list_tokens, revoke
 from api.db import aware
+from api.db.engine import write_transaction
 from api.deps import Admin, State
 from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
 from api.openapi import json_body
@@ -42,7 +44,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     responses=problem_responses(413, 422),
     openapi_extra=json_body(TokenCreate.model_json_schema()),
 )
-async def create(_: Admin, state: State, request: Request) -> dict[str, Any]:
+async def create(principal: Admin, state: State, request: Request) -> dict[str, Any]:
     """Create a token; the answer is the only place its plaintext ever appears. The body is read only after
     the caller's token is checked, so an anonymous caller learns nothing from validation errors."""
     try:
@@ -52,14 +54,15 @@ async def create(_: Admin, state: State, request: Request) -> dict[str, Any]:
             f"invalid token request: {exc.errors()[0]['msg']}",
             errors=exc.errors(include_url=False, include_context=False, include_input=False),
         ) from None
-    return await run_in_threadpool(_create, state, body)
+    return await run_in_threadpool(_create, state, body, principal)
 
 
-def _create(state: State, body: TokenCreate) -> dict[str, Any]:
+def _create(state: State, body: TokenCreate, principal: Principal) -> dict[str, Any]:
     now = datetime.now(tz=UTC)
     expires = now + timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None
-    with state.engine.begin() as conn:
+    with write_transaction(state.engine) as conn:
         text, token_id = create_token(conn, name=body.name, role=body.role, now=now, expires_at=expires)
+        audit.token_created(conn, audit.actor_of(principal), token_id, body.name, body.role.value, expires_at=expires)
     return {
         "id": token_id,
         "name": body.name,
@@ -77,8 +80,9 @@ def list_all(_: Admin, state: State) -> list[dict[str, Any]]:
 
 
 @router.delete("/{token_id}", status_code=204, summary="Revoke a token", responses=problem_responses(404, 422))
-def revoke_token(_: Admin, state: State, token_id: Annotated[int, Path(ge=1, le=TOKEN_ID_MAX)]) -> None:
+def revoke_token(principal: Admin, state: State, token_id: Annotated[int, Path(ge=1, le=TOKEN_ID_MAX)]) -> None:
     """Revoke a token at once."""
-    with state.engine.begin() as conn:
+    with write_transaction(state.engine) as conn:
         revoke(conn, token_id, datetime.now(tz=UTC))
+        audit.append(conn, "token.revoke", audit.actor_of(principal), subject=f"token:{token_id}")
     state.principals.forget_all()
