@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -144,14 +144,34 @@ class Break:
     detail: str
 
 
+def written_at(entry: Entry, find: Callable[[str], Entry | None], depth: int = 8) -> int | None:
+    """The seq `entry` was written at, found through the entry its ``prev_hash`` names (`find`: the stored entry
+    with that hash, if any), which may itself have been moved (followed back up to `depth` entries); None if it
+    cannot be told (its predecessor is gone, or its own fields were changed)."""
+    if entry.prev_hash == GENESIS:
+        seq = 1
+    else:
+        predecessor = find(entry.prev_hash)
+        if predecessor is None or depth == 0:
+            return None
+        if predecessor.computed_hash() == predecessor.hash:
+            seq = predecessor.seq + 1
+        else:
+            earlier = written_at(predecessor, find, depth - 1)
+            if earlier is None:
+                return None
+            seq = earlier + 1
+    return seq if entry.computed_hash(seq=seq) == entry.hash else None
+
+
 class Walk:
     """Walks stored entries in `seq` order (`feed` each) and keeps the first `Break`.
 
     - a missing sequence number (or a `head` that says the chain is longer than what is stored) is ``removed``;
-    - an entry whose fields do not give its stored hash is ``edited``, unless they give it at another place in the
-      chain (its stored ``prev_hash`` names its original predecessor: `moved_from`), which is ``reordered``;
-    - an entry whose own hash holds but whose ``prev_hash`` is not the hash of the entry before it is ``reordered``
-      when that predecessor still exists elsewhere (`moved_from`), else ``removed`` (something between them went).
+    - an entry whose fields give its stored hash only at another seq (`written_at`) was moved: ``reordered``;
+    - an entry whose fields give its stored hash nowhere is ``edited``;
+    - an entry that holds but does not follow the entry stored before it is ``reordered`` if the entry it followed
+      is stored elsewhere (moved away), else ``removed`` (what was between them went, and the rest renumbered).
     After a break the walk goes on from the stored values, so later entries are still counted.
     """
 
@@ -163,11 +183,10 @@ class Walk:
         self.entries = 0
         self.first: Break | None = None
 
-    def feed(self, entry: Entry, moved_from: int | None = None) -> Break | None:
-        """Check `entry`, the next stored one; `moved_from` is the seq of the entry whose hash is `entry.prev_hash`
-        if one other than the previous exists (the caller looks it up only when `needs_lookup` says so).  Returns
-        the break this entry shows, if any (the first one is also kept in `first`)."""
-        found = self._check(entry, moved_from)
+    def feed(self, entry: Entry, find: Callable[[str], Entry | None] | None = None) -> Break | None:
+        """Check `entry`, the next stored one; `find` looks a stored entry up by its hash (called only when this
+        entry does not hold).  Returns the break this entry shows, if any (the first is also kept in `first`)."""
+        found = self._check(entry, find or _nothing)
         if self.anchor is not None and entry.seq == self.anchor[0]:
             self.anchor_seen = True
             if found is None and entry.hash != self.anchor[1]:
@@ -179,29 +198,22 @@ class Walk:
             self.first = found
         return found
 
-    def needs_lookup(self, entry: Entry) -> bool:
-        """Whether `feed` would want to know where `entry.prev_hash` points (its hash or its link is wrong)."""
-        return entry.prev_hash != self.prev_hash or entry.computed_hash() != entry.hash
-
-    def _check(self, entry: Entry, moved_from: int | None) -> Break | None:
+    def _check(self, entry: Entry, find: Callable[[str], Entry | None]) -> Break | None:
         if entry.seq != self.expected_seq:
-            missing = (
-                f"{self.expected_seq}"
-                if entry.seq == self.expected_seq + 1
-                else f"{self.expected_seq}..{entry.seq - 1}"
-            )
-            return Break(self.expected_seq, "removed", f"entry {missing} is missing before entry {entry.seq}")
-        own_hash_holds = entry.computed_hash() == entry.hash
-        if not own_hash_holds:
-            if moved_from is not None and entry.computed_hash(seq=moved_from + 1) == entry.hash:
-                return Break(
-                    entry.seq, "reordered", f"entry {entry.seq} was written as entry {moved_from + 1} and moved here"
-                )
+            gap = self.expected_seq if entry.seq == self.expected_seq + 1 else f"{self.expected_seq}..{entry.seq - 1}"
+            return Break(self.expected_seq, "removed", f"entry {gap} is missing before entry {entry.seq}")
+        if entry.computed_hash() != entry.hash:
+            origin = written_at(entry, find)
+            if origin is not None:
+                return Break(entry.seq, "reordered", f"entry {entry.seq} was written as entry {origin} and moved here")
             return Break(entry.seq, "edited", f"entry {entry.seq}'s fields do not give its stored hash")
         if entry.prev_hash != self.prev_hash:
-            if moved_from is not None:
+            predecessor = find(entry.prev_hash)
+            if predecessor is not None:
                 return Break(
-                    entry.seq, "reordered", f"entry {entry.seq} followed entry {moved_from}, not entry {entry.seq - 1}"
+                    entry.seq,
+                    "reordered",
+                    f"entry {entry.seq} followed the entry now at {predecessor.seq}, not entry {entry.seq - 1}",
                 )
             return Break(entry.seq, "removed", f"entry {entry.seq} does not follow the entry stored before it")
         return None
@@ -220,3 +232,7 @@ class Walk:
         if self.anchor is not None and not self.anchor_seen and self.first is None:
             self.first = Break(self.anchor[0], "removed", f"the anchored entry {self.anchor[0]} is not in the chain")
         return self.first
+
+
+def _nothing(_hash: str) -> Entry | None:
+    return None

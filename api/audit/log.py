@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from api.audit.chain import (
-    GENESIS,
     REPORT_FIELDS,
     Break,
     Entry,
@@ -72,7 +71,7 @@ class Statements:
         # Fixed text: the placeholders are the only variable part of these statements.
         self.move_head = f"UPDATE audit_head SET seq = {mark}, hash = {mark} WHERE id = 1"  # noqa: S608
         self.page = f"SELECT {columns} FROM audit_log WHERE seq > {mark} ORDER BY seq LIMIT {PAGE}"  # noqa: S608
-        self.by_hash = f"SELECT seq FROM audit_log WHERE hash = {mark} ORDER BY seq LIMIT 1"  # noqa: S608
+        self.by_hash = f"SELECT {columns} FROM audit_log WHERE hash = {mark} ORDER BY seq LIMIT 1"  # noqa: S608
         self.mark = mark
         fields = ", ".join(REPORT_FIELDS)
         self.reports_of = f"SELECT id, {fields} FROM reports WHERE report_id IN "  # noqa: S608 - marks appended
@@ -323,11 +322,7 @@ def verify(engine: Engine, anchor: tuple[int, str] | None = None) -> dict[str, A
         while True:
             page = [_entry(sql, r) for r in conn.exec_driver_sql(sql.page, (last,))]
             for entry in page:
-                moved_from = None
-                if walk.needs_lookup(entry) and entry.prev_hash != GENESIS:
-                    found = conn.exec_driver_sql(sql.by_hash, (entry.prev_hash,)).scalar()
-                    moved_from = int(found) if found is not None and int(found) != entry.seq - 1 else None
-                walk.feed(entry, moved_from)
+                walk.feed(entry, lambda digest: _by_hash(conn, sql, digest))
                 if entry.action == REPORTS_STORED:
                     _check_reports(conn, sql, entry, check)
                 elif entry.action == START and entry.seq == 1:
@@ -347,6 +342,12 @@ def verify(engine: Engine, anchor: tuple[int, str] | None = None) -> dict[str, A
         "reports_mismatched": check.mismatched,
         "mismatches": check.named,
     }
+
+
+def _by_hash(conn: Connection, sql: Statements, digest: str) -> Entry | None:
+    """The stored entry whose hash is `digest` (a full scan: only ever asked when the chain is broken)."""
+    row = conn.exec_driver_sql(sql.by_hash, (digest,)).first()
+    return _entry(sql, row) if row is not None else None
 
 
 def _reports_before(entry: Entry) -> int:
