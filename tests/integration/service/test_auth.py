@@ -133,6 +133,7 @@ def test_every_route_but_health_and_docs_declares_a_require_dependency() -> None
     assert admitted[("GET", "/metrics")] == {Role.ADMIN, Role.OPERATOR}
     assert admitted[("GET", "/v1/nodes/{node_id}")] == {Role.ADMIN, Role.OPERATOR, Role.PLANNER}
     assert admitted[("POST", "/v1/agents/enrol")] == {Role.ADMIN, Role.ENROL}
+    assert admitted[("GET", "/v1/audit")] == admitted[("GET", "/v1/audit/verify")] == {Role.ADMIN}
     assert [path for (_, path), roles in admitted.items() if Role.ENROL in roles] == ["/v1/agents/enrol"]
     assert all(Role.ADMIN in roles for roles in admitted.values())
     assert len(admitted) >= 10, sorted(admitted)
