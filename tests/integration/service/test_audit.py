@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from sqlalchemy import Engine
 
+from api.audit import log as audit_log
+from api.db.engine import make_engine, migrate, write_transaction
 from tests.inprocess import AppService
 from tests.integration.service.helpers import clean_env, create_token, make_report, planned_inventory, stored
 from tests.integration.service.test_cli import SUANLI
@@ -309,3 +313,68 @@ def test_suanli_audit_lists_entries_and_verify_exits_1_naming_an_edited_report_o
     broken = suanli("--verify")
     assert broken.returncode == 1, broken.stdout
     assert f"REPORT {report.report_id} (edited)" in broken.stderr
+
+
+def test_appends_from_two_replicas_at_once_never_fork_the_chain(database_url: str) -> None:
+    """Two engines on one database (two replicas), four threads each appending 25 entries in transactions of their
+    own, all at once: the chain has 200 entries numbered 1..200 without a gap, each following the one before, and
+    verifies (PostgreSQL: the head row's lock; SQLite: the write lock taken at BEGIN IMMEDIATE)."""
+    engines = [make_engine(database_url) for _ in range(2)]
+    try:
+        migrate(engines[0])
+        with write_transaction(engines[0]) as conn:
+            audit_log.start(conn)
+        start = threading.Barrier(8)
+
+        def appender(engine: Engine, worker: int) -> None:
+            start.wait()
+            for n in range(25):
+                with write_transaction(engine) as conn:
+                    audit_log.append(conn, "token.create", audit_log.Actor(worker, f"w{worker}"), detail={"n": n})
+
+        threads = [threading.Thread(target=appender, args=(engines[i % 2], i)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        with engines[1].connect() as conn:
+            page = audit_log.search(conn, limit=1000)
+        result = audit_log.verify(engines[1])
+    finally:
+        for engine in engines:
+            engine.dispose()
+    seqs = [e["seq"] for e in page["items"]][::-1]
+    assert seqs == list(range(1, 202))
+    assert result["ok"] is True, result
+    assert result["entries"] == 201
+
+
+def test_reports_sent_at_once_are_all_covered_by_group_commit_entries(audited: AppService) -> None:
+    """Sixty reports of six nodes sent by six agents at once (stored in group commits, by the pricing worker's
+    process where there is one): every report is covered by exactly one ``reports.store`` entry, and the chain and
+    every report verify."""
+    with audited.client() as admin:
+        tokens = [create_token(admin, "agent")["token"] for _ in range(6)]
+    sent: list[str] = []
+
+    def agent(index: int) -> None:
+        with audited.client(tokens[index]) as client:
+            node = planned_inventory(f"burst-{index}")
+            for sequence in range(1, 11):
+                report = make_report(node, sequence=sequence)
+                stored(client, report)
+                sent.append(str(report.report_id))
+
+    threads = [threading.Thread(target=agent, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    with audited.client() as admin:
+        commits = entries(admin, action="reports.store")
+        result = verify(admin)
+    covered = [report_id for entry in commits for report_id in entry["detail"]["reports"]]
+    assert sorted(covered) == sorted(sent)
+    assert len(sent) == 60
+    assert result["ok"] is True, result
+    assert result["reports"] == 60
