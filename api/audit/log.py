@@ -109,12 +109,10 @@ def append(
     return seq
 
 
-def record_reports(conn: Connection, rows: list[tuple[Any, ...]], bound: dict[int, str] | None = None) -> int:
+def record_reports(conn: Connection, rows: list[tuple[Any, ...]]) -> int:
     """Append the entry of one group commit: each stored report's id with the digest of its stored row (`rows`
-    are the `reports` rows as inserted, `REPORT_FIELDS` in order), and the agent tokens bound in it."""
-    detail: dict[str, Any] = {"reports": {row[0]: report_digest(row) for row in rows}}
-    if bound:
-        detail["bound"] = {str(token_id): node_id for token_id, node_id in bound.items()}
+    are the `reports` rows as inserted, `REPORT_FIELDS` in order)."""
+    detail = {"reports": {row[0]: report_digest(row) for row in rows}}
     return append(conn, REPORTS_STORED, SERVICE, subject=f"reports:{len(rows)}", detail=detail)
 
 
@@ -179,9 +177,16 @@ def start(conn: Connection) -> int | None:
     return append(conn, START, SERVICE, detail={"reports_before": int(before or 0)})
 
 
+UNREADABLE_TIME = datetime(1, 1, 1, tzinfo=UTC)  # an entry's time edited into something that is not a time
+
+
 def _entry(sql: Statements, values: Any) -> Entry:  # noqa: ANN401 - a driver row
     seq, at, action, actor_id, actor, subject, detail, prev_hash, digest = values
-    return Entry(int(seq), sql.read_time(at), action, actor_id, actor, subject, detail, prev_hash, digest)
+    try:
+        when = sql.read_time(at)
+    except (ValueError, TypeError):  # edited behind the service's back: listed, and named by `verify`
+        when = UNREADABLE_TIME
+    return Entry(int(seq), when, str(action), actor_id, str(actor), subject, str(detail), str(prev_hash), str(digest))
 
 
 def public(entry: Entry) -> dict[str, Any]:
@@ -269,7 +274,7 @@ def _check_reports(conn: Connection, sql: Statements, entry: Entry, check: Repor
         wanted: dict[str, str] = json.loads(entry.detail)["reports"]
     except (ValueError, KeyError, TypeError):
         return  # an edited entry: the chain walk names it
-    if not wanted:
+    if not isinstance(wanted, dict) or not wanted:
         return
     ids = list(wanted)
     found: dict[str, tuple[int, str]] = {}
@@ -277,15 +282,19 @@ def _check_reports(conn: Connection, sql: Statements, entry: Entry, check: Repor
         part = ids[start_at : start_at + 500]
         query = sql.reports_of + "(" + ", ".join([sql.mark] * len(part)) + ")"
         for row in conn.exec_driver_sql(query, tuple(part)):
-            found[row[1]] = (int(row[0]), report_digest(tuple(row[1:])))
-    for report_id, digest in wanted.items():
+            try:
+                digest = report_digest(tuple(row[1:]))
+            except (ValueError, TypeError):  # a value edited into another type (SQLite keeps what it is given)
+                digest = "unreadable"
+            found[row[1]] = (int(row[0]), digest)
+    for report_id, expected in wanted.items():
         check.checked += 1
         stored = found.get(report_id)
         if stored is None:
             check.mismatch(entry.seq, report_id, "removed", f"report {report_id} of entry {entry.seq} is not stored")
             continue
         check.mark(stored[0])
-        if stored[1] != digest:
+        if stored[1] != expected:
             check.mismatch(
                 entry.seq, report_id, "edited", f"report {report_id} no longer matches its digest in entry {entry.seq}"
             )
