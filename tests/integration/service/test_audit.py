@@ -11,6 +11,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from sqlalchemy import Engine
 
 from api.audit import log as audit_log
+from api.audit.chain import Entry, canonical_json
 from api.db.engine import make_engine, migrate, write_transaction
 from tests.inprocess import AppService
 from tests.integration.service.helpers import clean_env, create_token, make_report, planned_inventory, stored
@@ -85,8 +87,9 @@ def test_every_privileged_act_is_an_entry_naming_its_actor_and_the_listing_filte
     """Start-up (chain begun, regions seeded, settings, first admin token: by the service), a token created and
     revoked and a job submitted and cancelled (by the admin or user token), an enrolment (by the enrol token), a
     report (its group commit, holding its id), and nodes recorded from Kubernetes (by the operator token) each append
-    one entry with the acting token's id and name; the chain verifies; filters by action, actor and time and paging
-    by cursor return exactly the matching entries; non-admins get 403 and bad filters 422 with nothing changed."""
+    one entry with the acting token's id and name; the chain verifies, and a client recomputes every hash from the
+    listing alone; filters by action, actor and time and paging by cursor return exactly the matching entries;
+    non-admins get 403 and bad filters 422 with nothing changed."""
     with audited.client() as admin:
         users = {
             role: create_token(admin, role, name=f"{role}-{uuid.uuid4().hex[:6]}")
@@ -146,6 +149,10 @@ def test_every_privileged_act_is_an_entry_naming_its_actor_and_the_listing_filte
         assert list(chain[-2]["detail"]["reports"]) == [str(report.report_id)]
         assert chain[-1]["detail"]["added"] == ["audit-k8s-1"]
         assert all(e["prev_hash"] == p["hash"] for p, e in itertools.pairwise(chain))
+        for e in chain:  # a client can recompute every hash from the listing alone
+            fields = (e["action"], e["actor_id"], e["actor"], e["subject"], canonical_json(e["detail"]))
+            listed = Entry(e["seq"], datetime.fromisoformat(e["at"]), *fields, e["prev_hash"], e["hash"])
+            assert listed.computed_hash() == e["hash"], e
 
         result = verify(admin)
         assert result["ok"] is True, result
