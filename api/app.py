@@ -7,6 +7,7 @@ housekeeper (liveness sweeps, census snapshots).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -15,18 +16,21 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+import seeds
 from api import __doc__ as api_doc
+from api.audit import log as audit
 from api.auth import Role, count_admins, create_token, free_name
 from api.census.liveness import last_snapshot_at, snapshot, sweep
 from api.census.query import load_regions
 from api.db import aware
-from api.db.engine import make_engine, migrate, sqlite_file_url
+from api.db.engine import make_engine, migrate, sqlite_file_url, write_transaction
 from api.db.seed import seed_regions
 from api.discovery.sync import KubernetesSync
 from api.errors import PayloadTooLarge, answer, install_handlers
@@ -37,12 +41,14 @@ from api.jobs.scheduling import Scheduling
 from api.metrics import ServiceMetrics
 from api.ratelimit import FailureLimiter
 from api.routers import agents, census, dashboard, health, jobs, nodes, regions, reports, tiers, tokens
+from api.routers import audit as audit_routes
 from api.settings import Settings
 from api.state import ServiceState
 from census_agent.report import ComputeModel
 from scheduler.config import SchedulerConfig
 
 log = logging.getLogger("api")
+SECRET_WORDS = ("token", "secret", "password", "key")  # a setting so named is recorded only by its digest
 
 
 class BodyLimit:
@@ -124,7 +130,7 @@ def ensure_admin_token(engine: Engine, settings: Settings) -> None:
     `admin_token_file` when that names a file that does not exist yet. Without a file the generated token is shown
     once on standard error, and only when that is a terminal: a token must never reach a log (a container's
     standard error is one), so the service refuses to start instead. A token read or written is never logged."""
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         if count_admins(conn):
             return
         now = datetime.now(tz=UTC)
@@ -143,10 +149,13 @@ def ensure_admin_token(engine: Engine, settings: Settings) -> None:
                     f"{MIN_GIVEN_TOKEN_CHARS} printable characters without spaces (e.g. `openssl rand -hex 32`)"
                 )
             name = free_name(conn, "admin (from file)")  # names are unique: a revoked first admin keeps its own
-            create_token(conn, name=name, role=Role.ADMIN, now=now, text=given)
+            _, token_id = create_token(conn, name=name, role=Role.ADMIN, now=now, text=given)
+            audit.token_created(conn, audit.SERVICE, token_id, name, Role.ADMIN.value)
             log.info("first admin token read from %s", path)
             return
-        text, _ = create_token(conn, name=free_name(conn, "first admin"), role=Role.ADMIN, now=now)
+        name = free_name(conn, "first admin")
+        text, token_id = create_token(conn, name=name, role=Role.ADMIN, now=now)
+        audit.token_created(conn, audit.SERVICE, token_id, name, Role.ADMIN.value)
     if path is not None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -178,6 +187,29 @@ class Housekeeper(threading.Thread):
                 log.exception("housekeeping failed; retrying at the next interval")
 
 
+def audit_start(engine: Engine, settings: Settings) -> None:
+    """Begin the audit chain if it is empty, and record the regions the seeds wrote and the settings that
+    changed since the last start (`recorded_settings`: no secret)."""
+    with write_transaction(engine) as conn:
+        audit.start(conn)
+        written = seed_regions(conn)
+        if written:
+            digest = hashlib.sha256(seeds.read_text("regions.csv").encode()).hexdigest()
+            audit.append(conn, "regions.seed", audit.SERVICE, detail={"written": written, "seeds_sha256": digest})
+        audit.settings_changed(conn, recorded_settings(settings))
+
+
+def recorded_settings(settings: Settings) -> dict[str, Any]:
+    """The settings the audit chain records: every one but the database URL and any whose name says it may hold a
+    secret (a token, key, password or secret), which are recorded only as changed or not, by their SHA-256."""
+    values: dict[str, Any] = settings.model_dump(mode="json")
+    values.pop("database_url", None)
+    for name, value in values.items():
+        if any(word in name for word in SECRET_WORDS):
+            values[name] = hashlib.sha256(repr(value).encode()).hexdigest() if value is not None else None
+    return values
+
+
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The FastAPI application for `settings` (an engine may be passed in, e.g. by tests)."""
 
@@ -186,8 +218,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         started = time.monotonic()
         db = engine or make_engine(settings.database_url)
         migrate(db)
-        with db.begin() as conn:
-            seed_regions(conn)
+        audit_start(db, settings)
+        with db.connect() as conn:
             region_table = load_regions(conn)
         ensure_admin_token(db, settings)
         ingestor = Ingestor(db, ComputeModel(), set(region_table))
@@ -255,6 +287,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         health.router,
         dashboard.router,
         agents.router,
+        audit_routes.router,
     ):
         app.include_router(router)
 

@@ -122,6 +122,19 @@ class SuanliClient:
         """``DELETE /v1/tokens/{id}``."""
         self._call("DELETE", f"/v1/tokens/{token_id}")
 
+    def audit(self, **filters: str | int | None) -> dict[str, Any]:
+        """``GET /v1/audit`` with filters (action, actor, since, until, limit, before): newest first."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        result: dict[str, Any] = self._call("GET", "/v1/audit", params=params).json()
+        return result
+
+    def verify_audit(self, anchor: str | None = None) -> dict[str, Any]:
+        """``GET /v1/audit/verify`` (``anchor`` is ``SEQ:HASH`` of an entry kept elsewhere): ``ok``, the first
+        break and the mismatching reports.  It walks the whole chain, so it waits without a time limit."""
+        params = {"anchor": anchor} if anchor else {}
+        result: dict[str, Any] = self._call("GET", "/v1/audit/verify", params=params, timeout=None).json()
+        return result
+
     # --- jobs ------------------------------------------------------------------------------------------------
 
     def submit(self, spec: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:

@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.add_argument("--json", action="store_true")
 
     _add_token_commands(sub, client_flags)
+    add_audit_command(sub, client_flags)
     cli_jobs.add_commands(sub, client_flags, parse_duration)
     cli_k8s.add_command(sub, client_flags)
     return parser
@@ -193,6 +194,26 @@ def _add_token_commands(
     revoke.add_argument("id", type=int)
     for p in (create, listing, revoke):
         client_flags(p)
+
+
+def add_audit_command(sub: Any, client_flags: Callable[[argparse.ArgumentParser], None]) -> None:  # noqa: ANN401 - argparse subparsers
+    """``suanli audit``: list the chain's entries, or verify it (admin)."""
+    audit = sub.add_parser(
+        "audit",
+        help="the audit chain: who did what (admin); --verify checks it",
+        description="List the audit chain's entries, newest first, or verify the chain and the reports it covers.",
+    )
+    client_flags(audit)
+    audit.add_argument("--action", help="only this action, e.g. token.create, job.submit, reports.store")
+    audit.add_argument("--actor", help="only acts of this token name ('service': the service's own)")
+    audit.add_argument("--since", help="at or after this ISO 8601 time (no offset: UTC)")
+    audit.add_argument("--until", help="before this ISO 8601 time")
+    audit.add_argument("--limit", type=int, default=50, help="entries to show (default 50)")
+    audit.add_argument("--json", action="store_true", help="the API's JSON document")
+    audit.add_argument(
+        "--verify", action="store_true", help="walk the chain and its reports; exit 1 naming the first break"
+    )
+    audit.add_argument("--anchor", help="with --verify: SEQ:HASH of an entry you kept (see the head it prints)")
 
 
 def parse_duration(text: str) -> int:
@@ -564,12 +585,64 @@ def cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _summary(detail: dict[str, Any]) -> str:
+    if "reports" in detail and isinstance(detail["reports"], dict):
+        return f"{len(detail['reports'])} report(s)"
+    return json.dumps(detail, ensure_ascii=False, separators=(",", ":"))[:80]
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``audit [--verify]``."""
+    with _client(args) as client:
+        if args.verify:
+            result = client.verify_audit(args.anchor)
+        else:
+            page = client.audit(
+                action=args.action, actor=args.actor, since=args.since, until=args.until, limit=args.limit
+            )
+    if not args.verify:
+        if args.json:
+            print(json.dumps(page, indent=2, ensure_ascii=False))
+            return EXIT_OK
+        rows = [
+            [str(e["seq"]), e["at"][:19], e["action"], e["actor"], e["subject"] or "-", _summary(e["detail"])]
+            for e in page["items"]
+        ]
+        print(table(rows, ["seq", "at", "action", "actor", "subject", "detail"]))
+        if page["next_before"]:
+            print(f"(more: --limit, or the API's before={page['next_before']})")
+        return EXIT_OK
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        head = result["head"]
+        where = f"head {head['seq']}:{head['hash']}" if head else "no head"
+        print(f"{result['entries']} entries, {result['reports']} reports checked; {where}")
+        if result["first_break"]:
+            b = result["first_break"]
+            print(f"BROKEN at entry {b['seq']} ({b['kind']}): {b['detail']}", file=sys.stderr)
+        for m in result["mismatches"]:
+            print(f"REPORT {m['report_id']} ({m['kind']}): {m['detail']}", file=sys.stderr)
+        if result["reports_mismatched"] > len(result["mismatches"]):
+            print(f"... {result['reports_mismatched']} mismatching report(s) in all", file=sys.stderr)
+        if result["ok"]:
+            print("the audit chain holds")
+    return EXIT_OK if result["ok"] else EXIT_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``suanli``; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    handlers = {"serve": cmd_serve, "up": cmd_up, "census": cmd_census, "nodes": cmd_nodes, "token": cmd_token}
+    handlers = {
+        "serve": cmd_serve,
+        "up": cmd_up,
+        "census": cmd_census,
+        "nodes": cmd_nodes,
+        "token": cmd_token,
+        "audit": cmd_audit,
+    }
     try:
         if args.command in cli_jobs.COMMANDS:
             return cli_jobs.run(args, _client)

@@ -192,3 +192,32 @@ job_events = Table(
     Column("reason", Text, nullable=False),
     Index("ix_job_events_job", "job_id", "id"),
 )
+
+# The audit chain (`api.audit`): one entry per privileged act and per group commit of reports, each hashed over the
+# previous entry's hash and its own fields; appended only, in the transaction of the act it records.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),  # 1, 2, 3, ... with no gap
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(32), nullable=False),  # e.g. token.create, job.submit, reports.store
+    Column("actor_id", Integer, nullable=True),  # the acting token's id; null: the service itself
+    Column("actor", String(128), nullable=False),  # the acting token's name, or "service"
+    Column("subject", String(256), nullable=True),  # what was acted on: token:7, job:<id>, node:<id>
+    Column("detail", Text, nullable=False),  # canonical JSON (sorted keys, compact), hashed as stored
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_action_seq", "action", "seq"),
+    Index("ix_audit_log_at", "at"),
+)
+
+# The chain's head, one row (id 1): the last entry's seq and hash.  Appenders lock it (PostgreSQL: FOR UPDATE;
+# SQLite: the write lock every write transaction takes), so two writers never fork the chain, and an entry cut from
+# the end of `audit_log` shows against it.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

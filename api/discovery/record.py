@@ -7,8 +7,8 @@ discovered record (see `api.ingest.writer`).  Each sync refreshes ``last_report_
 goes stale, then offline, through the ordinary liveness sweep.  A node whose Ready condition is not True is
 recorded as ``stale``: known, but not counted among the active.
 
-Writes run under the ingestor's write lock, in one transaction per call: a request either records every node
-it carries or none (a bad region code refuses the whole request before anything is written).
+Writes run under the ingestor's write lock, in one transaction per call with its audit entry: a request either
+records every node it carries or none (a bad region code refuses the whole request before anything is written).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.audit import log as audit
 from api.db.engine import write_transaction
 from api.db.tables import MEASURE_COLUMNS
 from api.discovery.nodes import SOURCE, DiscoveredNode
@@ -77,9 +78,13 @@ class DiscoveryResult:
 
 
 def record(
-    ingestor: Ingestor, discovered: Sequence[DiscoveredNodeIn | DiscoveredNode], now: datetime
+    ingestor: Ingestor,
+    discovered: Sequence[DiscoveredNodeIn | DiscoveredNode],
+    now: datetime,
+    actor: audit.Actor = audit.SERVICE,
 ) -> DiscoveryResult:
-    """Record `discovered` (the last entry wins when a node id repeats); returns what changed."""
+    """Record `discovered` (the last entry wins when a node id repeats), with an audit entry naming `actor` (the
+    calling token, or the service's own sync); returns what changed."""
     states: dict[str, dict[str, Any]] = {}
     received = ingestor.statements.time(now)  # as the database driver takes it
     for index, item in enumerate(discovered):
@@ -124,4 +129,5 @@ def record(
             (result.refreshed if same else result.changed).append(node_id)
         ingestor.statements.write_nodes(conn, inserts, updates)
         Ingestor.apply_rollups(conn, before, after)
+        audit.nodes_discovered(conn, actor, result.as_dict(), now)
     return result

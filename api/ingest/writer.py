@@ -3,7 +3,8 @@
 Reports arrive priced (`api.ingest.pricing`, in the service's process or a pricing worker); every report waiting at
 that moment is stored in a single transaction (group commit): the history rows (unique report id: a replay is a
 no-op), each node's newest state (an older report never overwrites a newer one) and the rollup deltas commit
-together, and every request is answered only after that commit.  `Ingestor.write` is the one way a batch is
+together with the audit chain's entry for the batch (the digest of each stored report, `api.audit.log.record_reports`),
+and every request is answered only after that commit.  `Ingestor.write` is the one way a batch is
 stored (and, if the batch fails, each of its reports alone): the service runs it on its commit thread (`store`),
 a storing pricing worker (`api.ingest.pool`) on its own.  Writers are kept apart by the ingestor's `write_lock`
 within a process and, across processes, by the write lock every SQLite write transaction takes when it begins
@@ -23,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from api.audit import log as audit
 from api.auth import Role, bind_node
 from api.census.rollups import Deltas, cell_of
 from api.db import read_time, storage_time
@@ -256,6 +258,8 @@ class Ingestor:
         updates = [s for n, s in states.items() if s is not None and before[n] is not None]
         sql.write_nodes(conn, inserts, updates)
         self.apply_rollups(conn, before, states)
+        if history:  # last: the chain's head is locked until the commit (api.audit.log.append)
+            audit.record_reports(conn, history)
         return outcomes
 
     @staticmethod

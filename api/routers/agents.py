@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import Connection, select
 
+from api.audit import log as audit
 from api.auth import Principal, Role, create_token, enrolled_token, free_name
 from api.db.engine import write_transaction
 from api.db.tables import nodes
@@ -93,4 +94,7 @@ def _enrol(state: State, principal: Principal, node_id: str) -> dict[str, Any]:
             )
         name = free_name(conn, f"{principal.name}: {node_id}"[:128])  # a node enrolled again: " (2)"
         text, token_id = create_token(conn, name=name, role=Role.AGENT, now=now, node_id=node_id)
+        audit.append(
+            conn, "agent.enrol", audit.actor_of(principal), subject=f"node:{node_id}", detail={"token_id": token_id}
+        )
     return {"id": token_id, "name": name, "role": Role.AGENT.value, "node_id": node_id, "token": text}

@@ -24,6 +24,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
+from api.audit import log as audit
 from api.auth import Principal, Role
 from api.db.engine import write_transaction
 from api.deps import Conn, JobUser, State
@@ -167,6 +168,7 @@ async def submit(
                     owner_id=principal.token_id,
                     key=idempotency_key,
                 )
+                audit.job_submitted(conn, audit.actor_of(principal), job_id, spec.model_dump_json(by_alias=True))
         with state.engine.connect() as conn:
             job = job_store.get(conn, job_id)
         assert job is not None
@@ -273,6 +275,7 @@ async def cancel_job(principal: JobUser, state: State, job_id: str) -> dict[str,
             raise Conflict(f"job {job_id} has already ended ({job['state']})")
         with state.ingestor.write_lock, write_transaction(state.engine) as conn:
             job_store.cancel(conn, job_id, principal.name, datetime.now(tz=UTC))
+            audit.append(conn, "job.cancel", audit.actor_of(principal), subject=f"job:{job_id}")
         with state.engine.connect() as conn:
             return _visible(conn, job_id, principal)
 

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from api.audit.log import actor_of
 from api.census.arithmetic import ancestors
 from api.db import aware
 from api.db.tables import nodes, reports
@@ -95,7 +96,7 @@ def list_nodes(
     responses=problem_responses(413),
     openapi_extra=json_body(DiscoveryIn.model_json_schema()),
 )
-async def record_discovered(_: Operator, state: State, request: Request) -> dict[str, Any]:
+async def record_discovered(principal: Operator, state: State, request: Request) -> dict[str, Any]:
     """Record the nodes one Kubernetes listing found (at most 500 per request): new ones are added, known ones
     refreshed, and nodes that report through an agent left alone, so no node is counted twice. The body is read
     only after the caller's token is checked."""
@@ -103,7 +104,7 @@ async def record_discovered(_: Operator, state: State, request: Request) -> dict
         body = DiscoveryIn.model_validate_json(await request.body())
     except ValidationError as exc:
         raise invalid_body(exc) from None
-    result = await run_in_threadpool(record, state.ingestor, body.nodes, datetime.now(tz=UTC))
+    result = await run_in_threadpool(record, state.ingestor, body.nodes, datetime.now(tz=UTC), actor_of(principal))
     return result.as_dict()
 
 

@@ -19,8 +19,10 @@ from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from api.auth import Role, create_token, list_tokens, revoke
+from api.audit import log as audit
+from api.auth import Principal, Role, create_token, list_tokens, revoke
 from api.db import aware
+from api.db.engine import write_transaction
 from api.deps import Admin, State
 from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
 from api.openapi import json_body
@@ -73,7 +75,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     responses=problem_responses(409, 413, 422),
     openapi_extra=json_body(TokenCreate.model_json_schema()),
 )
-async def create(_: Admin, state: State, request: Request) -> dict[str, Any]:
+async def create(principal: Admin, state: State, request: Request) -> dict[str, Any]:
     """Create a token; the answer is the only place its plaintext ever appears. 409 if the name is taken;
     422 for a user token without organisations or another role with some. An enrolment token always expires (the
     service's default lifetime unless asked for less; more than its maximum is a 422). The body is read only
@@ -85,7 +87,7 @@ async def create(_: Admin, state: State, request: Request) -> dict[str, Any]:
             f"invalid token request: {exc.errors()[0]['msg']}",
             errors=exc.errors(include_url=False, include_context=False, include_input=False),
         ) from None
-    return await run_in_threadpool(_create, state, body)
+    return await run_in_threadpool(_create, state, body, principal)
 
 
 def lifetime_seconds(settings: Settings, role: Role, asked: int | None) -> int | None:
@@ -102,11 +104,11 @@ def lifetime_seconds(settings: Settings, role: Role, asked: int | None) -> int |
     return asked or settings.enrol_token_ttl_seconds
 
 
-def _create(state: State, body: TokenCreate) -> dict[str, Any]:
+def _create(state: State, body: TokenCreate, principal: Principal) -> dict[str, Any]:
     now = datetime.now(tz=UTC)
     seconds = lifetime_seconds(state.settings, body.role, body.expires_in_seconds)
     expires = now + timedelta(seconds=seconds) if seconds else None
-    with state.engine.begin() as conn:
+    with write_transaction(state.engine) as conn:
         text, token_id = create_token(
             conn,
             name=body.name,
@@ -115,6 +117,7 @@ def _create(state: State, body: TokenCreate) -> dict[str, Any]:
             expires_at=expires,
             organisations=tuple(body.organisations),
         )
+        audit.token_created(conn, audit.actor_of(principal), token_id, body.name, body.role.value, expires_at=expires)
     return {
         "id": token_id,
         "name": body.name,
@@ -133,8 +136,9 @@ def list_all(_: Admin, state: State) -> list[dict[str, Any]]:
 
 
 @router.delete("/{token_id}", status_code=204, summary="Revoke a token", responses=problem_responses(404, 422))
-def revoke_token(_: Admin, state: State, token_id: Annotated[int, Path(ge=1, le=TOKEN_ID_MAX)]) -> None:
+def revoke_token(principal: Admin, state: State, token_id: Annotated[int, Path(ge=1, le=TOKEN_ID_MAX)]) -> None:
     """Revoke a token at once."""
-    with state.engine.begin() as conn:
+    with write_transaction(state.engine) as conn:
         revoke(conn, token_id, datetime.now(tz=UTC))
+        audit.append(conn, "token.revoke", audit.actor_of(principal), subject=f"token:{token_id}")
     state.principals.forget_all()
