@@ -1,19 +1,51 @@
-"""How the suite is shared out between pytest-xdist workers (`scripts/test` runs two: `-n 2 --dist loadgroup`).
+"""How the suite is shared out between pytest-xdist workers (`scripts/test` runs two: `-n 2 --dist loadfile`).
 
-Each test module is one unit of work, so a module-scoped server starts once. Every test that touches a real Ray
-cluster (the session's shared one, or one of its own) is in the single group ``ray``: those tests run one after
-the other on one worker, never two Ray clusters starting side by side on two cores, and the session's cluster
-starts once. The ``ray`` group is put first, so the longest unit starts at once, then the unit tests, so that
-the other worker runs one light process while the Ray cluster starts (a raylet that has not registered within
-30 s under load fails its `ray start`), then the rest. Without xdist the hook only reorders, which changes
-nothing a test may rely on.
+Each test file is one unit of work, so a module's server or database starts once. Every file that uses a real Ray
+cluster (the session's shared one, one of its own, or `suanli up`'s) is in `RAY_PATHS`, and all of them together
+are the one unit ``ray``: those tests run one after the other on one worker, so two Ray clusters never start side
+by side on two cores and the session's cluster starts once. A test elsewhere that asks for the `ray_cluster`
+fixture or carries the `ray` mark stops the run at collection, naming the file to move or add.
+
+The ``ray`` unit is put first, so the longest unit starts at once, then the unit tests, so that the other worker
+runs one light process while the Ray cluster starts (a raylet that has not registered within 30 s under load
+fails its `ray start`), then the rest. Without xdist the hook only reorders, which changes nothing a test may
+rely on.
+
+(xdist's own ``--dist loadgroup`` cannot do this with pytest 9.2: it renames items through ``Item._nodeid``,
+which pytest no longer reads, so every test becomes a unit of its own. The grouping is therefore done here, in
+the scheduler, by path.)
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 RAY_GROUP = "ray"
+RAY_PATHS = ("tests/integration/jobs/", "tests/integration/ray/", "tests/integration/service/test_up.py")
+
+
+def unit_of(nodeid: str) -> str:
+    """The unit of work a test belongs to: ``ray`` for the files in `RAY_PATHS`, else its file."""
+    path = nodeid.split("::", 1)[0]
+    return RAY_GROUP if path.startswith(RAY_PATHS) else path
+
+
+class RayAwareScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no type information
+    """xdist's scope scheduling with `unit_of` as the scope: a file, or all the Ray files together."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return unit_of(nodeid)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> RayAwareScheduling | None:
+    """With ``--dist loadfile``, schedule by `unit_of` (files, and the Ray files as one unit)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    return RayAwareScheduling(config, log)
 
 
 def _uses_ray(item: pytest.Item) -> bool:
@@ -21,14 +53,18 @@ def _uses_ray(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order: the Ray unit, then the unit tests, then the rest; refuse a Ray test outside `RAY_PATHS`."""
     ray: list[pytest.Item] = []
     unit: list[pytest.Item] = []
     rest: list[pytest.Item] = []
     for item in items:
-        if _uses_ray(item):
-            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
+        if unit_of(item.nodeid) == RAY_GROUP:
             ray.append(item)
-        else:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-            (unit if item.nodeid.startswith("tests/unit/") else rest).append(item)
+            continue
+        if _uses_ray(item):
+            raise pytest.UsageError(
+                f"{item.nodeid} uses a Ray cluster but its file is not in tests/conftest.py's RAY_PATHS, so it "
+                "could run beside the other Ray tests on a second worker: move it there or add its path"
+            )
+        (unit if item.nodeid.startswith("tests/unit/") else rest).append(item)
     items[:] = ray + unit + rest
