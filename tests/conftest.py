@@ -1,10 +1,11 @@
 """How the suite is shared out between pytest-xdist workers (`scripts/test` runs two: `-n 2 --dist loadfile`).
 
-Each test file is one unit of work, so a module's server or database starts once. Every file that uses a real Ray
-cluster (the session's shared one, one of its own, or `suanli up`'s) is in `RAY_PATHS`, and all of them together
-are the one unit ``ray``: those tests run one after the other on one worker, so two Ray clusters never start side
-by side on two cores and the session's cluster starts once. A test elsewhere that asks for the `ray_cluster`
-fixture or carries the `ray` mark stops the run at collection, naming the file to move or add.
+Each test file is one unit of work, so a module's server or database starts once. The files that use the session's
+shared Ray cluster (`ray_cluster`) are in `RAY_PATHS`, and all of them together are the one unit ``ray``: those
+tests run one after the other on one worker, so the session's cluster starts once and no two of them load it at
+the same time. A test elsewhere that asks for `ray_cluster` stops the run at collection, naming the file to move
+or add. A file whose tests start a Ray cluster of their own (`suanli up`'s, marked ``ray``) may run on the other
+worker: it comes late in that worker's order, once the session's cluster has started.
 
 The ``ray`` unit is put first, so the longest unit starts at once, then the unit tests, so that the other worker
 runs one light process while the Ray cluster starts (a raylet that has not registered within 30 s under load
@@ -24,7 +25,7 @@ import pytest
 from xdist.scheduler import LoadScopeScheduling
 
 RAY_GROUP = "ray"
-RAY_PATHS = ("tests/integration/jobs/", "tests/integration/ray/", "tests/integration/service/test_up.py")
+RAY_PATHS = ("tests/integration/jobs/", "tests/integration/ray/")
 
 
 def unit_of(nodeid: str) -> str:
@@ -34,7 +35,7 @@ def unit_of(nodeid: str) -> str:
 
 
 class RayAwareScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no type information
-    """xdist's scope scheduling with `unit_of` as the scope: a file, or all the Ray files together."""
+    """xdist's scope scheduling with `unit_of` as the scope: a file, or all the session-cluster files together."""
 
     def _split_scope(self, nodeid: str) -> str:
         return unit_of(nodeid)
@@ -42,14 +43,14 @@ class RayAwareScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist sh
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> RayAwareScheduling | None:
-    """With ``--dist loadfile``, schedule by `unit_of` (files, and the Ray files as one unit)."""
+    """With ``--dist loadfile``, schedule by `unit_of` (files, and the session-cluster files as one unit)."""
     if config.getvalue("dist") != "loadfile":
         return None
     return RayAwareScheduling(config, log)
 
 
 def _uses_ray(item: pytest.Item) -> bool:
-    return item.get_closest_marker("ray") is not None or "ray_cluster" in getattr(item, "fixturenames", ())
+    return "ray_cluster" in getattr(item, "fixturenames", ())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -63,8 +64,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if _uses_ray(item):
             raise pytest.UsageError(
-                f"{item.nodeid} uses a Ray cluster but its file is not in tests/conftest.py's RAY_PATHS, so it "
-                "could run beside the other Ray tests on a second worker: move it there or add its path"
+                f"{item.nodeid} uses the session's Ray cluster but its file is not in tests/conftest.py's RAY_PATHS, "
+                "so it could run beside the other Ray tests on a second worker, with a second session cluster: "
+                "move it there or add its path"
             )
         (unit if item.nodeid.startswith("tests/unit/") else rest).append(item)
     items[:] = ray + unit + rest
