@@ -62,7 +62,9 @@ def test_outage_past_the_spool_bound_drops_only_the_oldest_counts_them_and_deliv
         service.stop()
 
     assert peak_depth["bounded-by-count"] == MAX_REPORTS
-    assert 2 <= peak_depth["bounded-by-size"] <= MAX_BYTES // 2048
+    # The size-bound spool's promise is its bytes; its depth only has to show it held several reports (how many
+    # fit depends on this machine's inventory: 7 were seen here, so no report-size guess bounds it from above).
+    assert peak_depth["bounded-by-size"] >= 2
     assert 0 < peak_bytes["bounded-by-size"] <= MAX_BYTES
     rows = stored_reports(url)
     for agent in agents:
