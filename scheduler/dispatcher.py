@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -196,16 +196,22 @@ def _gist(exc: BaseException) -> str:
 
 
 SCRUB_MIN_CHARS = 4  # shorter values (1, on, yes) carry no secret, and masking them would garble every message
+REDACTED = "***"
+
+
+def masked(text: str, values: Iterable[str]) -> str:
+    """`text` with each of `values` of at least SCRUB_MIN_CHARS characters replaced by ``***``, longer values
+    first (so a value that contains another is masked whole). Shared with job output (`api.jobs.logmask`)."""
+    for value in sorted({v for v in values if len(v) >= SCRUB_MIN_CHARS}, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return text
 
 
 def scrubbed(text: str, spec: JobSpec) -> str:
-    """`text` (an error from submitting `spec`, which may echo its runtime environment) with each of the job's
-    environment values of at least SCRUB_MIN_CHARS characters replaced by ``***``: a job's reason is shown to
-    operators and the service's log is read by them, and the values are for the job's owner and admins only."""
-    for value in sorted(spec.runtime_env.env_vars.values(), key=len, reverse=True):
-        if len(value) >= SCRUB_MIN_CHARS:
-            text = text.replace(value, "***")
-    return text
+    """`text` (an error from submitting `spec`, which may echo its runtime environment) with the job's environment
+    values masked (`masked`): a job's reason is shown to operators and the service's log is read by them, and the
+    values are for the job's owner and admins only."""
+    return masked(text, spec.runtime_env.env_vars.values())
 
 
 def submission(spec: JobSpec, node_ids: Sequence[str]) -> tuple[str, dict[str, Any], tuple[float, float, int]]:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 
-from scheduler.dispatcher import SCRUB_MIN_CHARS
-
-REDACTED = "***"
+from scheduler.dispatcher import SCRUB_MIN_CHARS, masked
 
 
 class LogMask:
@@ -31,9 +29,7 @@ class LogMask:
 
     def text(self, whole: str) -> str:
         """`whole` with every value replaced."""
-        for value in self.values:
-            whole = whole.replace(value, REDACTED)
-        return whole
+        return masked(whole, self.values)
 
     def feed(self, chunk: str) -> str:
         """What of the stream so far can be released, masked (possibly "")."""

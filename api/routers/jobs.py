@@ -40,11 +40,12 @@ from api.errors import (
     problem_responses,
 )
 from api.jobs import store as job_store
-from api.jobs.logmask import REDACTED, LogMask
+from api.jobs.logmask import LogMask
 from api.jobs.scheduling import Scheduling
 from api.openapi import json_body
 from api.schemas.jobs import JobPublic, JobsPage
 from api.state import ServiceState
+from scheduler.dispatcher import REDACTED
 from scheduler.models import JobSpec, JobState, WorkloadClass
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(*AUTHENTICATED, 422))
