@@ -42,6 +42,9 @@ Count = Annotated[int, Field(ge=0, le=MAX_CORES)]
 Bytes = Annotated[int, Field(ge=0, le=MAX_BYTES)]
 Hz = Annotated[float, Field(ge=0, le=MAX_CLOCK_HZ)]
 Flops = Annotated[float, Field(ge=0, le=MAX_FLOPS)]
+MAX_WATTS = 1e7  # 10 MW for one node is already absurd
+Watts = Annotated[float, Field(ge=0, le=MAX_WATTS)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class Frozen(BaseModel):
@@ -75,6 +78,7 @@ class Provenance(StrEnum):
     FORMULA = "formula"  # cores x clock x FLOPs per cycle
     DECLARED = "declared"  # stated by the operator in the agent's config
     MEASURED = "measured"  # a benchmark run on the node (Rmax, never used as a peak)
+    UNPRICED = "unpriced"  # an accelerator found but not priceable (not in the catalogue, no formula): counted, 0
 
 
 class ClockSource(StrEnum):
@@ -128,8 +132,13 @@ class MemoryInfo(Frozen):
     available_bytes: Bytes
 
 
+AcceleratorSource = Literal["nvml", "declared", "pci", "amdsmi", "npu-smi", "hy-smi", "cnmon"]
+PciId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{4}$")]
+
+
 class Accelerator(Frozen):
-    """One accelerator (a GPU, or an NPU declared by the operator)."""
+    """One accelerator: a GPU or NPU found on the PCI bus (named from the id table), by NVML or a vendor tool,
+    or declared by the operator. `source` names what found it; PCI ids and NUMA node come from sysfs."""
 
     index: Annotated[int, Field(ge=0, le=MAX_ACCELERATORS)]
     vendor: ShortText
@@ -141,7 +150,10 @@ class Accelerator(Frozen):
     cuda_cores: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
     pci_bus_id: ShortText | None = None
     mig_enabled: bool | None = None
-    source: Literal["nvml", "declared"]
+    pci_vendor_id: PciId | None = None  # lower-case hex, e.g. "19e5" (Huawei)
+    pci_device_id: PciId | None = None
+    numa_node: Annotated[int, Field(ge=0, le=4096)] | None = None
+    source: AcceleratorSource
 
 
 class Interconnect(Frozen):
@@ -188,6 +200,8 @@ class Labels(Frozen):
     declared_peaks: DeclaredPeaks = DeclaredPeaks()
     cpu_fp64_flops_per_cycle: Annotated[float, Field(gt=0, le=4096)] | None = None
     cpu_base_clock_hz: Annotated[float, Field(gt=0, le=MAX_CLOCK_HZ)] | None = None
+    power_watts: Watts | None = None  # the node's declared power draw at load, where it cannot be read
+    site_pue: Annotated[float, Field(ge=1.0, le=5.0)] | None = None  # the site's power usage effectiveness
 
 
 class NodeInventory(Frozen):
@@ -253,6 +267,41 @@ class Measurement(Frozen):
     threads: Annotated[int, Field(ge=1, le=MAX_CORES)]
 
 
+# --- what is in use (consumed), read each cycle ------------------------------------------------------------
+
+
+class AcceleratorUsage(Frozen):
+    """One accelerator's use over the last interval, matched to `Accelerator.index`; None where unreadable."""
+
+    index: Annotated[int, Field(ge=0, le=MAX_ACCELERATORS)]
+    utilisation: Fraction | None = None  # share of the interval the device was busy (NVML utilization.gpu)
+    memory_used_bytes: Bytes | None = None
+    power_watts: Watts | None = None  # current draw (NVML power usage)
+    power_limit_watts: Watts | None = None  # enforced power limit
+
+
+class PowerReading(Frozen):
+    """Power the agent could read without privilege, and what the reading covers."""
+
+    watts: Watts
+    coverage: Literal["cpu-package", "accelerators"]  # RAPL package domains; NVML devices
+    source: Literal["rapl", "nvml"]
+
+
+class Usage(Frozen):
+    """What the node consumed over the interval before `Report.generated_at` (Open XDMoD's "consumed" layer).
+
+    `cpu_busy_cores` is cores busy on average (logical CPUs, from /proc/stat deltas); memory is used bytes
+    (total - available).  Absent on an agent's first cycle (no interval yet) and from agents before it existed.
+    """
+
+    interval_seconds: Annotated[float, Field(gt=0, le=86_400)]
+    cpu_busy_cores: Annotated[float, Field(ge=0, le=MAX_CORES)]
+    memory_used_bytes: Bytes
+    accelerators: Annotated[list[AcceleratorUsage], Field(max_length=MAX_ACCELERATORS)] = []
+    power: Annotated[list[PowerReading], Field(max_length=8)] = []
+
+
 class Report(Frozen):
     """The document an agent pushes to the census service (``POST /v1/reports``), schema version 1.
 
@@ -270,3 +319,4 @@ class Report(Frozen):
     peaks: NodePeaks
     tier: TierDecision
     measurements: Annotated[list[Measurement], Field(max_length=16)] = []
+    usage: Usage | None = None
