@@ -20,6 +20,7 @@ from census_agent.backoff import backoff_delay, jittered
 from census_agent.collectors.inventory import collect_inventory, refresh_memory
 from census_agent.collectors.memory import collect_memory
 from census_agent.collectors.nvml import NvmlApi
+from census_agent.collectors.vendor_tools import collect_vendor_facts
 from census_agent.config import AgentConfig
 from census_agent.models import Measurement, NodeInventory, Report
 from census_agent.push import Outcome, Pusher
@@ -99,6 +100,7 @@ class Agent:
                 declared_accelerators=self.config.accelerators,
                 node_id=self.config.node_id,
                 nvml=self.nvml,
+                vendor_facts=collect_vendor_facts if self.config.vendor_tools else None,
             )
             self._inventory_at = now
             log.info(

@@ -267,6 +267,49 @@ def find_entry(catalogue: tuple[CatalogueEntry, ...], model: str) -> CatalogueEn
     return None
 
 
+def entries_for_pci(catalogue: tuple[CatalogueEntry, ...], vendor_id: str, device_id: str) -> list[CatalogueEntry]:
+    """Every row listing the PCI (vendor, device) pair, in catalogue order (more than one where one id is shared
+    by several models, as AMD's MI250 and MI250X share 1002:740c)."""
+    vendor, device = vendor_id.lower(), device_id.lower()
+    return [e for e in catalogue if e.pci_vendor_id == vendor and device in e.pci_device_ids]
+
+
+# Rows whose figures cover several devices the host enumerates: an MI250 or MI250X OAM module is two GCDs, each
+# its own PCI function and its own GPU to ROCm, amd-smi and a scheduler, while the catalogue (like AMD's
+# datasheet) gives figures per module.  The census counts what the node enumerates (one accelerator per GCD)
+# and prices each at the module's figures divided by this number, so a node's total equals modules x row.
+DEVICES_PER_ROW: dict[str, int] = {"Instinct MI250": 2, "Instinct MI250X": 2}
+
+
+def _lookup(acc: Accelerator, catalogue: tuple[CatalogueEntry, ...]) -> tuple[CatalogueEntry | None, str]:
+    """The row pricing `acc`, and a note when its PCI id could name more than one row.
+
+    A name given by NVML, a vendor tool or the operator is matched against the rows' patterns first; a device
+    only the PCI bus has seen is looked up by its ids alone (its name is the ids or the row's own model name).
+    """
+    named = find_entry(catalogue, acc.model) if acc.source != "pci" else None
+    if acc.pci_vendor_id is None or acc.pci_device_id is None:
+        return named if acc.source != "pci" else find_entry(catalogue, acc.model), ""
+    entries = entries_for_pci(catalogue, acc.pci_vendor_id, acc.pci_device_id)
+    if named is not None:
+        if _has_figures(named) or not entries or not _has_figures(entries[0]):
+            return named, ""
+        return entries[0], (
+            f"{named.model}: the catalogue has no figure for it; priced as {entries[0].model}, the row of its "
+            f"PCI id {acc.pci_vendor_id}:{acc.pci_device_id}"
+        )
+    if not entries:
+        return None, ""
+    note = ""
+    if len(entries) > 1:
+        names = " or ".join(e.model for e in entries)
+        note = (
+            f"PCI id {acc.pci_vendor_id}:{acc.pci_device_id} is {names}; priced as {entries[0].model}, "
+            "the first such row (a vendor tool or a declaration names it)"
+        )
+    return entries[0], note
+
+
 def _formula_figures(rule: SmRule, sms: float, clock_hz: float) -> dict[Precision, float]:
     per_clock = {
         Precision.FP64: sms * max(rule.fp64_lanes * 2, rule.fp64_tensor),
@@ -275,6 +318,11 @@ def _formula_figures(rule: SmRule, sms: float, clock_hz: float) -> dict[Precisio
         Precision.INT8: sms * rule.int8,
     }
     return {precision: value * clock_hz for precision, value in per_clock.items()}
+
+
+def _has_figures(entry: CatalogueEntry) -> bool:
+    """Whether the row prices anything (some figure above zero, or a compute capability for the formula)."""
+    return entry.compute_capability is not None or any(_catalogue_value(entry, p) for p in Precision)
 
 
 def _catalogue_value(entry: CatalogueEntry, precision: Precision) -> float | None:
@@ -298,18 +346,23 @@ def accelerator_peaks(acc: Accelerator, catalogue: tuple[CatalogueEntry, ...]) -
 
     fp64 is the rate the row's FP64 basis names (matrix where HPL runs on the matrix units, else vector); a
     row with basis none counts 0 FP64, never a formula guess.  fp16 and int8 are dense tensor rates.  A
-    precision that can be neither looked up nor computed is 0 with a note saying so.
+    precision that can be neither looked up nor computed is 0 marked ``unpriced``, with a note giving the reason:
+    the accelerator is still counted, never silently zero.  A device not in the catalogue with no compute
+    capability is unpriced in every precision.
     """
-    entry = find_entry(catalogue, acc.model)
+    entry, ambiguity = _lookup(acc, catalogue)
     figures: dict[Precision, Figure] = {}
-    notes: list[str] = []
+    notes: list[str] = [ambiguity] if ambiguity else []
     model = acc.model
     if entry is not None:
         model = entry.model
+        share = DEVICES_PER_ROW.get(entry.model, 1)
         for precision in Precision:
             value = _catalogue_value(entry, precision)
             if value is not None:
-                figures[precision] = Figure(flops=value, provenance=Provenance.CATALOGUE)
+                figures[precision] = Figure(flops=value / share, provenance=Provenance.CATALOGUE)
+        if share > 1:
+            notes.append(f"{entry.model}: one of {share} devices per catalogue row, priced at 1/{share} of its figures")
         if entry.fp64_basis is Fp64Basis.NONE:
             notes.append(f"{entry.model}: no FP64 counted (the catalogue has none for it)")
 
@@ -320,7 +373,7 @@ def accelerator_peaks(acc: Accelerator, catalogue: tuple[CatalogueEntry, ...]) -
             if computed is not None:
                 figures[precision] = Figure(flops=computed[precision], provenance=Provenance.FORMULA)
             else:
-                figures[precision] = Figure(flops=0.0, provenance=Provenance.FORMULA)
+                figures[precision] = Figure(flops=0.0, provenance=Provenance.UNPRICED)
         if why_not:
             notes.append(why_not)
     return ComponentPeaks(
@@ -336,9 +389,13 @@ def _formula_for(acc: Accelerator, entry: CatalogueEntry | None) -> tuple[dict[P
     cc = acc.compute_capability or (entry.compute_capability if entry else None)
     if cc is None:
         if entry is None:
-            return None, f"{acc.model}: not in the catalogue and no compute capability; declare its peaks"
+            ids = f" (PCI {acc.pci_vendor_id}:{acc.pci_device_id})" if acc.pci_vendor_id and acc.pci_device_id else ""
+            return None, (
+                f"{acc.model}{ids}: unpriced, not in the catalogue and no compute capability; counted as an "
+                "accelerator at 0 until its peaks are declared"
+            )
         missing = ", ".join(p.value for p in Precision if _catalogue_value(entry, p) is None)
-        return None, f"{acc.model}: the catalogue has no {missing} figure and no formula applies; declare it"
+        return None, f"{acc.model}: the catalogue has no {missing} figure and no formula applies: unpriced; declare it"
     rule, note = sm_rule_for(cc)
     clock = acc.max_sm_clock_hz or (entry.boost_clock_hz if entry else None)
     if acc.cuda_cores:
@@ -346,5 +403,5 @@ def _formula_for(acc: Accelerator, entry: CatalogueEntry | None) -> tuple[dict[P
     else:
         sms = float(entry.units) if entry and entry.units else None
     if sms is None or not clock:
-        return None, f"{acc.model}: SM count or clock unknown; declare its peaks"
+        return None, f"{acc.model}: unpriced, SM count or clock unknown; declare its peaks"
     return _formula_figures(rule, sms, clock), note

@@ -28,6 +28,7 @@ from census_agent import __version__
 from census_agent.collectors.cpu import CpuInfoError
 from census_agent.collectors.inventory import collect_inventory
 from census_agent.collectors.nvml import default_api
+from census_agent.collectors.vendor_tools import collect_vendor_facts
 from census_agent.config import AgentConfig, ConfigError, load_config
 from census_agent.models import Measurement, Report
 from census_agent.render import render_report
@@ -42,9 +43,10 @@ configuration (lowest precedence first):
            < flags
   Settings: server, token_file, enrol_token_file, ca_file, interval_seconds, jitter, backoff_max_seconds,
   request_timeout_seconds, spool_dir, spool_max_reports, spool_max_bytes, metrics_port, metrics_host,
-  root, node_id, nvml, inventory_refresh_seconds, log_level; labels: region, organisation, site, tier
+  root, node_id, nvml, vendor_tools, inventory_refresh_seconds, log_level; labels: region, organisation, site, tier
   (in the file under [labels], with declared_peaks, cpu_fp64_flops_per_cycle and cpu_base_clock_hz);
-  [[accelerators]] for devices NVML cannot see. See docs/agent.md for a full example.
+  [[accelerators]] for devices neither the PCI bus, NVML nor a vendor tool can name. See docs/agent.md for a
+  full example.
 
 examples:
   census-agent inspect
@@ -85,6 +87,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site", help="data centre or site name")
     parser.add_argument("--tier", choices=["general", "ai", "hpc", "edge"], help="override the tier rules")
     parser.add_argument("--no-nvml", dest="nvml", action="store_const", const=False, help="do not query NVML")
+    parser.add_argument(
+        "--no-vendor-tools",
+        dest="vendor_tools",
+        action="store_const",
+        const=False,
+        help="do not run amd-smi, npu-smi, hy-smi or cnmon (PCI discovery still finds the devices)",
+    )
     parser.add_argument("--log-level", dest="log_level", help="DEBUG, INFO (default), WARNING, ERROR")
 
 
@@ -192,6 +201,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "site",
         "tier",
         "nvml",
+        "vendor_tools",
         "log_level",
         "server",
         "token_file",
@@ -220,6 +230,7 @@ def _local_report(config: AgentConfig, measurements: list[Measurement] | None = 
         declared_accelerators=config.accelerators,
         node_id=config.node_id,
         nvml=default_api() if config.nvml else None,
+        vendor_facts=collect_vendor_facts if config.vendor_tools else None,
     )
     report = build_report(
         inventory,

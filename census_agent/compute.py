@@ -61,6 +61,17 @@ def node_peaks(inventory: NodeInventory, catalogue: tuple[CatalogueEntry, ...]) 
     return NodePeaks(figures=figures, components=components)
 
 
+def is_unpriced(component: ComponentPeaks) -> bool:
+    """Whether an accelerator's peaks could not be priced at all: no figure above zero (each is marked
+    ``unpriced`` or is the catalogue's stated zero FP64).  It is still counted as an accelerator."""
+    return component.component != "cpu" and all(f.flops == 0 for f in component.figures.values())
+
+
+def unpriced_accelerators(peaks: NodePeaks) -> list[ComponentPeaks]:
+    """The node's accelerators found but not priceable (the census counts them; `inspect` names the reason)."""
+    return [c for c in peaks.components if is_unpriced(c)]
+
+
 def accelerator_flops(peaks: NodePeaks, precision: Precision) -> float:
     """The part of a node's computed peak that comes from its accelerators."""
     return sum(c.figures[precision].flops for c in peaks.components if c.component != "cpu")

@@ -61,6 +61,7 @@ class AgentConfig(BaseModel):
     root: Path = Path("/")
     node_id: ShortText | None = None
     nvml: bool = True
+    vendor_tools: bool = True  # run amd-smi, npu-smi, hy-smi, cnmon where installed
     inventory_refresh_seconds: Annotated[float, Field(ge=1)] = 3600.0
     log_level: str = "INFO"
     labels: Labels = Labels()

@@ -10,7 +10,7 @@ import tomllib
 from dataclasses import dataclass
 
 import seeds
-from census_agent.compute import accelerator_flops
+from census_agent.compute import accelerator_flops, unpriced_accelerators
 from census_agent.models import NodeInventory, NodePeaks, Precision, Tier, TierDecision, fit_text
 
 GIB = 2**30
@@ -24,6 +24,8 @@ class TierRules:
     hpc_interconnect_kinds: frozenset[str]
     edge_max_physical_cores: int
     edge_max_memory_bytes: int
+    # An accelerator that cannot be priced adds no FLOPS but is still seen: this many of them make a node AI.
+    ai_min_unpriced_accelerators: int = 4
 
 
 def parse_tier_rules(text: str) -> TierRules:
@@ -37,6 +39,7 @@ def parse_tier_rules(text: str) -> TierRules:
         hpc_interconnect_kinds=frozenset(kinds),
         edge_max_physical_cores=int(raw["edge_max_physical_cores"]),
         edge_max_memory_bytes=int(raw["edge_max_memory_bytes"]),
+        ai_min_unpriced_accelerators=int(raw["ai_min_unpriced_accelerators"]),
     )
 
 
@@ -58,6 +61,16 @@ def classify(inventory: NodeInventory, peaks: NodePeaks, rules: TierRules) -> Ti
             reason=fit_text(
                 f"{len(inventory.accelerators)} accelerator(s) ({', '.join(models)}) with "
                 f"{fp16 / 1e12:,.1f} TFLOPS dense fp16 >= {rules.ai_min_accelerator_fp16_flops / 1e12:g} TFLOPS"
+            ),
+        )
+    unpriced = unpriced_accelerators(peaks)
+    if len(unpriced) >= rules.ai_min_unpriced_accelerators:
+        models = sorted({c.model for c in unpriced})
+        return TierDecision(
+            tier=Tier.AI,
+            reason=fit_text(
+                f"{len(unpriced)} unpriced accelerator(s) ({', '.join(models)}) >= "
+                f"{rules.ai_min_unpriced_accelerators}: counted by number, their FLOPS unknown"
             ),
         )
     fabric = [i for i in inventory.interconnects if i.kind in rules.hpc_interconnect_kinds]

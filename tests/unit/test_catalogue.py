@@ -279,22 +279,25 @@ def test_formula_for_unknown_older_cc_uses_oldest_rule_with_note(catalogue: tupl
     assert peaks.figures[Precision.FP32].flops == pytest.approx(3072 * 2 * 1.114 * GHZ)
 
 
-def test_accelerator_without_cc_or_catalogue_entry_is_zero_with_note(
+def test_accelerator_without_cc_or_catalogue_entry_is_unpriced_with_the_reason(
     catalogue: tuple[CatalogueEntry, ...],
 ) -> None:
-    """A declared NPU the catalogue does not know, with no compute capability: every figure 0, and a note."""
+    """A declared NPU the catalogue does not know, with no compute capability: every figure 0 and marked
+    unpriced (never a silent formula zero), and the note says why and what to do."""
     peaks = accelerator_peaks(declared("Cambricon MLU220", vendor="Cambricon"), catalogue)
     assert all(f.flops == 0 for f in peaks.figures.values())
-    assert all(f.provenance is Provenance.FORMULA for f in peaks.figures.values())
-    assert "declare its peaks" in peaks.note
+    assert all(f.provenance is Provenance.UNPRICED for f in peaks.figures.values())
+    assert "not in the catalogue" in peaks.note
+    assert "declared" in peaks.note
 
 
-def test_accelerator_with_cc_but_no_sm_count_or_clock_is_zero_with_note(
+def test_accelerator_with_cc_but_no_sm_count_or_clock_is_unpriced_with_note(
     catalogue: tuple[CatalogueEntry, ...],
 ) -> None:
-    """An uncatalogued GPU whose NVML gave cc but neither CUDA cores nor clock: 0, and the note says why."""
+    """An uncatalogued GPU whose NVML gave cc but neither CUDA cores nor clock: 0, unpriced, and the note says why."""
     peaks = accelerator_peaks(nvml_gpu("NVIDIA Unlisted Accelerator", cc="9.0"), catalogue)
     assert all(f.flops == 0 for f in peaks.figures.values())
+    assert all(f.provenance is Provenance.UNPRICED for f in peaks.figures.values())
     assert "SM count or clock unknown" in peaks.note
 
 

@@ -28,6 +28,7 @@ ai_min_accelerator_fp16_flops = 20e12
 hpc_interconnect_kinds = ["infiniband", "slingshot", "omni-path"]
 edge_max_physical_cores = 4
 edge_max_memory_bytes = 17179869184
+ai_min_unpriced_accelerators = 6
 """
 
 
@@ -212,12 +213,13 @@ def test_plain_cpu_server_is_general() -> None:
 
 
 def test_default_rules_are_the_documented_thresholds() -> None:
-    """seeds/tier_rules.toml: 20 TFLOPS fp16, InfiniBand/Slingshot/Omni-Path, 4 cores, 16 GiB."""
+    """seeds/tier_rules.toml: 20 TFLOPS fp16, InfiniBand/Slingshot/Omni-Path, 4 cores, 16 GiB, 4 unpriced."""
     rules = load_default_rules()
     assert rules.ai_min_accelerator_fp16_flops == 20e12
     assert rules.hpc_interconnect_kinds == frozenset({"infiniband", "slingshot", "omni-path"})
     assert rules.edge_max_physical_cores == 4
     assert rules.edge_max_memory_bytes == 16 * GIB
+    assert rules.ai_min_unpriced_accelerators == 4
 
 
 def test_parse_tier_rules_reads_every_field() -> None:
@@ -227,12 +229,19 @@ def test_parse_tier_rules_reads_every_field() -> None:
         hpc_interconnect_kinds=frozenset({"infiniband", "slingshot", "omni-path"}),
         edge_max_physical_cores=8,
         edge_max_memory_bytes=16 * GIB,
+        ai_min_unpriced_accelerators=6,
     )
 
 
 @pytest.mark.parametrize(
     "field",
-    ["ai_min_accelerator_fp16_flops", "hpc_interconnect_kinds", "edge_max_physical_cores", "edge_max_memory_bytes"],
+    [
+        "ai_min_accelerator_fp16_flops",
+        "hpc_interconnect_kinds",
+        "edge_max_physical_cores",
+        "edge_max_memory_bytes",
+        "ai_min_unpriced_accelerators",
+    ],
 )
 def test_parse_tier_rules_missing_field_raises_key_error(field: str) -> None:
     """Leaving out any field raises KeyError naming it."""
