@@ -103,6 +103,35 @@ def test_find_entry_matches_nvml_product_name_to_catalogue_model(
     assert found.model == entry
 
 
+@pytest.mark.parametrize(
+    ("tool_name", "entry"),
+    [
+        ("MXC500", "C500"),
+        ("MetaX C500", "C500"),
+        ("P800 OAM", "Kunlunxin P800"),
+        ("R200", "Kunlunxin R200"),
+        ("K100_AI", "DCU K100-AI"),
+        ("Ascend 910B3", "Ascend 910B3"),
+    ],
+)
+def test_find_entry_matches_vendor_tool_names(
+    catalogue: tuple[CatalogueEntry, ...], tool_name: str, entry: str
+) -> None:
+    """Names as vendor tools print them (mx-smi 'MXC500', xpu_smi 'P800 OAM', pci.ids 'K100_AI') find their row."""
+    found = find_entry(catalogue, tool_name)
+    assert found is not None
+    assert found.model == entry
+
+
+@pytest.mark.parametrize("tool_name", ["R200-PF", "R200-VF-5G"])
+def test_sr_iov_functions_of_an_r200_are_not_priced_as_whole_chips(
+    catalogue: tuple[CatalogueEntry, ...], tool_name: str
+) -> None:
+    """xpu_smi's SR-IOV physical function (no compute once VFs exist) and virtual functions (a share of the chip)
+    find no row, so three VFs and a PF are never counted as four R200s."""
+    assert find_entry(catalogue, tool_name) is None
+
+
 def test_find_entry_does_not_confuse_a10_and_a100(catalogue: tuple[CatalogueEntry, ...]) -> None:
     """'NVIDIA A10' is the A10, not an A100; an A100 name never lands on the A10 row."""
     a10 = find_entry(catalogue, "NVIDIA A10")
