@@ -6,6 +6,11 @@ or a model not in the catalogue, is computed from compute capability, SM count a
 per-SM rules of ``shared/reference/compute-methodology.md``.  Each row also states its FP64 basis, its
 confidence, its source and (where known) its PCI ids; ``docs/census.md`` documents the columns.  It must not
 guess: a cell the sources do not give stays empty, and a row with FP64 basis ``none`` counts no FP64.
+
+PCI ids: a plain device id names the one row it belongs to (``entry_for_pci``); an id written ``~d802`` is one the
+row *shares* with others (Ascend 910B bins on the 910B's ``19e5:d802``, MI250 and MI250X on ``1002:740c``).  A
+shared id names a row only where one row lists it plainly (the family row); otherwise the id alone cannot say
+which model it is, and ``entries_for_pci`` gives the candidates for a vendor tool or the operator to decide.
 """
 
 from __future__ import annotations
@@ -109,6 +114,7 @@ class CatalogueEntry:
     revision: str = ""
     pci_vendor_id: str = ""
     pci_device_ids: tuple[str, ...] = ()
+    pci_shared_device_ids: tuple[str, ...] = ()
     note: str = ""
 
     def as_row(self) -> dict[str, object]:
@@ -134,6 +140,7 @@ class CatalogueEntry:
             "int8_tensor_tops": tera(self.int8_tensor_ops),
             "pci_vendor_id": self.pci_vendor_id or None,
             "pci_device_ids": list(self.pci_device_ids),
+            "pci_shared_device_ids": list(self.pci_shared_device_ids),
             "revision": self.revision,
             "confidence": self.confidence.value,
             "source": self.source,
@@ -177,15 +184,20 @@ def _optional(row: dict[str, str | None], column: str) -> str:
     return value.strip()
 
 
-def _pci(row: dict[str, str | None]) -> tuple[str, tuple[str, ...]]:
+def _pci(row: dict[str, str | None]) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """The row's PCI vendor id, the device ids it owns, and the ones it shares (written ``~xxxx``)."""
     vendor = _optional(row, "pci_vendor_id").lower()
-    devices = tuple(d.lower() for d in _optional(row, "pci_device_ids").split())
-    for pci_id in (vendor, *devices) if vendor else devices:
+    tokens = [t.lower() for t in _optional(row, "pci_device_ids").split()]
+    owned = tuple(t for t in tokens if not t.startswith("~"))
+    shared = tuple(t[1:] for t in tokens if t.startswith("~"))
+    for pci_id in (vendor, *owned, *shared) if vendor else (*owned, *shared):
         if not _PCI_ID.match(pci_id):
             raise ValueError(f"PCI id {pci_id!r} is not four hexadecimal digits")
-    if devices and not vendor:
+    if tokens and not vendor:
         raise ValueError("pci_device_ids given without pci_vendor_id")
-    return vendor, devices
+    if len(set(owned) | set(shared)) != len(tokens):
+        raise ValueError("a PCI device id is listed twice in the row")
+    return vendor, owned, shared
 
 
 def _check_fp64(entry: CatalogueEntry) -> None:
@@ -206,7 +218,7 @@ def _check_fp64(entry: CatalogueEntry) -> None:
 
 
 def _entry(row: dict[str, str | None]) -> CatalogueEntry:
-    vendor_id, device_ids = _pci(row)
+    vendor_id, device_ids, shared_ids = _pci(row)
     units, clock = _optional(row, "sm_or_cu"), _optional(row, "boost_clock_ghz")
     entry = CatalogueEntry(
         vendor=_required(row, "vendor"),
@@ -228,6 +240,7 @@ def _entry(row: dict[str, str | None]) -> CatalogueEntry:
         revision=_optional(row, "revision"),
         pci_vendor_id=vendor_id,
         pci_device_ids=device_ids,
+        pci_shared_device_ids=shared_ids,
         note=_optional(row, "note"),
     )
     if entry.compute_capability is not None:
@@ -240,15 +253,26 @@ def parse_catalogue(text: str) -> tuple[CatalogueEntry, ...]:
     """Parse the catalogue CSV (header row first). Raises `CatalogueError` naming the bad line.
 
     Strict: every column must be present, vendor/model/match/source/fp64_basis/confidence non-empty, figures
-    non-negative numbers, PCI ids four hexadecimal digits, and the FP64 cells consistent with the basis.
+    non-negative numbers, PCI ids four hexadecimal digits, the FP64 cells consistent with the basis, and a plain
+    (unshared) PCI device id owned by one row only, so that an id names at most one model.
     """
     entries: list[CatalogueEntry] = []
+    owners: dict[tuple[str, str], str] = {}
     reader = csv.DictReader(io.StringIO(text))
     for line_no, row in enumerate(reader, start=2):
         try:
             if None in row:
                 raise ValueError("the row has more cells than the header")
-            entries.append(_entry(row))
+            entry = _entry(row)
+            for device in entry.pci_device_ids:
+                key = (entry.pci_vendor_id, device)
+                if key in owners:
+                    raise ValueError(
+                        f"PCI id {key[0]}:{key[1]} already names {owners[key]!r}; mark it shared (~{key[1]}) "
+                        "in the rows that are not the family row"
+                    )
+                owners[key] = entry.model
+            entries.append(entry)
         except (KeyError, ValueError, TypeError, AttributeError, re.error) as exc:
             raise CatalogueError(f"accelerator catalogue line {line_no}: {exc}") from exc
     return tuple(entries)
@@ -267,11 +291,34 @@ def find_entry(catalogue: tuple[CatalogueEntry, ...], model: str) -> CatalogueEn
     return None
 
 
-def entries_for_pci(catalogue: tuple[CatalogueEntry, ...], vendor_id: str, device_id: str) -> list[CatalogueEntry]:
-    """Every row listing the PCI (vendor, device) pair, in catalogue order (more than one where one id is shared
-    by several models, as AMD's MI250 and MI250X share 1002:740c)."""
-    vendor, device = vendor_id.lower(), device_id.lower()
-    return [e for e in catalogue if e.pci_vendor_id == vendor and device in e.pci_device_ids]
+def _pci_key(pci_id: str) -> str:
+    """A PCI id as sysfs or a vendor tool gives it ("0x19E5", "19e5") in the catalogue's form ("19e5")."""
+    return pci_id.strip().lower().removeprefix("0x")
+
+
+def entry_for_pci(catalogue: tuple[CatalogueEntry, ...], vendor_id: str, device_id: str) -> CatalogueEntry | None:
+    """The row a PCI (vendor, device) id names: the one row that lists the device id plainly, else None.
+
+    Deterministic: at most one row owns an id (``parse_catalogue`` refuses two).  An id only ever *shared*
+    (written ``~xxxx``) names no row, because the id alone cannot tell those models apart; see `entries_for_pci`.
+    """
+    vendor, device = _pci_key(vendor_id), _pci_key(device_id)
+    for entry in catalogue:
+        if entry.pci_vendor_id == vendor and device in entry.pci_device_ids:
+            return entry
+    return None
+
+
+def entries_for_pci(
+    catalogue: tuple[CatalogueEntry, ...], vendor_id: str, device_id: str
+) -> tuple[CatalogueEntry, ...]:
+    """Every row a PCI id may be: the owning (family) row first, then the rows sharing the id, in catalogue order."""
+    vendor, device = _pci_key(vendor_id), _pci_key(device_id)
+    owner = entry_for_pci(catalogue, vendor, device)
+    sharers = tuple(
+        e for e in catalogue if e.pci_vendor_id == vendor and device in e.pci_shared_device_ids and e is not owner
+    )
+    return (owner, *sharers) if owner is not None else sharers
 
 
 # Rows whose figures cover several devices the host enumerates: an MI250 or MI250X OAM module is two GCDs, each
@@ -282,32 +329,34 @@ DEVICES_PER_ROW: dict[str, int] = {"Instinct MI250": 2, "Instinct MI250X": 2}
 
 
 def _lookup(acc: Accelerator, catalogue: tuple[CatalogueEntry, ...]) -> tuple[CatalogueEntry | None, str]:
-    """The row pricing `acc`, and a note when its PCI id could name more than one row.
+    """The row pricing `acc`, and a note saying why when its PCI id decided or could not decide.
 
     A name given by NVML, a vendor tool or the operator is matched against the rows' patterns first; a device
-    only the PCI bus has seen is looked up by its ids alone (its name is the ids or the row's own model name).
+    only the PCI bus has seen is looked up by its id alone: the row owning the id, else none (an id only shared
+    by several rows, as MI250 and MI250X share 1002:740c, cannot say which; the note names the candidates).  A
+    named row with no figure at all (an Ascend 910B bin) gives way to the row owning its PCI id (the family).
     """
     named = find_entry(catalogue, acc.model) if acc.source != "pci" else None
     if acc.pci_vendor_id is None or acc.pci_device_id is None:
         return named if acc.source != "pci" else find_entry(catalogue, acc.model), ""
-    entries = entries_for_pci(catalogue, acc.pci_vendor_id, acc.pci_device_id)
+    owner = entry_for_pci(catalogue, acc.pci_vendor_id, acc.pci_device_id)
     if named is not None:
-        if _has_figures(named) or not entries or not _has_figures(entries[0]):
+        if _has_figures(named) or owner is None or not _has_figures(owner):
             return named, ""
-        return entries[0], (
-            f"{named.model}: the catalogue has no figure for it; priced as {entries[0].model}, the row of its "
+        return owner, (
+            f"{named.model}: the catalogue has no figure for it; priced as {owner.model}, the row of its "
             f"PCI id {acc.pci_vendor_id}:{acc.pci_device_id}"
         )
-    if not entries:
-        return None, ""
-    note = ""
-    if len(entries) > 1:
-        names = " or ".join(e.model for e in entries)
-        note = (
-            f"PCI id {acc.pci_vendor_id}:{acc.pci_device_id} is {names}; priced as {entries[0].model}, "
-            "the first such row (a vendor tool or a declaration names it)"
+    if owner is not None:
+        return owner, ""
+    candidates = entries_for_pci(catalogue, acc.pci_vendor_id, acc.pci_device_id)
+    if candidates:
+        names = " or ".join(e.model for e in candidates)
+        return None, (
+            f"PCI id {acc.pci_vendor_id}:{acc.pci_device_id} may be {names}: the id cannot tell them apart, so "
+            "it stays unpriced until a vendor tool or a declaration names the model"
         )
-    return entries[0], note
+    return None, ""
 
 
 def _formula_figures(rule: SmRule, sms: float, clock_hz: float) -> dict[Precision, float]:
@@ -374,7 +423,7 @@ def accelerator_peaks(acc: Accelerator, catalogue: tuple[CatalogueEntry, ...]) -
                 figures[precision] = Figure(flops=computed[precision], provenance=Provenance.FORMULA)
             else:
                 figures[precision] = Figure(flops=0.0, provenance=Provenance.UNPRICED)
-        if why_not:
+        if why_not and not (entry is None and ambiguity):
             notes.append(why_not)
     return ComponentPeaks(
         component=f"accelerator:{acc.index}",

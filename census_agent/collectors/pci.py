@@ -14,9 +14,11 @@ Which devices are accelerators (`is_accelerator`):
   (`COPROCESSOR_ACCELERATOR_VENDORS`, Hygon's DCUs);
 * a server's BMC display (ASPEED, Matrox G200, Huawei iBMC; `BMC_DISPLAY`) never, whatever the catalogue says.
 
-Each accelerator is named from the catalogue's ``pci_vendor_id``/``pci_device_ids`` columns; one the catalogue
-does not know keeps its ids as its name (``device 1f99:0001``) and its vendor from `PCI_VENDORS`, and is priced
-as unpriced (counted, never dropped).  This module must not price anything and must not run programs.
+Each accelerator is named from the catalogue's ``pci_vendor_id``/``pci_device_ids`` columns: the row owning the
+id; an id several rows share (``~740c``: MI250 and MI250X) names them all ("Instinct MI250 or Instinct MI250X")
+and prices none; one the catalogue does not know keeps its ids as its name (``device 1f99:0001``) and its vendor
+from `PCI_VENDORS`.  Either is still counted (priced as unpriced, never dropped).  This module must not price
+anything and must not run programs.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from census_agent.catalogue import CatalogueEntry, entries_for_pci
+from census_agent.catalogue import CatalogueEntry, entries_for_pci, entry_for_pci
 from census_agent.collectors.files import read_text
 from census_agent.models import Accelerator
 
@@ -188,9 +190,12 @@ def pci_accelerators(devices: list[PciDevice], catalogue: tuple[CatalogueEntry, 
     for device in devices:
         if not is_accelerator(device, catalogue):
             continue
-        entries = entries_for_pci(catalogue, device.vendor_id, device.device_id)
-        if entries:
-            vendor, model = entries[0].vendor, entries[0].model
+        owner = entry_for_pci(catalogue, device.vendor_id, device.device_id)
+        candidates = entries_for_pci(catalogue, device.vendor_id, device.device_id)
+        if owner is not None:
+            vendor, model = owner.vendor, owner.model
+        elif candidates:  # an id several models share: named by all of them, priced by none
+            vendor, model = candidates[0].vendor, " or ".join(e.model for e in candidates)
         else:
             vendor = PCI_VENDORS.get(device.vendor_id, f"PCI vendor {device.vendor_id}")
             model = f"device {device.vendor_id}:{device.device_id}"

@@ -15,6 +15,8 @@ from census_agent.catalogue import (
     Confidence,
     Fp64Basis,
     accelerator_peaks,
+    entries_for_pci,
+    entry_for_pci,
     find_entry,
     load_default_catalogue,
     parse_catalogue,
@@ -99,6 +101,35 @@ def test_find_entry_matches_nvml_product_name_to_catalogue_model(
     found = find_entry(catalogue, nvml_name)
     assert found is not None
     assert found.model == entry
+
+
+@pytest.mark.parametrize(
+    ("tool_name", "entry"),
+    [
+        ("MXC500", "C500"),
+        ("MetaX C500", "C500"),
+        ("P800 OAM", "Kunlunxin P800"),
+        ("R200", "Kunlunxin R200"),
+        ("K100_AI", "DCU K100-AI"),
+        ("Ascend 910B3", "Ascend 910B3"),
+    ],
+)
+def test_find_entry_matches_vendor_tool_names(
+    catalogue: tuple[CatalogueEntry, ...], tool_name: str, entry: str
+) -> None:
+    """Names as vendor tools print them (mx-smi 'MXC500', xpu_smi 'P800 OAM', pci.ids 'K100_AI') find their row."""
+    found = find_entry(catalogue, tool_name)
+    assert found is not None
+    assert found.model == entry
+
+
+@pytest.mark.parametrize("tool_name", ["R200-PF", "R200-VF-5G"])
+def test_sr_iov_functions_of_an_r200_are_not_priced_as_whole_chips(
+    catalogue: tuple[CatalogueEntry, ...], tool_name: str
+) -> None:
+    """xpu_smi's SR-IOV physical function (no compute once VFs exist) and virtual functions (a share of the chip)
+    find no row, so three VFs and a PF are never counted as four R200s."""
+    assert find_entry(catalogue, tool_name) is None
 
 
 def test_find_entry_does_not_confuse_a10_and_a100(catalogue: tuple[CatalogueEntry, ...]) -> None:
@@ -370,7 +401,10 @@ def test_parse_catalogue_reads_rows_in_flops_and_hz_with_empty_cells_as_none() -
         {"compute_capability": "nine"},
         {"pci_vendor_id": "10DEX"},
         {"pci_device_ids": "2330 zz"},
+        {"pci_device_ids": "2330 ~zz"},
+        {"pci_device_ids": "2330 ~2330"},
         {"pci_vendor_id": ""},
+        {"pci_vendor_id": "", "pci_device_ids": "~2330"},
         {"vendor": ""},
     ],
     ids=[
@@ -391,7 +425,10 @@ def test_parse_catalogue_reads_rows_in_flops_and_hz_with_empty_cells_as_none() -
         "bad-compute-capability",
         "bad-pci-vendor-id",
         "bad-pci-device-id",
+        "bad-shared-pci-device-id",
+        "device-id-both-owned-and-shared",
         "device-ids-without-vendor-id",
+        "shared-device-ids-without-vendor-id",
         "no-vendor",
     ],
 )
@@ -634,15 +671,123 @@ def test_no_row_stores_a_sparse_figure(catalogue: tuple[CatalogueEntry, ...]) ->
             assert "/ 2" in entry.note or "halved" in entry.note, entry.model
 
 
-def test_pci_ids_are_unique_across_rows(catalogue: tuple[CatalogueEntry, ...]) -> None:
-    """One (vendor, device) PCI id names at most one row, so discovery from sysfs is unambiguous."""
+def test_owned_pci_ids_are_unique_across_rows(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """One (vendor, device) PCI id is owned by at most one row, so discovery from sysfs is unambiguous; the
+    shipped catalogue names at least 45 ids."""
     seen: dict[tuple[str, str], str] = {}
     for entry in catalogue:
         for device in entry.pci_device_ids:
             key = (entry.pci_vendor_id, device)
             assert key not in seen, f"{key} in {seen.get(key)} and {entry.model}"
             seen[key] = entry.model
-    assert len(seen) >= 40
+    assert len(seen) >= 45
+
+
+def test_every_shared_pci_id_has_at_least_two_candidates(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """An id marked shared (~xxxx) is shared with something: the family row owning it or another sharer."""
+    for entry in catalogue:
+        for device in entry.pci_shared_device_ids:
+            candidates = entries_for_pci(catalogue, entry.pci_vendor_id, device)
+            assert entry in candidates, entry.model
+            assert len(candidates) >= 2, (entry.model, device)
+
+
+def test_one_pci_vendor_id_per_vendor(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """Every row of a vendor that gives a PCI vendor id gives the same one (NVIDIA 10de, Huawei 19e5, ...)."""
+    ids: dict[str, set[str]] = {}
+    for entry in catalogue:
+        if entry.pci_vendor_id:
+            ids.setdefault(entry.vendor, set()).add(entry.pci_vendor_id)
+    assert {vendor: len(found) for vendor, found in ids.items() if len(found) > 1} == {}
+    assert ids["Huawei"] == {"19e5"}
+    assert ids["AMD"] == {"1002"}
+
+
+def test_rows_outside_pci_ids_name_where_their_device_ids_come_from(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """NVIDIA and AMD ids are pci.ids entries (docs/census.md); every other row with a device id says in its note
+    or source where the id comes from (pci.ids, or a vendor's driver or guide)."""
+    for entry in catalogue:
+        if entry.vendor in {"NVIDIA", "AMD"} or not (entry.pci_device_ids or entry.pci_shared_device_ids):
+            continue
+        text = f"{entry.source} {entry.note}"
+        assert any(word in text for word in ("pci.ids", "driver", "guide")), entry.model
+
+
+@pytest.mark.parametrize(
+    ("vendor_id", "device_id", "model"),
+    [
+        ("19e5", "d801", "Ascend 910"),
+        ("19e5", "d802", "Ascend 910B"),
+        ("0x19e5", "0xD802", "Ascend 910B"),
+        ("19e5", "d500", "Ascend 310P"),
+        ("10de", "2330", "H100-SXM5"),
+        ("1002", "7408", "Instinct MI250X"),
+        ("cabc", "0370", "MLU370-S4"),
+        ("9999", "0a01", "C500"),
+    ],
+)
+def test_entry_for_pci_names_the_row_owning_the_id(
+    catalogue: tuple[CatalogueEntry, ...], vendor_id: str, device_id: str, model: str
+) -> None:
+    """sysfs-style ids ("0x19e5", any case) find the row that owns them; a shared 910B id names the family row."""
+    found = entry_for_pci(catalogue, vendor_id, device_id)
+    assert found is not None
+    assert found.model == model
+
+
+def test_shared_family_id_names_the_family_and_lists_the_bins(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """19e5:d802: the 910B family row owns it, the four bins share it; candidates are the family row first, then
+    the bins in catalogue order."""
+    candidates = entries_for_pci(catalogue, "19e5", "d802")
+    assert [e.model for e in candidates] == [
+        "Ascend 910B",
+        "Ascend 910B1",
+        "Ascend 910B2",
+        "Ascend 910B3",
+        "Ascend 910B4",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("vendor_id", "device_id", "models"),
+    [
+        ("1002", "740c", ["Instinct MI250", "Instinct MI250X"]),
+        ("1d22", "3684", ["Kunlun K200", "Kunlunxin R200"]),
+    ],
+)
+def test_id_shared_without_a_family_row_names_no_row(
+    catalogue: tuple[CatalogueEntry, ...], vendor_id: str, device_id: str, models: list[str]
+) -> None:
+    """An id only ever shared (MI250/MI250X on 740c, Kunlun K200/R200 on 3684) names no row, since the id alone
+    cannot tell the models apart; the candidates are listed for a vendor tool or the operator to choose."""
+    assert entry_for_pci(catalogue, vendor_id, device_id) is None
+    assert [e.model for e in entries_for_pci(catalogue, vendor_id, device_id)] == models
+
+
+def test_unknown_pci_id_names_nothing(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """An id no row lists (an Ascend 910_93 die, 19e5:d803; a NIC) has no row and no candidates."""
+    for vendor_id, device_id in (("19e5", "d803"), ("19e5", "1822"), ("8086", "1572")):
+        assert entry_for_pci(catalogue, vendor_id, device_id) is None
+        assert entries_for_pci(catalogue, vendor_id, device_id) == ()
+
+
+def test_parse_catalogue_refuses_one_plain_id_in_two_rows() -> None:
+    """Two rows owning 10de:2330 would make PCI naming depend on row order: the second row's line is named."""
+    other = row(model="Other GPU", match="Other GPU")
+    with pytest.raises(CatalogueError, match=r"line 3\b.*10de:2330.*'Test GPU'"):
+        parse_catalogue(f"{HEADER}\n{GOOD_ROW}\n{other}\n")
+
+
+def test_parse_catalogue_reads_shared_ids_apart_from_owned_ones() -> None:
+    """'2330 ~2331': 2330 owned, 2331 shared; a second row may share an id the first owns."""
+    first = row(pci_device_ids="2330 ~2331")
+    second = row(model="Bin GPU", match="Bin GPU", pci_device_ids="~2330")
+    a, b = parse_catalogue(f"{HEADER}\n{first}\n{second}\n")
+    assert (a.pci_device_ids, a.pci_shared_device_ids) == (("2330",), ("2331",))
+    assert (b.pci_device_ids, b.pci_shared_device_ids) == ((), ("2330",))
+    assert entry_for_pci((a, b), "10de", "2330") is a
+    assert entries_for_pci((a, b), "10de", "2330") == (a, b)
+    assert entry_for_pci((a, b), "10de", "2331") is None
 
 
 def test_as_row_round_trips_the_figures_in_catalogue_units(catalogue: tuple[CatalogueEntry, ...]) -> None:
@@ -654,4 +799,5 @@ def test_as_row_round_trips_the_figures_in_catalogue_units(catalogue: tuple[Cata
     assert cells["boost_clock_ghz"] == 1.98
     assert cells["fp64_basis"] == "matrix"
     assert cells["pci_device_ids"] == ["2330"]
+    assert cells["pci_shared_device_ids"] == []
     assert cells["source"] == entry.source

@@ -22,6 +22,8 @@ def test_catalogue_json_prints_every_row_with_its_source_and_figures(capsys: pyt
     assert (h100["fp64_tflops"], h100["fp64_tensor_tflops"], h100["fp64_basis"]) == (34, 67, "matrix")
     assert h100["fp16_tensor_tflops"] == 989.5
     assert h100["pci_vendor_id"] == "10de"
+    bin3 = next(r for r in rows if r["model"] == "Ascend 910B3")
+    assert (bin3["pci_vendor_id"], bin3["pci_device_ids"], bin3["pci_shared_device_ids"]) == ("19e5", [], ["d802"])
     ascend = next(r for r in rows if r["model"] == "Ascend 910")
     assert (ascend["fp64_basis"], ascend["fp64_tflops"], ascend["fp64_tensor_tflops"]) == ("none", None, None)
 
