@@ -438,7 +438,8 @@ def _formula_for(acc: Accelerator, entry: CatalogueEntry | None) -> tuple[dict[P
     cc = acc.compute_capability or (entry.compute_capability if entry else None)
     if cc is None:
         if entry is None:
-            ids = f" (PCI {acc.pci_vendor_id}:{acc.pci_device_id})" if acc.pci_vendor_id and acc.pci_device_id else ""
+            pci = f"{acc.pci_vendor_id}:{acc.pci_device_id}"
+            ids = f" (PCI {pci})" if acc.pci_vendor_id and acc.pci_device_id and pci not in acc.model else ""
             return None, (
                 f"{acc.model}{ids}: unpriced, not in the catalogue and no compute capability; counted as an "
                 "accelerator at 0 until its peaks are declared"

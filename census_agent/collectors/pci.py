@@ -197,7 +197,7 @@ def pci_accelerators(devices: list[PciDevice], catalogue: tuple[CatalogueEntry, 
         elif candidates:  # an id several models share: named by all of them, priced by none
             vendor, model = candidates[0].vendor, " or ".join(e.model for e in candidates)
         else:
-            vendor = PCI_VENDORS.get(device.vendor_id, f"PCI vendor {device.vendor_id}")
+            vendor = PCI_VENDORS.get(device.vendor_id, "unknown vendor")
             model = f"device {device.vendor_id}:{device.device_id}"
         found.append(
             Accelerator(
