@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import unicodedata
 
-from census_agent.models import ComponentPeaks, Measurement, NodePeaks, Precision, Report
+from census_agent.compute import is_unpriced
+from census_agent.models import ComponentPeaks, Measurement, NodePeaks, Precision, Provenance, Report
 
 _FLOPS_UNITS = ((1e18, "EFLOPS"), (1e15, "PFLOPS"), (1e12, "TFLOPS"), (1e9, "GFLOPS"), (1e6, "MFLOPS"))
 _BYTE_UNITS = ((2**50, "PiB"), (2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
@@ -66,9 +67,17 @@ def peaks_table(peaks: NodePeaks) -> str:
             how += f" (computed {human_flops(figure.computed_flops, ops=ops)})"
         rows.append(
             [precision.value, human_flops(figure.flops, ops=ops), how]
-            + [human_flops(sum(p.figures[precision].flops for p in parts), ops=ops) for _, parts in groups]
+            + [_cell(parts, precision) for _, parts in groups]
         )
     return table(rows, header)
+
+
+def _cell(parts: list[ComponentPeaks], precision: Precision) -> str:
+    """One column's figure; "unpriced" where no part of the column could be priced in this precision."""
+    figures = [p.figures[precision] for p in parts]
+    if all(f.provenance is Provenance.UNPRICED for f in figures):
+        return "unpriced"
+    return human_flops(sum(f.flops for f in figures), ops=precision is Precision.INT8)
 
 
 def render_report(report: Report, gpu_status: str | None = None) -> str:
@@ -93,6 +102,9 @@ def render_report(report: Report, gpu_status: str | None = None) -> str:
         f"Memory    {human_bytes(mem.total_bytes)} total, {human_bytes(mem.available_bytes)} available",
     ]
     if inv.accelerators:
+        unpriced = {
+            int(c.component.split(":", 1)[1]) for c in report.peaks.components if is_unpriced(c) and ":" in c.component
+        }
         lines.append(f"Accel.    {len(inv.accelerators)} device(s)")
         for acc in inv.accelerators:
             extra = [
@@ -101,10 +113,18 @@ def render_report(report: Report, gpu_status: str | None = None) -> str:
                 f"{acc.cuda_cores} cores" if acc.cuda_cores else "",
                 f"{acc.max_sm_clock_hz / 1e6:.0f} MHz" if acc.max_sm_clock_hz else "",
                 acc.pci_bus_id or "",
+                f"[{acc.pci_vendor_id}:{acc.pci_device_id}]" if acc.pci_vendor_id and acc.pci_device_id else "",
+                f"NUMA {acc.numa_node}" if acc.numa_node is not None else "",
                 "MIG on" if acc.mig_enabled else "",
-                acc.source,
+                f"via {acc.source}",
+                "UNPRICED" if acc.index in unpriced else "",
             ]
             lines.append(f"          [{acc.index}] {acc.vendor} {acc.model}: {', '.join(e for e in extra if e)}")
+        if unpriced:
+            lines.append(
+                f"Unpriced  {len(unpriced)} accelerator(s) counted at 0 FLOPS (reason in the notes below; declare "
+                "their peaks or add the model to the catalogue)"
+            )
     else:
         lines.append("Accel.    none" + (f" ({gpu_status})" if gpu_status else ""))
     for link in inv.interconnects:

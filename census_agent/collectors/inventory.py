@@ -101,9 +101,10 @@ def collect_inventory(
     pci = collect_pci_accelerators(root, catalogue if catalogue is not None else load_default_catalogue())
     accelerators = merge_accelerators(pci, list(scan.accelerators), vendor_facts() if vendor_facts else {})
     for declared in declared_accelerators:
+        first = len(accelerators)  # fixed before extend: the generator runs while the list grows
         accelerators.extend(
             Accelerator(
-                index=len(accelerators) + i,
+                index=first + i,
                 vendor=declared.vendor,
                 model=declared.model,
                 memory_bytes=declared.memory_bytes,
