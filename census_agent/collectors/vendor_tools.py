@@ -14,12 +14,14 @@ through a shell or with arguments built from its own output, and must not fail t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import selectors
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -273,13 +275,15 @@ def run_tool(tool: VendorTool, *, which: Callable[[str], str | None] = shutil.wh
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, so a timeout ends the tool's children too
         ) as process:
             assert process.stdout is not None  # stdout=PIPE makes it so
             try:
                 output = _read_bounded(process, TIMEOUT_SECONDS)
             finally:
                 if process.poll() is None:
-                    process.kill()
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
             code = process.wait(timeout=TIMEOUT_SECONDS)
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("%s could not be run (%s); ignoring it", tool.executable, exc)
