@@ -182,3 +182,70 @@ def test_help_teaches_commands_configuration_and_examples() -> None:
     assert result.returncode == 0
     for word in ("inspect", "estimate", "measure", "run", "schema", "SUANLI_AGENT_", "examples:"):
         assert word in result.stdout
+
+
+HOSTS = FIXTURES / "hosts"
+
+
+def inspect_fixture(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`census-agent inspect --root FIXTURE`, with this machine's NVML and vendor tools kept out of it."""
+    return agent("inspect", "--root", str(HOSTS / name), "--no-nvml", "--no-vendor-tools", *extra)
+
+
+def test_inspect_ascend_fixture_shows_eight_priced_ascend_910b() -> None:
+    """The Ascend server's screen lists eight Ascend 910B found on the PCI bus, none unpriced, tier ai."""
+    result = inspect_fixture("ascend-910b-kunpeng920")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Accel.    8 device(s)" in out
+    assert out.count("Huawei Ascend 910B:") == 8
+    assert "8 x Ascend 910B" in out
+    assert "UNPRICED" not in out
+    assert "Tier      ai: 8 accelerator(s) (Ascend 910B)" in out
+
+
+def test_inspect_hygon_fixture_shows_its_dcus_priced() -> None:
+    """The Hygon server: eight DCU K100-AI, priced from the catalogue (fp64 from the catalogue, not 0)."""
+    result = inspect_fixture("hygon-dcu-k100ai", "--json")
+    assert result.returncode == 0, result.stderr
+    report = Report.model_validate_json(result.stdout)
+    assert [a.model for a in report.inventory.accelerators] == ["DCU K100-AI"] * 8
+    dcus = [c for c in report.peaks.components if c.component != "cpu"]
+    assert all(c.figures[Precision.FP64].provenance.value == "catalogue" for c in dcus)
+    assert all(c.figures[Precision.FP64].flops > 0 for c in dcus)
+
+
+def test_inspect_unknown_accelerator_fixture_shows_them_counted_and_unpriced() -> None:
+    """Eight uncatalogued processing accelerators: counted, each marked UNPRICED, "unpriced" in the peak table,
+    the reason given, and still an AI node; the JSON report marks every figure unpriced."""
+    result = inspect_fixture("epyc-9654-unknown-npu")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Accel.    8 device(s)" in out
+    assert out.count("UNPRICED") == 8
+    assert "Unpriced  8 accelerator(s) counted at 0 FLOPS" in out
+    assert "not in the catalogue" in out
+    assert "Tier      ai: 8 unpriced accelerator(s)" in out
+    report = Report.model_validate_json(inspect_fixture("epyc-9654-unknown-npu", "--json").stdout)
+    figures = [f for c in report.peaks.components if c.component != "cpu" for f in c.figures.values()]
+    assert len(figures) == 8 * 4
+    assert {f.provenance.value for f in figures} == {"unpriced"}
+
+
+def test_vendor_tools_can_be_switched_off_by_environment() -> None:
+    """SUANLI_AGENT_VENDOR_TOOLS=false is a setting like the others (a bad value is a usage error naming it)."""
+    env_ok = agent("inspect", "--root", str(HOSTS / "epyc-9654-zen4"), "--no-nvml", "--json")
+    assert env_ok.returncode == 0, env_ok.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "census_agent.cli", "inspect", "--root", str(HOSTS / "epyc-9654-zen4")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")},
+            "SUANLI_AGENT_VENDOR_TOOLS": "perhaps",
+        },
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "vendor_tools" in bad.stderr
