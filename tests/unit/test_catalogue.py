@@ -6,6 +6,9 @@ from hardware counters"): peak = SMs x FLOPs per clock per SM x clock, with FP32
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 import seeds
@@ -611,6 +614,13 @@ def test_a_row_without_any_figure_says_so_and_is_low_confidence(catalogue: tuple
             assert "no sourced figure" in entry.note or "no figure could be sourced" in entry.note, entry.model
 
 
+def test_a_row_with_derived_figures_is_low_confidence(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """Figures derived rather than published (a card figure divided by its chips) make a row `low`."""
+    derived = [e for e in catalogue if "derived" in e.note]
+    assert derived
+    assert [e.model for e in derived if e.confidence is not Confidence.LOW] == []
+
+
 def test_every_row_fp64_cells_agree_with_its_basis(catalogue: tuple[CatalogueEntry, ...]) -> None:
     """Matrix: a tensor figure not below the vector one; vector: no tensor figure, and a figure or a compute
     capability; none: no FP64 figure at all (a model with no FP64 contributes none, never a guess)."""
@@ -801,3 +811,46 @@ def test_as_row_round_trips_the_figures_in_catalogue_units(catalogue: tuple[Cata
     assert cells["pci_device_ids"] == ["2330"]
     assert cells["pci_shared_device_ids"] == []
     assert cells["source"] == entry.source
+
+
+CENSUS_DOC = Path(__file__).resolve().parents[2] / "docs" / "census.md"
+
+
+def _catalogue_section() -> str:
+    """docs/census.md's "The accelerator catalogue" section, up to the next second-level heading."""
+    text = CENSUS_DOC.read_text(encoding="utf-8")
+    start = text.index("## The accelerator catalogue")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_docs_name_every_row_without_figures(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """The weak rows docs/census.md lists are the catalogue's rows with no figure: a row that gains or loses its
+    figures without the page following fails here."""
+    section = _catalogue_section()
+    weak = section[section.index("**What remains weak.**") :]
+    bare = [
+        e.model
+        for e in catalogue
+        if all(
+            f is None for f in (e.fp64_flops, e.fp64_tensor_flops, e.fp32_flops, e.fp16_tensor_flops, e.int8_tensor_ops)
+        )
+    ]
+    listed = weak[: weak.index("The other `low` rows")]
+    for model in bare:
+        name = model.removeprefix("Ascend ").removeprefix("DCU ")
+        assert name in listed, model
+
+
+def test_docs_basis_and_confidence_counts_match_the_catalogue(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """The row counts docs/census.md gives per FP64 basis and per confidence are the shipped catalogue's."""
+    section = " ".join(_catalogue_section().split())
+    basis = {b: sum(e.fp64_basis is b for e in catalogue) for b in Fp64Basis}
+    assert (
+        f"Of the {len(catalogue)} rows, {basis[Fp64Basis.MATRIX]} count matrix, {basis[Fp64Basis.VECTOR]} vector, "
+        f"{basis[Fp64Basis.NONE]} none."
+    ) in section
+    for level in Confidence:
+        count = sum(e.confidence is level for e in catalogue)
+        match = re.search(rf"`{level.value}`: .*?\((\d+) rows\)", section)
+        assert match is not None, level
+        assert int(match.group(1)) == count, level
