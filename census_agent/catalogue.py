@@ -333,14 +333,24 @@ def _lookup(acc: Accelerator, catalogue: tuple[CatalogueEntry, ...]) -> tuple[Ca
 
     A name given by NVML, a vendor tool or the operator is matched against the rows' patterns first; a device
     only the PCI bus has seen is looked up by its id alone: the row owning the id, else none (an id only shared
-    by several rows, as MI250 and MI250X share 1002:740c, cannot say which; the note names the candidates).  A
-    named row with no figure at all (an Ascend 910B bin) gives way to the row owning its PCI id (the family).
+    by several rows, as MI250 and MI250X share 1002:740c, cannot say which; the note names the candidates).  Where
+    a name and the PCI id disagree (npu-smi prints "910B" on some first-generation 910 boards, 19e5:d801: the
+    910B row lists d802, not d801), the row owning the id decides; a named row listing no id is not contradicted.
+    A named row with no figure at all (an Ascend 910B bin) gives way to the row owning its PCI id (the family).
     """
     named = find_entry(catalogue, acc.model) if acc.source != "pci" else None
     if acc.pci_vendor_id is None or acc.pci_device_id is None:
         return named if acc.source != "pci" else find_entry(catalogue, acc.model), ""
     owner = entry_for_pci(catalogue, acc.pci_vendor_id, acc.pci_device_id)
     if named is not None:
+        device = acc.pci_device_id.lower()
+        ids = (*named.pci_device_ids, *named.pci_shared_device_ids)
+        # A contradiction only where the named row lists ids and this one is not among them.
+        if owner is not None and named is not owner and ids and device not in ids:
+            return owner, (
+                f"named {acc.model!r} ({named.model}), but its PCI id {acc.pci_vendor_id}:{acc.pci_device_id} is "
+                f"{owner.model}'s: the id decides"
+            )
         if _has_figures(named) or owner is None or not _has_figures(owner):
             return named, ""
         return owner, (

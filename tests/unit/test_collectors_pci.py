@@ -14,7 +14,7 @@ from uuid import UUID
 
 import pytest
 
-from census_agent.catalogue import CatalogueEntry, load_default_catalogue
+from census_agent.catalogue import CatalogueEntry, accelerator_peaks, load_default_catalogue
 from census_agent.collectors.inventory import collect_inventory, merge_accelerators
 from census_agent.collectors.nvml import scan_gpus
 from census_agent.collectors.pci import (
@@ -26,7 +26,17 @@ from census_agent.collectors.pci import (
 )
 from census_agent.compute import is_unpriced, unpriced_accelerators
 from census_agent.config import DeclaredAccelerator
-from census_agent.models import Labels, NodeInventory, NodePeaks, Precision, Provenance, Tier, TierDecision
+from census_agent.models import (
+    Accelerator,
+    AcceleratorSource,
+    Labels,
+    NodeInventory,
+    NodePeaks,
+    Precision,
+    Provenance,
+    Tier,
+    TierDecision,
+)
 from census_agent.render import render_report
 from census_agent.report import ComputeModel, build_report
 from tests.fakes import FakeGpu, FakeNvml
@@ -370,3 +380,40 @@ def test_merge_keeps_declared_accelerators_after_the_found_ones(h100_host: Path)
 def test_merge_accelerators_with_nothing_found_is_empty() -> None:
     """No PCI device, no NVML GPU, no tool: no accelerator (the agent on a plain server)."""
     assert merge_accelerators([], scan_gpus(None).accelerators, {}) == []
+
+
+# --- which row prices a device: its name or its PCI id ---------------------------------------------------------
+
+
+def npu(model: str, device_id: str, source: AcceleratorSource = "npu-smi") -> Accelerator:
+    """An Ascend device as a vendor tool (or the PCI bus) names it."""
+    return Accelerator(
+        index=0, vendor="Huawei", model=model, pci_vendor_id="19e5", pci_device_id=device_id, source=source
+    )
+
+
+def test_the_pci_id_decides_when_the_name_belongs_to_another_model(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """npu-smi printing "910B" on a first-generation board (19e5:d801) is priced as the Ascend 910, whose id it
+    is, and the note says the id decided."""
+    peaks = accelerator_peaks(npu("Ascend 910B", "d801"), catalogue)
+    first_gen = row(catalogue, "Ascend 910")
+    assert peaks.model == "Ascend 910"
+    assert first_gen.fp16_tensor_flops is not None
+    assert peaks.figures[Precision.FP16].flops == pytest.approx(first_gen.fp16_tensor_flops)
+    assert "the id decides" in peaks.note
+
+
+def test_a_name_consistent_with_the_pci_id_keeps_its_row(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """ "Ascend 910B" on 19e5:d802, the id its row owns: priced by that row with no override note."""
+    peaks = accelerator_peaks(npu("Ascend 910B", "d802"), catalogue)
+    assert peaks.model == "Ascend 910B"
+    assert "decides" not in peaks.note
+
+
+def test_a_pci_only_device_is_looked_up_by_its_id_never_by_its_name(catalogue: tuple[CatalogueEntry, ...]) -> None:
+    """A device only the PCI bus saw is priced by the row owning its id, whatever its name says ("device
+    10de:a100" must not match the A100 pattern)."""
+    unknown = Accelerator(
+        index=0, vendor="NVIDIA", model="device 10de:a100", pci_vendor_id="10de", pci_device_id="a100", source="pci"
+    )
+    assert is_unpriced(accelerator_peaks(unknown, catalogue))
