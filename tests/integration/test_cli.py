@@ -218,7 +218,7 @@ def test_inspect_hygon_fixture_shows_its_dcus_priced() -> None:
 def test_inspect_unknown_accelerator_fixture_shows_them_counted_and_unpriced() -> None:
     """Eight uncatalogued processing accelerators: counted, each marked UNPRICED, "unpriced" in the peak table,
     the reason given, and still an AI node; the JSON report marks every figure unpriced."""
-    result = inspect_fixture("epyc-9654-unknown-npu")
+    result = inspect_fixture("xeon-e5-2692v2-unknown-npu")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Accel.    8 device(s)" in out
@@ -226,7 +226,7 @@ def test_inspect_unknown_accelerator_fixture_shows_them_counted_and_unpriced() -
     assert "Unpriced  8 accelerator(s) counted at 0 FLOPS" in out
     assert "not in the catalogue" in out
     assert "Tier      ai: 8 unpriced accelerator(s)" in out
-    report = Report.model_validate_json(inspect_fixture("epyc-9654-unknown-npu", "--json").stdout)
+    report = Report.model_validate_json(inspect_fixture("xeon-e5-2692v2-unknown-npu", "--json").stdout)
     figures = [f for c in report.peaks.components if c.component != "cpu" for f in c.figures.values()]
     assert len(figures) == 8 * 4
     assert {f.provenance.value for f in figures} == {"unpriced"}

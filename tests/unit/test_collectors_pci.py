@@ -46,7 +46,7 @@ ASCEND = HOSTS / "ascend-910b-kunpeng920"
 HYGON = HOSTS / "hygon-dcu-k100ai"
 CAMBRICON = HOSTS / "cambricon-mlu370"
 MI250X = HOSTS / "epyc-7a53-mi250x"
-UNKNOWN = HOSTS / "epyc-9654-unknown-npu"
+UNKNOWN = HOSTS / "xeon-e5-2692v2-unknown-npu"
 TERA = 1e12
 
 
