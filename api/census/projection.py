@@ -28,6 +28,7 @@ from census_agent.models import Tier
 Method = Literal["exponential", "linear"]
 MIN_POINTS = 3
 YEAR_SECONDS = 365.25 * 86_400
+MAX_EXPONENT = 700.0  # exp(700) ~ 1e304: a yearly growth factor beyond it is not a float (shown as null)
 LAST_DATE = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
 DESCRIPTIONS: dict[str, str] = {
     "exponential": "ordinary least squares of ln(headline FLOPS) on time over the snapshots (constant relative "
@@ -66,7 +67,9 @@ class Fitted:
         """The `Fit` the API shows."""
         last = self.value(self.last)
         if self.method == "exponential":
-            growth: float | None = math.expm1(self.b * YEAR_SECONDS)
+            exponent = self.b * YEAR_SECONDS
+            # A history of seconds that grew (a fleet posted at start-up) gives a yearly factor past any float.
+            growth: float | None = math.expm1(exponent) if exponent < MAX_EXPONENT else None
             per_year = self.b * YEAR_SECONDS * last
             doubling = math.log(2) / self.b / 86_400 if self.b > 0 else None
         else:

@@ -118,7 +118,8 @@ class Fit(Public):
     points: int = Field(description="snapshots the fit used")
     r_squared: float | None = Field(description="coefficient of determination of the fit in its own space")
     growth_per_year: float | None = Field(
-        description="fractional growth per year (0.3 = +30 %/year); linear: at the last point, null if that is <= 0"
+        description="fractional growth per year (0.3 = +30 %/year); linear: at the last point, null if that is <= 0; "
+        "null where the factor overflows a float (a history of seconds)"
     )
     flops_per_year: float = Field(description="FLOPS added per year at the last snapshot, by the fit")
     doubling_days: float | None = Field(description="exponential fits only: days to double")

@@ -133,3 +133,15 @@ def test_snapshots_with_no_compute_are_left_out_of_an_exponential_fit() -> None:
     fit = project(history({"edge": edge}))["by_tier"]["edge"]["fit"]
     assert fit["points"] == 10
     assert fit["doubling_days"] == pytest.approx(30, rel=1e-9)
+
+
+def test_growth_too_fast_for_a_float_is_null_not_an_error() -> None:
+    """A history of seconds that doubled (a fleet posted at start-up): its yearly factor overflows a float, so
+    growth_per_year is null; the doubling time, the per-year slope and a target date are still given."""
+    points = history({"ai": [1e15, 2e15, 4e15, 8e15]}, step=timedelta(seconds=1))
+    doc = project(points, target_total=1.6e16)
+    fit = doc["total"]["fit"]
+    assert fit["growth_per_year"] is None
+    assert fit["doubling_days"] == pytest.approx(1 / DAY, rel=1e-9)
+    reached = datetime.fromisoformat(doc["targets"][0]["reached_at"])
+    assert abs(reached - (START + timedelta(seconds=4))) < timedelta(seconds=1)
