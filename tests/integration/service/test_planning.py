@@ -61,7 +61,7 @@ def one_ai_server_fp16() -> float:
 def estimate_document() -> dict[str, Any]:
     """The AI server as a planner describes it for `census-agent estimate`: a bare inventory, no host section,
     no region label (the plan says where it goes)."""
-    inventory = json.loads(generate_fleet(6)[5].inventory().model_dump_json())
+    inventory: dict[str, Any] = json.loads(generate_fleet(6)[5].inventory().model_dump_json())
     assert len(inventory["accelerators"]) == 8
     del inventory["host"]
     inventory["labels"] = {"organisation": "planning-office"}
