@@ -33,6 +33,14 @@ def parse_flops(text: str) -> float:
     return value
 
 
+def flops_argument(text: str) -> float:
+    """`parse_flops` for argparse (whose usage error then carries the reason)."""
+    try:
+        return parse_flops(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def load_plan(path: Path) -> dict[str, Any]:
     """The plan body to send: the file's machines, each ``inventory_file`` read here and sent as its document."""
     plan = json.loads(path.read_text(encoding="utf-8"))
@@ -177,8 +185,8 @@ def add_census_flags(census: argparse.ArgumentParser) -> None:
     )
     census.add_argument("--projection", action="store_true", help="when: growth per tier and target dates")
     census.add_argument("--method", choices=["exponential", "linear"], default="exponential", help="projection fit")
-    census.add_argument("--target-total", type=parse_flops, metavar="FLOPS", help="e.g. 300E or 3e20")
-    census.add_argument("--target-per-capita", type=parse_flops, metavar="FLOPS", help="needs --region")
+    census.add_argument("--target-total", type=flops_argument, metavar="FLOPS", help="e.g. 300E or 3e20")
+    census.add_argument("--target-per-capita", type=flops_argument, metavar="FLOPS", help="needs --region")
 
 
 def run(args: argparse.Namespace, client: SuanliClient) -> int:
