@@ -1,7 +1,7 @@
 """The dashboard's planning parts in real headless Chromium against the real service holding the generated fleet:
-the headline's label and the AI share beside the 35 % target, the what-if panel (a pasted plan of ten AI servers
+the headline's label and the AI share beside the 35 % target, the what-if panel (an uploaded plan of ten AI servers
 in Tianhe shows before and after equal to the API's answer and to the fleet's figures by construction, in English
-and in Chinese), the projection panel, and a user token refused the what-if panel."""
+and in Chinese), the projection panel, and a user token refused the what-if panel (a pasted plan)."""
 
 from __future__ import annotations
 
@@ -66,11 +66,11 @@ def test_the_what_if_panel_shows_the_plans_before_and_after_in_both_languages(
     deployment: Deployment, visit: Visit
 ) -> None:
     """Signed in as a planner: the total's card carries the headline's label and the AI share card the census's
-    share beside the 35 % target. A pasted plan of 10 AI servers in Tianhe shows a summary whose headline before is
-    the fleet's headline by construction and after is that plus 10 x one server's fp16 peak (from the catalogue row),
-    each shown humanised as the CLI does; the AI share and every tier follow the API's answer; the regions changed
-    within Guangzhou are Tianhe and the city. In Chinese the labels change (算力总规模, 规划前, 智能算力占比) and
-    the figures stay. The projection panel fits the history and dates a target."""
+    share beside the 35 % target. An uploaded plan file of 10 AI servers in Tianhe shows a summary whose headline
+    before is the fleet's headline by construction and after is that plus 10 x one server's fp16 peak (from the
+    catalogue row), each shown humanised as the CLI does; the AI share and every tier follow the API's answer; the
+    regions changed within Guangzhou are Tianhe and the city. In Chinese the labels change (算力总规模, 规划前,
+    智能算力占比) and the figures stay. The projection panel fits the history and dates a target."""
     fleet_headline = expected_census(deployment.fleet).headline()
     added = 10 * one_ai_server_fp16()
     assert one_ai_server_fp16() == pytest.approx(AI.peaks[Precision.FP16], rel=1e-12)
@@ -86,7 +86,10 @@ def test_the_what_if_panel_shows_the_plans_before_and_after_in_both_languages(
     assert visit.page.text_content("#ai-share") == f"{100 * head['ai_share']:.1f}%"
     assert "national target 35.0%" in (visit.page.text_content("#ai-share-target") or "")
 
-    visit.page.fill("#plan-input", text)
+    visit.page.set_input_files(
+        "#plan-file", files=[{"name": "plan.json", "mimeType": "application/json", "buffer": text.encode()}]
+    )
+    visit.page.wait_for_function("expected => document.getElementById('plan-input').value === expected", arg=text)
     visit.page.click("#plan-run")
     visit.page.wait_for_selector("#plan-result[data-loaded='true']", timeout=20_000)
     headline = summary_row(visit, "headline")
