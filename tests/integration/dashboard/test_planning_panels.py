@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import FilePayload
 
 import seeds
 from census_agent.models import Precision, Tier
@@ -86,9 +87,8 @@ def test_the_what_if_panel_shows_the_plans_before_and_after_in_both_languages(
     assert visit.page.text_content("#ai-share") == f"{100 * head['ai_share']:.1f}%"
     assert "national target 35.0%" in (visit.page.text_content("#ai-share-target") or "")
 
-    visit.page.set_input_files(
-        "#plan-file", files=[{"name": "plan.json", "mimeType": "application/json", "buffer": text.encode()}]
-    )
+    upload: FilePayload = {"name": "plan.json", "mimeType": "application/json", "buffer": text.encode()}
+    visit.page.set_input_files("#plan-file", files=[upload])
     visit.page.wait_for_function("expected => document.getElementById('plan-input').value === expected", arg=text)
     visit.page.click("#plan-run")
     visit.page.wait_for_selector("#plan-result[data-loaded='true']", timeout=20_000)
