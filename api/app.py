@@ -40,7 +40,7 @@ from api.ingest.writer import Ingestor
 from api.jobs.scheduling import Scheduling
 from api.metrics import ServiceMetrics
 from api.ratelimit import FailureLimiter
-from api.routers import agents, census, dashboard, health, jobs, nodes, regions, reports, tiers, tokens
+from api.routers import agents, census, dashboard, health, jobs, nodes, planning, regions, reports, tiers, tokens
 from api.routers import audit as audit_routes
 from api.settings import Settings
 from api.state import ServiceState
@@ -279,6 +279,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     for router in (
         reports.router,
         census.router,
+        planning.router,
         nodes.router,
         regions.router,
         tokens.router,

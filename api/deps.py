@@ -124,6 +124,8 @@ OPERATE = Require(Role.OPERATOR)
 RUN_JOBS = Require(Role.USER, Role.OPERATOR)
 READ_TIERS = Require(Role.USER, Role.OPERATOR, Role.PLANNER)
 ENROL = Require(Role.ENROL)
+# What-if plans (POST /v1/census/plan): those who decide what to build, not job submitters (api.routers.planning).
+PLAN = Require(Role.OPERATOR, Role.PLANNER)
 
 CensusReader = Annotated[Principal, Depends(READ_CENSUS)]
 NodeReader = Annotated[Principal, Depends(READ_NODES)]
@@ -133,3 +135,4 @@ Operator = Annotated[Principal, Depends(OPERATE)]
 JobUser = Annotated[Principal, Depends(RUN_JOBS)]
 TierReader = Annotated[Principal, Depends(READ_TIERS)]
 Enroller = Annotated[Principal, Depends(ENROL)]
+Planner = Annotated[Principal, Depends(PLAN)]

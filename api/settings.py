@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.census.headline import DEFAULT_AI_SHARE_TARGET
 from census_agent.models import Precision, Tier
 
 DAY = 86_400
@@ -36,6 +37,12 @@ class Settings(BaseSettings):
     sweep_interval_seconds: Annotated[float, Field(gt=0)] = 15.0
     snapshot_interval_seconds: Annotated[float, Field(gt=0, le=86_400)] = 3600.0  # history: at least daily
     headline: dict[Tier, Precision] = DEFAULT_HEADLINE
+    # The national target for the AI share of the headline (智能算力占比), shown beside the census's own share:
+    # 35 % by 2025 in the 2023 national plan 《算力基础设施高质量发展行动计划》 (docs/census.md).
+    ai_share_target: Annotated[float, Field(ge=0, le=1)] = DEFAULT_AI_SHARE_TARGET
+    # What-if plans (POST /v1/census/plan): at most this many machine kinds, and this many machines in all.
+    plan_max_kinds: Annotated[int, Field(ge=1, le=10_000)] = 100
+    plan_max_machines: Annotated[int, Field(ge=1, le=10**9)] = 1_000_000
     log_level: str = "INFO"
     scheduler_config: Path | None = None  # the scheduler's file (scheduler.config); none: no job routes
     dispatch_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0

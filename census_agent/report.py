@@ -69,11 +69,15 @@ def inventory_from_document(text: str) -> NodeInventory:
     A missing ``host`` section gets a placeholder, so a planner can describe a machine that does not exist yet.
     Raises ``ValueError`` (pydantic's ``ValidationError`` included) naming what is wrong.
     """
-    data = json.loads(text)
+    return inventory_from_object(json.loads(text))
+
+
+def inventory_from_object(data: object) -> NodeInventory:
+    """`inventory_from_document` for JSON already parsed (a planned machine in a what-if plan); `data` is not
+    changed. Raises ``ValueError`` (pydantic's ``ValidationError`` included) naming what is wrong."""
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object (a report document or its `inventory`)")
     inventory = data.get("inventory", data)
     if not isinstance(inventory, dict):
         raise ValueError("`inventory` must be a JSON object")
-    inventory.setdefault("host", PLACEHOLDER_HOST)
-    return NodeInventory.model_validate(inventory)
+    return NodeInventory.model_validate({"host": PLACEHOLDER_HOST, **inventory})

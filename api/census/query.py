@@ -22,6 +22,7 @@ from api.census.arithmetic import (
     headline_flops,
     per_capita,
 )
+from api.census.headline import DEFAULT_AI_SHARE_TARGET, headline_extras
 from api.db import aware
 from api.db.tables import MEASURE_COLUMNS, regions, rollups, snapshots
 from census_agent.models import Precision, Tier
@@ -75,6 +76,7 @@ def census_document(
     statuses: list[str],
     as_of: datetime,
     focus: str | None = None,
+    ai_share_target: float = DEFAULT_AI_SHARE_TARGET,
 ) -> dict[str, Any]:
     """The `GET /v1/census` document: headline, totals, composition by tier, regions with per-capita figures."""
     total_headline = headline_flops(result.by_tier, convention)
@@ -121,6 +123,9 @@ def census_document(
             "flops": total_headline,
             "convention": {t.value: convention[t].value for t in Tier},
             "note": "tiers added at different precisions (a statistical convention); every precision is in totals",
+            **headline_extras(
+                convention, {t["tier"]: t["headline_flops"] for t in by_tier}, total_headline, ai_share_target
+            ),
         },
         "totals": totals_document(result.total),
         "by_tier": by_tier,

@@ -76,6 +76,19 @@ class SuanliClient:
         ).json()
         return result
 
+    def plan(self, plan: dict[str, Any], *, include: str = "active", region: str | None = None) -> dict[str, Any]:
+        """``POST /v1/census/plan``: the census before and after the planned machines (nothing is stored)."""
+        params = {"include": include, **({"region": region} if region else {})}
+        result: dict[str, Any] = self._call("POST", "/v1/census/plan", params=params, json=plan).json()
+        return result
+
+    def projection(self, **params: str | float | None) -> dict[str, Any]:
+        """``GET /v1/census/projection`` (region, include, method, from, to, target_total_flops,
+        target_per_capita_flops)."""
+        given = {k: v for k, v in params.items() if v is not None}
+        result: dict[str, Any] = self._call("GET", "/v1/census/projection", params=given).json()
+        return result
+
     def nodes(self, **filters: str | int | None) -> dict[str, Any]:
         """``GET /v1/nodes`` with filters (tier, region, status, organisation, limit, after)."""
         params = {k: v for k, v in filters.items() if v is not None}

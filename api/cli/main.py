@@ -3,6 +3,7 @@
 suanli up                      the census service (SQLite) and an agent reporting this machine
 suanli serve                   the census service alone
 suanli census [--by tier|region] [--json|--csv]
+suanli census --plan FILE | --projection [--target-total F --target-per-capita F]   what if, and when
 suanli nodes [--tier T --region R --status S]
 suanli token create|list|revoke
 suanli k8s-sync [--kubeconfig F] [--dry-run]   a Kubernetes cluster's Nodes into the census (see api.cli.k8s)
@@ -29,6 +30,7 @@ from pydantic import ValidationError
 
 from api.cli import jobs as cli_jobs
 from api.cli import k8s as cli_k8s
+from api.cli import planning as cli_planning
 from api.cli.client import ApiError, SuanliClient, wait_until_ready
 from census_agent.render import human_bytes, human_flops, table
 
@@ -49,6 +51,8 @@ examples:
   suanli up                                   # service + local agent; data in ./suanli-data
   suanli census                               # headline, composition by tier
   suanli census --by region --csv > census.csv
+  suanli census --plan plan.json              # the census before and after planned machines (nothing stored)
+  suanli census --projection --region 440100 --target-total 10E --target-per-capita 1T
   suanli token create rack7-agents --role agent
   suanli token create alice --role user --organisation physics --organisation chem   # physics: her default
   suanli submit --class ai --gpus 1 --time-limit 2h -- python train.py
@@ -143,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = census.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="the API's JSON document")
     fmt.add_argument("--csv", action="store_true", help="CSV by region and tier")
+    cli_planning.add_census_flags(census)
 
     nodes = sub.add_parser("nodes", help="list nodes")
     client_flags(nodes)
@@ -445,12 +450,31 @@ def _precision_cells(peaks: dict[str, float]) -> list[str]:
     ]
 
 
+def share_text(share: float | None) -> str:
+    """A share as a percentage with one decimal, or ``-`` when there is none."""
+    return "-" if share is None else f"{share:.1%}"
+
+
+def headline_lines(head: dict[str, Any]) -> list[str]:
+    """What the headline is (its label in both languages) and the AI share beside the national target; nothing
+    for a service too old to say it."""
+    if "label_en" not in head:
+        return []
+    return [
+        f"  = {head['label_en']}",
+        f"    {head['label_zh']}",
+        f"AI share 智能算力占比: {share_text(head['ai_share'])}   (national target {head['ai_share_target']:.0%}: "
+        f"{head['ai_share_target_source']})",
+    ]
+
+
 def render_census(doc: dict[str, Any], by: str) -> str:
     """The human census screen."""
     head = doc["headline"]
     conv = ", ".join(f"{t} at {p}" for t, p in head["convention"].items())
     lines = [
         f"Headline compute 算力总量: {human_flops(head['flops'])}   ({conv}; {', '.join(doc['statuses'])} nodes)",
+        *headline_lines(head),
         f"Nodes {doc['totals']['nodes']:,}, cores {doc['totals']['physical_cores']:,}, accelerators "
         f"{doc['totals']['accelerators']:,}, memory {human_bytes(doc['totals']['memory_bytes'])}",
         "",
@@ -489,6 +513,9 @@ def render_census(doc: dict[str, Any], by: str) -> str:
 
 def cmd_census(args: argparse.Namespace) -> int:
     """``census``."""
+    if args.plan is not None or args.projection:
+        with _client(args) as client:
+            return cli_planning.run(args, client)
     with _client(args) as client:
         if args.csv:
             sys.stdout.write(client.census_csv(include=args.include, region=args.region))

@@ -51,6 +51,7 @@ def census(
         statuses=statuses,
         as_of=datetime.now(tz=UTC),
         focus=region,
+        ai_share_target=state.settings.ai_share_target,
     )
 
 
@@ -98,6 +99,7 @@ CSV_COLUMNS = [
     "headline_flops",
     "population",
     "per_capita_headline_flops",
+    "headline_convention",  # what the headline is: each tier in its own precision, added up (every row)
 ]
 
 
@@ -124,7 +126,9 @@ def export_csv(
         statuses=statuses,
         as_of=datetime.now(tz=UTC),
         focus=region,
+        ai_share_target=state.settings.ai_share_target,
     )
+    convention = f"sum of tiers each in its own precision: {document['headline']['convention_text']}"
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
@@ -149,6 +153,7 @@ def export_csv(
                     headline,
                     r["population"] or "",
                     _blank_if_none(per_capita(headline, r["population"])),
+                    convention,
                 ]
             )
     return Response(

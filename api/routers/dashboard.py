@@ -34,6 +34,7 @@ PLOTLY_PATH = "/dashboard/vendor/plotly.min.js"
 # URL path -> (file in api/dashboard/static, media type)
 OWN_ASSETS = {
     "/dashboard/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/dashboard/planning.js": ("planning.js", "text/javascript; charset=utf-8"),
     "/dashboard/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 DASHBOARD_PATHS = frozenset({PAGE_PATH, PLOTLY_PATH, *OWN_ASSETS})
@@ -146,6 +147,12 @@ def page() -> Response:
 def app_js(request: Request) -> Response:
     """The page's script (plain JavaScript, no build step)."""
     return serve(request, own_asset("/dashboard/app.js"), LONG_CACHE)
+
+
+@router.get("/dashboard/planning.js", summary="The dashboard's planning panels", response_class=Response)
+def planning_js(request: Request) -> Response:
+    """The what-if and projection panels' script (plain JavaScript, loaded after app.js, whose helpers it uses)."""
+    return serve(request, own_asset("/dashboard/planning.js"), LONG_CACHE)
 
 
 @router.get("/dashboard/style.css", summary="The dashboard's style sheet", response_class=Response)

@@ -21,6 +21,16 @@ class Headline(Public):
     flops: float
     convention: dict[Tier, Precision]
     note: str
+    label_en: str = Field(description="what the total is, in English: each tier's peak in its own precision, added up")
+    label_zh: str = Field(description="the same in Chinese (算力总规模)")
+    convention_text: str = Field(
+        description="the convention on one line, e.g. 'general fp32 + ai fp16 + hpc fp64 + edge fp32'"
+    )
+    ai_share: float | None = Field(
+        description="智能算力占比: the ai tier's headline over the total; null when the total is 0"
+    )
+    ai_share_target: float = Field(description="the national target for the AI share (SUANLI_AI_SHARE_TARGET)")
+    ai_share_target_source: str = Field(description="where the target comes from")
 
 
 class TierCensus(Public):

@@ -67,5 +67,8 @@ def test_the_page_names_its_assets_by_content_hash_and_has_a_strict_policy(clien
         assert asset.headers["cache-control"] == LONG_CACHE
     assert re.findall(r"<script\b[^>]*>", page.text) == [
         f'<script src="{PLOTLY_PATH}?v={client.get(PLOTLY_PATH).headers["etag"].strip(chr(34))}" defer>',
-        f'<script src="/dashboard/app.js?v={client.get("/dashboard/app.js").headers["etag"].strip(chr(34))}" defer>',
+        *(
+            f'<script src="{path}?v={client.get(path).headers["etag"].strip(chr(34))}" defer>'
+            for path in ("/dashboard/app.js", "/dashboard/planning.js")
+        ),
     ]

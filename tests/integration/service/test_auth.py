@@ -137,6 +137,8 @@ def test_every_route_but_health_and_docs_declares_a_require_dependency() -> None
     for method, path in (("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/v1/jobs/{job_id}")):
         assert admitted[(method, path)] == {Role.ADMIN, Role.OPERATOR, Role.USER}
     assert admitted[("GET", "/v1/audit")] == admitted[("GET", "/v1/audit/verify")] == {Role.ADMIN}
+    # What-if plans: those who decide what to build; never job submitters (users) (api.routers.planning).
+    assert admitted[("POST", "/v1/census/plan")] == {Role.ADMIN, Role.OPERATOR, Role.PLANNER}
     assert [path for (_, path), roles in admitted.items() if Role.ENROL in roles] == ["/v1/agents/enrol"]
     assert all(Role.ADMIN in roles for roles in admitted.values())
     assert len(admitted) >= 10, sorted(admitted)

@@ -65,6 +65,7 @@ CSV_COLUMNS = [
     "headline_flops",
     "population",
     "per_capita_headline_flops",
+    "headline_convention",
 ]
 
 
