@@ -10,9 +10,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from api.census.allocation import utilisation_inputs
 from api.census.arithmetic import per_capita
 from api.census.liveness import ACTIVE, STATUSES
 from api.census.query import census_document, current_census, history_document
+from api.census.utilisation import add_utilisation
 from api.db import aware
 from api.deps import CensusReader, Conn, State
 from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
@@ -25,6 +27,16 @@ Include = Annotated[
     Literal["active", "all"], Query(description="count active nodes only (default) or every known node")
 ]
 RegionQuery = Annotated[str | None, Query(description="limit regions to this one and those below it")]
+MIN_WINDOW_S, DEFAULT_WINDOW_S, MAX_WINDOW_S = 60, 86_400, 366 * 86_400
+Window = Annotated[
+    int,
+    Query(
+        ge=MIN_WINDOW_S,
+        le=MAX_WINDOW_S,
+        description="seconds, ending now, over which hours, utilisation, demand and energy are computed "
+        "(60 s to 366 days; default 24 h)",
+    ),
+]
 
 
 def _statuses(include: str) -> list[str]:
@@ -38,20 +50,45 @@ def _check_region(state: State, region: str | None) -> None:
 
 @router.get("", summary="Census totals by tier and region", response_model=CensusPublic)
 def census(
-    _: CensusReader, state: State, conn: Conn, include: Include = "active", region: RegionQuery = None
+    _: CensusReader,
+    state: State,
+    conn: Conn,
+    include: Include = "active",
+    region: RegionQuery = None,
+    window: Window = DEFAULT_WINDOW_S,
 ) -> dict[str, Any]:
-    """Headline total (stated convention), every precision, composition by tier, regions with per capita."""
+    """Headline total (stated convention), every precision, composition by tier, regions with per capita; per
+    tier and region the three layers (capacity, allocated, consumed), utilisation over the window, the
+    scheduler's demand and energy."""
     _check_region(state, region)
-    statuses = _statuses(include)
+    return _census_with_utilisation(state, conn, _statuses(include), region, window)
+
+
+def _census_with_utilisation(
+    state: State, conn: Conn, statuses: list[str], region: str | None, window: int
+) -> dict[str, Any]:
+    now = datetime.now(tz=UTC)
     result = current_census(conn, statuses, state.regions)
-    return census_document(
+    document = census_document(
         result,
         region_table=state.regions,
         convention=state.settings.headline,
         statuses=statuses,
-        as_of=datetime.now(tz=UTC),
+        as_of=now,
         focus=region,
     )
+    settings = state.settings
+    inputs = utilisation_inputs(
+        conn,
+        census=result,
+        regions=state.regions,
+        statuses=statuses,
+        now=now,
+        window_seconds=window,
+        max_gap=settings.snapshot_interval_seconds + settings.sweep_interval_seconds,
+        convention=settings.headline,
+    )
+    return add_utilisation(document, inputs, regions=state.regions, convention=settings.headline)
 
 
 @router.get("/history", summary="Census figures over time", response_model=HistoryPublic)
