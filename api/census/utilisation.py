@@ -416,6 +416,21 @@ def add_utilisation(
     return document
 
 
+def region_tier_sections(
+    inputs: Inputs, code: str, tier: Tier, convention: Mapping[Tier, Precision]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The utilisation and energy sections of one tier within one region (the CSV export's rows)."""
+
+    def level(census: CensusResult, held: HeldResult) -> tuple[Mapping[str, Totals], Mapping[str, Held]]:
+        totals = census.by_region_tier.get(code, {}).get(tier.value)
+        holding = held.by_region_tier.get(code, {}).get(tier.value)
+        return ({tier.value: totals} if totals else {}), ({tier.value: holding} if holding else {})
+
+    now = moment(*level(inputs.census, inputs.held), inputs.census.by_tier, convention)
+    hours = integrate(inputs.window, level, convention)
+    return utilisation_document(now, hours), energy_document(now, hours, convention[tier])
+
+
 def _no_demand() -> dict[str, Any]:
     return {
         "jobs_dispatched": 0,
