@@ -843,10 +843,10 @@ function fillKeyedTable(table, columns, rows, { groups = null, rowData = null, c
 
 // Per tier rows and an "all tiers" row for the whole census: {tier, label, utilisation, demand, energy, unpriced}.
 function utilisationRows(census) {
-  const rows = census.by_tier.map((r) => ({ tier: r.tier, label: tierBadge(r.tier), utilisation: r.utilisation,
+  const rows = census.by_tier.map((r) => ({ tier: r.tier, label: () => tierBadge(r.tier), utilisation: r.utilisation,
     demand: r.demand, energy: r.energy, unpriced: r.unpriced_accelerators }));
-  rows.push({ tier: "all", label: t("allTiers"), utilisation: census.utilisation, demand: null, energy: census.energy,
-    unpriced: census.totals.unpriced_accelerators });
+  rows.push({ tier: "all", label: () => t("allTiers"), utilisation: census.utilisation, demand: null,
+    energy: census.energy, unpriced: census.totals.unpriced_accelerators });
   return rows;
 }
 
@@ -891,7 +891,7 @@ function renderUtilisationNow(rows) {
   const layer = (r, name) => r.utilisation[name];
   const tierLabel = (r) => (r.tier === "all" ? t("allTiers") : tierName(r.tier));
   fillKeyedTable($("util-now-table"), [
-    { key: "tier", label: t("tier"), value: (r) => r.label },
+    { key: "tier", label: t("tier"), value: (r) => r.label() },
     { key: "capacity", label: t("capacity"), className: "num", value: (r) => humanFlops(layer(r, "capacity").headline_flops) },
     { key: "allocated", label: t("allocated"), className: "num", value: (r) => humanFlops(layer(r, "allocated").headline_flops) },
     { key: "allocated-share", label: t("ofCapacity"), className: "num share",
@@ -930,7 +930,7 @@ function renderUtilisationNow(rows) {
 function renderUtilisationRatios(rows) {
   const u = (r) => r.utilisation;
   fillKeyedTable($("util-ratio-table"), [
-    { key: "tier", label: t("tier"), value: (r) => r.label },
+    { key: "tier", label: t("tier"), value: (r) => r.label() },
     { key: "cpu-hours", label: t("cpuHoursUsed"), className: "num",
       value: (r) => `${decimal(u(r).consumed_hours.cpu_hours)} / ${decimal(u(r).capacity_hours.cpu_hours)}` },
     { key: "core-hours", label: t("coreHours"), className: "num", value: (r) => percent(u(r).utilisation.cpu) },
@@ -950,7 +950,7 @@ function renderUtilisationRatios(rows) {
 function renderUtilisationDemand(rows) {
   const d = (r) => r.demand;
   fillKeyedTable($("util-demand-table"), [
-    { key: "tier", label: t("tier"), value: (r) => r.label },
+    { key: "tier", label: t("tier"), value: (r) => r.label() },
     { key: "dispatched", label: t("jobsDispatched"), className: "num", value: (r) => integer(d(r).jobs_dispatched) },
     { key: "mean-wait", label: t("meanWait"), className: "num", value: (r) => humanDuration(d(r).mean_wait_seconds) },
     { key: "ended", label: t("jobsEnded"), className: "num", value: (r) => integer(d(r).jobs_finished) },
@@ -998,7 +998,7 @@ function renderEnergy(rows) {
   const efficiency = (r, value) => (value === null || value === undefined ? "–"
     : `${decimal(value)} ${e(r).headline_precision ?? t("mixedPrecision")}`);
   fillKeyedTable($("energy-table"), [
-    { key: "tier", label: t("tier"), value: (r) => r.label },
+    { key: "tier", label: t("tier"), value: (r) => r.label() },
     { key: "power", label: t("power"), className: "num", value: (r) => humanWatts(e(r).power.watts) },
     { key: "provenance", label: t("provenance"), value: (r) => provenanceLabel(e(r).power) },
     { key: "power-nodes", label: t("powerNodes"), value: (r) => t("powerNodesText", { m: integer(e(r).power.measured_nodes),
@@ -1056,7 +1056,7 @@ function renderUtilisationChart() {
   const times = points.map((p) => Date.parse(p.taken_at));
   const unit = flopsUnit(Object.values(series).flat());
   const top = Math.max(...Object.values(series).flat(), 0) / unit.scale || 1;
-  const [width, height, left, right, topPad, bottom] = [720, 260, 64, 16, 12, 34];
+  const [width, height, left, right, topPad, bottom] = [720, 260, 64, 16, 26, 34];
   const [t0, t1] = [times[0], times[times.length - 1]];
   const x = (time) => left + (t1 > t0 ? (time - t0) / (t1 - t0) : 0.5) * (width - left - right);
   const y = (value) => topPad + (1 - value / unit.scale / top) * (height - topPad - bottom);
@@ -1075,7 +1075,7 @@ function renderUtilisationChart() {
     chart.append(svg("text", { x: left - 6, y: y(value * unit.scale) + 4, "text-anchor": "end", class: "tick" },
       `${decimal(value)}`));
   }
-  chart.append(svg("text", { x: 4, y: topPad + 4, class: "tick unit" }, unit.unit));
+  chart.append(svg("text", { x: left - 6, y: 12, "text-anchor": "end", class: "tick unit" }, unit.unit));
   chart.append(svg("text", { x: left, y: height - 10, class: "tick" }, when(points[0].taken_at)));
   chart.append(svg("text", { x: width - right, y: height - 10, "text-anchor": "end", class: "tick" },
     when(points[points.length - 1].taken_at)));
