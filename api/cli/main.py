@@ -591,11 +591,11 @@ def render_utilisation(doc: dict[str, Any]) -> str:
         "unpriced",
     ]
     lines.append(table(rows, headers))
-    lines.append(
-        "capacity/allocated/consumed: headline FLOPS now (share of capacity); util: consumed / available hours over "
-        "the window (compute FLOPS-weighted, CPU core-hours, accelerator GPU-hours); wait and xfactor: the "
-        "scheduler's mean wait and expansion factor; GFLOPS/W of peaks at the tier's headline precision."
-    )
+    lines += [
+        "capacity / allocated / consumed: headline FLOPS now (share of capacity); util, cpu, accel: consumed /",
+        "available hours over the window (FLOPS-weighted, core-hours, GPU-hours); wait, xfactor: the scheduler's",
+        "mean wait and expansion factor; peak GFLOPS/W: peaks at the tier's headline precision over its power.",
+    ]
     return "\n".join(lines)
 
 
