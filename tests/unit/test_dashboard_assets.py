@@ -74,7 +74,7 @@ def test_the_page_names_its_assets_by_content_hash_and_has_a_strict_policy(clien
 # --- the page's strings: every label in both languages ---------------------------------------------------------
 
 STATIC = resources.files("api") / "dashboard" / "static"
-LANGUAGE_TABLES = ("I18N", "UTIL_I18N")  # app.js's string tables: {en: {...}, zh: {...}} each
+LANGUAGE_TABLE = re.compile(r"\bconst (\w*I18N) = \{")  # app.js's string tables: {en: {...}, zh: {...}} each
 KEY = re.compile(r"\s*(?:\"([^\"]+)\"|([A-Za-z_]\w*))\s*:")  # a property name, bare or quoted, and its colon
 
 
@@ -134,9 +134,10 @@ def _strings() -> dict[str, set[str]]:
     """Per language, every key of app.js's string tables."""
     source = (STATIC / "app.js").read_text(encoding="utf-8")
     out: dict[str, set[str]] = {"en": set(), "zh": set()}
-    for table in LANGUAGE_TABLES:
-        found = re.search(rf"\bconst {table} = \{{", source)
-        assert found, f"app.js has no {table} table"
+    tables = list(LANGUAGE_TABLE.finditer(source))
+    assert {t.group(1) for t in tables} >= {"I18N", "UTIL_I18N"}
+    for found in tables:
+        table = found.group(1)
         literal = _object_at(source, found.end() - 1)
         for language in out:
             inner = re.search(rf"\n\s*{language}: \{{", literal)
@@ -146,9 +147,9 @@ def _strings() -> dict[str, set[str]]:
 
 
 def test_every_string_of_the_page_exists_in_english_and_chinese() -> None:
-    """app.js's string tables (I18N and the utilisation section's UTIL_I18N) name the same keys in English and
-    Chinese, and every key the page uses (data-i18n in index.html, t("...") in app.js) is in them: no label
-    falls back to English or shows its key."""
+    """app.js's string tables (I18N, the utilisation section's UTIL_I18N, any other ...I18N) name the same keys in
+    English and Chinese, and every key the page uses (data-i18n in index.html, t("...") in app.js) is in them: no
+    label falls back to English or shows its key."""
     strings = _strings()
     assert len(strings["en"]) > 100
     assert strings["en"] - strings["zh"] == set(), "English only"

@@ -862,6 +862,7 @@ function fillTerms(id, terms) {
 function renderUtilisation() {
   const view = views.utilisation;
   showMessage("util-status", view);
+  showMessage("energy-status", view);
   fillOptions($("util-window-select"), UTIL_WINDOWS.map((s) => [String(s), windowName(s)]), String(utilWindow));
   fillOptions($("util-chart-tier"), [["all", t("allTiers")], ...TIERS.map((tier) => [tier, tierName(tier)])],
     utilChartTier);
@@ -1098,12 +1099,28 @@ function renderUtilisationChart() {
   $("util-chart-note").textContent = t("utilChartNote", { n: integer(points.length) });
 }
 
-// The census over the chosen window: the page's own census answer when it is the API's default window.
+let utilRequest = 0;
+
+// The census over the chosen window: the page's own census answer when it is the API's default window. An answer
+// to an older request (the window changed meanwhile) is dropped. False when signed out.
 async function loadUtilisation() {
+  const request = ++utilRequest;
   if (utilWindow === UTIL_DEFAULT_WINDOW && views.census) {
     views.utilisation = views.census;
-  } else if (!(await load("utilisation", () => api("/v1/census", { window: utilWindow })))) {
-    return false; // signed out
+  } else {
+    let result;
+    try {
+      result = { state: "ok", data: await api("/v1/census", { window: utilWindow }) };
+    } catch (error) {
+      if (request !== utilRequest) return true;
+      if (error instanceof ApiError && error.status === 401) {
+        signOut(`${t("badToken")}: ${error.detail}`);
+        return false;
+      }
+      result = { state: error.status === 403 ? "forbidden" : "error", data: null, detail: error.detail || String(error) };
+    }
+    if (request !== utilRequest) return true;
+    views.utilisation = result;
   }
   renderUtilisation();
   return true;
