@@ -688,9 +688,9 @@ const UTIL_I18N = {
       + "busy accelerator weighs by its peak, not as one device.",
     termAllocation: "hours of compute held by Suanli's jobs / available hours (Open XDMoD's Jobs realm); the "
       + "difference to consumed is held but idle, or used outside Suanli.",
-    termMethod: "each census snapshot stands for the time until the next one (at most one snapshot interval); a "
-      + "longer gap, with the service down, counts as neither available nor used. Utilisation = consumed hours / "
-      + "available hours (Open XDMoD).",
+    termMethod: "each census snapshot stands for the time until the next one (at most one snapshot interval plus "
+      + "one sweep interval); a longer gap, with the service down, counts as neither available nor used. "
+      + "Utilisation = consumed hours / available hours (Open XDMoD).",
     termMethodLabel: "Method",
     utilDemandTitle: "Demand on the scheduler",
     jobsDispatched: "Jobs dispatched", meanWait: "Mean wait", jobsEnded: "Jobs ended", meanRun: "Mean run",
@@ -743,7 +743,7 @@ const UTIL_I18N = {
     termGpuHours: "加速卡繁忙卡时（每块卡的利用率 × 小时）/ 可用卡时。",
     termFlopsWeighted: "已使用算力 × 小时 / 总算力 × 小时，各类型按统计口径精度计：繁忙的加速卡按其峰值加权，而不是只算一块卡。",
     termAllocation: "作业占用的算力小时 / 可用算力小时（Open XDMoD 的作业口径）；与已使用之差为已占用但空闲，或在算力调度之外使用。",
-    termMethod: "每个普查快照代表到下一个快照为止的时间（至多一个快照周期）；更长的间隔（服务停止）既不计入可用时间，"
+    termMethod: "每个普查快照代表到下一个快照为止的时间（至多一个快照周期加一个巡检周期）；更长的间隔（服务停止）既不计入可用时间，"
       + "也不计入使用时间。利用率 = 已使用小时 / 可用小时（Open XDMoD）。",
     termMethodLabel: "计算方法",
     utilDemandTitle: "调度需求",
@@ -872,6 +872,8 @@ function renderUtilisation() {
       $(id).replaceChildren();
     }
     for (const id of ["util-window", "util-unpriced", "energy-partial", "util-region-scope"]) $(id).textContent = "";
+    delete $("util-window").dataset.seconds;
+    delete $("util-window").dataset.coveredSeconds;
     renderUtilisationChart();
     return;
   }
