@@ -248,7 +248,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             KubernetesSync(service.ingestor, cluster.list, settings.k8s_sync_interval_seconds, service.stop).start()
             log.info("kubernetes discovery every %.0f s from %s", settings.k8s_sync_interval_seconds, cluster.host)
         app.state.service = service
-        app.state.metrics = ServiceMetrics(db)
+        app.state.metrics = ServiceMetrics(db, settings.headline)
         housekeeper = Housekeeper(service)
         housekeeper.start()
         settle_heap()

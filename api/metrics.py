@@ -4,7 +4,7 @@ conventions and pass ``promtool check metrics``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -12,9 +12,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from api.census.allocation import allocated_now
+from api.census.arithmetic import aggregate
 from api.census.query import load_rollups
+from api.census.utilisation import moment
 from api.db.tables import PRECISION_COLUMNS
 from api.jobs import store as job_store
+from api.settings import DEFAULT_HEADLINE
+from census_agent.models import Precision, Tier
+
+ACTIVE = "active"
 
 PRECISION_OF_COLUMN = {"fp64_flops": "fp64", "fp32_flops": "fp32", "fp16_flops": "fp16", "int8_ops": "int8"}
 
@@ -50,6 +57,77 @@ class CensusCollector(Collector):
         yield peak
 
 
+class UtilisationCollector(Collector):
+    """Per tier, over active nodes: the three layers in headline FLOPS (capacity, allocated by dispatched jobs,
+    consumed as the nodes report it), consumed over capacity now per resource, power by provenance, facility power
+    and unpriced accelerators.  Reads the rollups and the dispatched jobs (`api.census.allocation`), not the nodes."""
+
+    def __init__(self, engine: Engine, convention: Mapping[Tier, Precision]) -> None:
+        self._engine = engine
+        self._convention = convention
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the utilisation and power gauges."""
+        with self._engine.connect() as conn:
+            rows = load_rollups(conn)
+            held = allocated_now(conn, {})
+        census = aggregate(rows, {}, {ACTIVE})
+        layers = GaugeMetricFamily(
+            "suanli_utilisation_headline_flops",
+            "Active nodes' compute by tier and layer (capacity, allocated to running jobs, consumed), in FLOPS at "
+            "the tier's headline precision.",
+            labels=["tier", "layer"],
+        )
+        ratio = GaugeMetricFamily(
+            "suanli_utilisation_ratio",
+            "Consumed over capacity now, by tier and resource (cpu: busy logical CPUs / threads; accelerators: "
+            "summed utilisation / accelerators; compute: consumed / capacity headline FLOPS).",
+            labels=["tier", "resource"],
+        )
+        power = GaugeMetricFamily(
+            "suanli_power_watts",
+            "Active nodes' power by tier and provenance (measured: RAPL and NVML readings; declared: power_watts).",
+            labels=["tier", "provenance"],
+        )
+        facility = GaugeMetricFamily(
+            "suanli_facility_power_watts",
+            "Active nodes' power times their site's declared PUE, by tier.",
+            labels=["tier"],
+        )
+        unpriced = GaugeMetricFamily(
+            "suanli_census_unpriced_accelerators",
+            "Accelerators found but not priced (counted, 0 FLOPS), by tier and status.",
+            labels=["tier", "status"],
+        )
+        for tier in Tier:
+            totals = census.by_tier.get(tier.value)
+            now = moment(
+                {tier.value: totals} if totals else {},
+                {tier.value: held.by_tier[tier.value]} if tier.value in held.by_tier else {},
+                census.by_tier,
+                self._convention,
+            )
+            for name, figures in now.layers.items():
+                layers.add_metric([tier.value, name], figures.headline_flops)
+            capacity, consumed = now.layers["capacity"], now.layers["consumed"]
+            for resource, part, whole in (
+                ("cpu", consumed.cpus, capacity.cpus),
+                ("accelerators", consumed.accelerators, capacity.accelerators),
+                ("compute", consumed.headline_flops, capacity.headline_flops),
+            ):
+                ratio.add_metric([tier.value, resource], part / whole if whole else 0.0)
+            power.add_metric([tier.value, "measured"], now.power.measured_watts)
+            power.add_metric([tier.value, "declared"], now.power.declared_watts)
+            facility.add_metric([tier.value], now.power.facility_watts)
+        statuses: dict[tuple[str, str], float] = {}
+        for row in rows:
+            key = (row.tier, row.status)
+            statuses[key] = statuses.get(key, 0.0) + row.values.get("unpriced_accelerators", 0.0)
+        for (tier_name, status), value in sorted(statuses.items()):
+            unpriced.add_metric([tier_name, status], value)
+        yield from (layers, ratio, power, facility, unpriced)
+
+
 class JobsCollector(Collector):
     """Jobs by tier and state, from the jobs table at scrape time: queue depth, running, and outcomes."""
 
@@ -80,9 +158,10 @@ class JobsCollector(Collector):
 class ServiceMetrics:
     """The service's registry and its instruments."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, convention: Mapping[Tier, Precision] = DEFAULT_HEADLINE) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(CensusCollector(engine))
+        self.registry.register(UtilisationCollector(engine, convention))
         self.registry.register(JobsCollector(engine))
         self.reports = Counter(
             "suanli_ingest_reports", "Reports received, by outcome.", ["outcome"], registry=self.registry

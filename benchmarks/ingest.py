@@ -6,8 +6,9 @@
 Method: the census service (one uvicorn worker, its default pricing workers, SQLite by default) runs with an
 extra ``POST /bench/noop`` route (`benchmarks.ingest_server`). `wrk` (Debian package wrk) on 127.0.0.1 sends,
 for --seconds each, at each number of --connections in turn, (1) distinct, valid reports (a 160-thread Xeon's
-real inventory; unique report ids; --nodes node ids per run, each reporting with rising sequence and time,
-starting a day ago one second apart, so every report upserts a node and appends history) to ``/v1/reports``,
+real inventory with utilisation on: a usage section whose busy cores differ from request to request, and a RAPL
+reading; unique report ids; --nodes node ids per run, each reporting with rising sequence and time, starting a day
+ago one second apart, so every report upserts a node, appends history and moves the rollups) to ``/v1/reports``,
 then (2) the same bytes to ``/bench/noop``.  Printed: requests/s and latency percentiles of both, the ratio,
 every non-2xx answer, and a loss check: the reports stored in the database must equal the 2xx answers wrk
 counted.  Targets: >= 2,000 reports/s and >= half the no-op rate.  ``--uvicorn-workers N`` serves with N uvicorn
@@ -40,12 +41,13 @@ from sqlalchemy import create_engine, func, select
 from api.cli.client import wait_until_ready
 from api.db.tables import reports
 from census_agent.collectors.inventory import collect_inventory
-from census_agent.models import Labels
+from census_agent.models import Labels, PowerReading, Usage
 from census_agent.report import ComputeModel, build_report
 from tests.servers import free_port, stop_process
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "hosts" / "xeon-platinum-8380-2s"
 MARK_ID, MARK_NODE, MARK_SEQ, MARK_TIME = "@@ID@@", "@@NODE@@", "987654321", "@@TIME@@"
+MARK_BUSY = 77.654321  # the usage's busy cores: each request writes its own, so every report moves the rollups
 
 LUA = r"""
 local template = [==[@TEMPLATE@]==]
@@ -68,7 +70,7 @@ function request()
   local t = base + counter
   local stamp = os.date("!%Y-%m-%dT%H:%M:%S", t) .. "Z"
   local body = template:gsub("@@ID@@", id, 1):gsub("@@NODE@@", node, 1):gsub("987654321", tostring(counter), 1)
-  body = body:gsub("@@TIME@@", stamp, 1)
+  body = body:gsub("@@TIME@@", stamp, 1):gsub("77%.654321", string.format("%.2f", (counter * 7) % 150 + 0.5), 1)
   return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["Authorization"] = "Bearer @TOKEN@"}, body)
 end
 """
@@ -86,7 +88,14 @@ def report_template() -> str:
         sequence=int(MARK_SEQ),
         generated_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
-    text = report.model_dump_json()
+    usage = Usage(  # utilisation on, as an agent sends it: busy cores, used memory, a RAPL reading
+        interval_seconds=30,
+        cpu_busy_cores=MARK_BUSY,
+        memory_used_bytes=inventory.memory.total_bytes // 3,
+        power=[PowerReading(watts=420.5, coverage="cpu-package", source="rapl")],
+    )
+    text = report.model_copy(update={"usage": usage}).model_dump_json()
+    assert str(MARK_BUSY) in text
     text = text.replace(str(uuid.UUID(int=1)), MARK_ID).replace("placeholder-node", MARK_NODE)
     return re.sub(r'"generated_at":"[^"]+"', f'"generated_at":"{MARK_TIME}"', text)
 

@@ -52,9 +52,10 @@ class Totals:
     values: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ALL_FIELDS, 0.0))
 
     def add(self, other: Mapping[str, float]) -> None:
-        """Add another set's figures to these."""
-        for name in ALL_FIELDS:
-            self.values[name] += other.get(name, 0.0)
+        """Add another set's figures to these (every figure it has: utilisation and power measures too)."""
+        values = self.values
+        for name, value in other.items():
+            values[name] = values.get(name, 0.0) + value
 
     def flops(self, precision: Precision) -> float:
         """Peak in `precision`."""

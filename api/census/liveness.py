@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 
+from api.census.allocation import snapshot_allocation
 from api.census.arithmetic import UNASSIGNED
 from api.census.rollups import Deltas
 from api.db.engine import write_transaction
@@ -54,12 +55,14 @@ def sweep(
 
 
 def snapshot(engine: Engine, now: datetime, lock: threading.Lock | None = None) -> int:
-    """Copy every rollup cell into the snapshots table at time `now`; returns the number of cells."""
+    """Copy every rollup cell into the snapshots table at time `now`, and what dispatched jobs hold into
+    allocation_snapshots (the allocated layer over time), in one transaction; returns the number of cells."""
     columns = ["tier", "region_code", "status", "nodes", *MEASURE_COLUMNS]
     with lock or nullcontext(), write_transaction(engine) as conn:
         rows = [dict(r) for r in conn.execute(select(*[rollups.c[c] for c in columns])).mappings()]
-        if rows:
+        if rows:  # no census yet: nothing to snapshot (the next sweep tries again)
             conn.execute(snapshots.insert(), [{"taken_at": now, **row} for row in rows])
+            snapshot_allocation(conn, now)
     return len(rows)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from api.census.allocation import allocation_series
 from api.census.arithmetic import (
     CensusResult,
     Region,
@@ -23,6 +24,7 @@ from api.census.arithmetic import (
     per_capita,
 )
 from api.census.headline import DEFAULT_AI_SHARE_TARGET, headline_extras
+from api.census.utilisation import aggregate_held, history_layers
 from api.db import aware
 from api.db.tables import MEASURE_COLUMNS, regions, rollups, snapshots
 from census_agent.models import Precision, Tier
@@ -61,6 +63,7 @@ def totals_document(totals: Totals) -> dict[str, Any]:
         "accelerators": int(v["accelerators"]),
         "memory_bytes": int(v["memory_bytes"]),
         "peak_flops": {p.value: totals.flops(p) for p in Precision},
+        "unpriced_accelerators": int(v.get("unpriced_accelerators", 0)),
     }
 
 
@@ -158,17 +161,20 @@ def history_document(
     by_time: dict[datetime, list[Mapping[Any, Any]]] = {}
     for row in conn.execute(query).mappings():
         by_time.setdefault(row["taken_at"], []).append(row)
+    allocations = allocation_series(conn, since, until)
     points = []
     for taken_at, records in by_time.items():
         result = aggregate(_rows(records), region_table, set(statuses))
         tiers = result.by_region_tier[region] if region else result.by_tier
         totals = result.by_region[region] if region else result.total
+        held = aggregate_held(allocations.get(aware(taken_at), []), region_table)
         points.append(
             {
                 "taken_at": aware(taken_at).isoformat(),
                 "headline_flops": headline_flops(tiers, convention),
                 "by_tier_headline_flops": {t.value: tiers[t.value].flops(convention[t]) for t in Tier},
                 **totals_document(totals),
+                **history_layers(result, held, region, convention),
             }
         )
     growth = None

@@ -58,15 +58,25 @@ class SuanliClient:
             detail = response.text
         raise ApiError(response.status_code, detail)
 
-    def census(self, *, include: str = "active", region: str | None = None) -> dict[str, Any]:
-        """``GET /v1/census``."""
-        params = {"include": include, **({"region": region} if region else {})}
+    def census(
+        self, *, include: str = "active", region: str | None = None, window: int | None = None
+    ) -> dict[str, Any]:
+        """``GET /v1/census`` (`window`: the utilisation window in seconds; the service's default 24 h if None)."""
+        params = {
+            "include": include,
+            **({"region": region} if region else {}),
+            **({"window": window} if window else {}),
+        }
         result: dict[str, Any] = self._call("GET", "/v1/census", params=params).json()
         return result
 
-    def census_csv(self, *, include: str = "active", region: str | None = None) -> str:
+    def census_csv(self, *, include: str = "active", region: str | None = None, window: int | None = None) -> str:
         """``GET /v1/census/export.csv``."""
-        params = {"include": include, **({"region": region} if region else {})}
+        params = {
+            "include": include,
+            **({"region": region} if region else {}),
+            **({"window": window} if window else {}),
+        }
         return self._call("GET", "/v1/census/export.csv", params=params).content.decode("utf-8-sig")
 
     def history(self, *, region: str | None = None) -> dict[str, Any]:

@@ -148,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="the API's JSON document")
     fmt.add_argument("--csv", action="store_true", help="CSV by region and tier")
     cli_planning.add_census_flags(census)
+    census.add_argument(
+        "--utilisation",
+        action="store_true",
+        help="per tier: capacity, allocated and consumed, utilisation over --window, wait, power and GFLOPS/W",
+    )
+    census.add_argument(
+        "--window", type=_window_seconds, default=None, help="utilisation window: seconds, or e.g. 6h, 7d (default 24h)"
+    )
 
     nodes = sub.add_parser("nodes", help="list nodes")
     client_flags(nodes)
@@ -516,13 +524,106 @@ def cmd_census(args: argparse.Namespace) -> int:
     if args.plan is not None or args.projection:
         with _client(args) as client:
             return cli_planning.run(args, client)
+    window = getattr(args, "window", None)
     with _client(args) as client:
         if args.csv:
-            sys.stdout.write(client.census_csv(include=args.include, region=args.region))
+            sys.stdout.write(client.census_csv(include=args.include, region=args.region, window=window))
             return EXIT_OK
-        doc = client.census(include=args.include, region=args.region)
-    print(json.dumps(doc, indent=2, ensure_ascii=False) if args.json else render_census(doc, args.by))
+        doc = client.census(include=args.include, region=args.region, window=window)
+    if args.json:
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+    elif getattr(args, "utilisation", False):
+        print(render_utilisation(doc))
+    else:
+        print(render_census(doc, args.by))
     return EXIT_OK
+
+
+WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _window_seconds(text: str) -> int:
+    """``--window``: whole seconds, or a number with s, m, h or d (the service bounds it: 60 s to 366 days)."""
+    value = text.strip().lower()
+    unit = WINDOW_UNITS.get(value[-1:])
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 3600, 6h, 7d)") from None
+    if not 0 < seconds < 1e9:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 3600, 6h, 7d)")
+    return round(seconds)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _seconds_text(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 120:
+        return f"{value:.0f} s"
+    return f"{value / 60:.1f} min" if value < 7200 else f"{value / 3600:.1f} h"
+
+
+def render_utilisation(doc: dict[str, Any]) -> str:
+    """The utilisation screen (``census --utilisation``): per tier the three layers now, utilisation over the
+    window, the scheduler's wait and expansion factor, power with its provenance and peak GFLOPS per watt."""
+    names = {"general": "general 通用", "ai": "ai 智算", "hpc": "hpc 超算", "edge": "edge 边缘"}
+    window = doc["window"]
+    total = doc["utilisation"]
+    energy = doc["energy"]
+    lines = [
+        f"Utilisation 利用率 over {_seconds_text(window['seconds'])} ({window['snapshots']} snapshots covering "
+        f"{_seconds_text(window['covered_seconds'])}): compute {_percent(total['utilisation']['compute'])}, "
+        f"CPU {_percent(total['utilisation']['cpu'])}, accelerators {_percent(total['utilisation']['accelerators'])}",
+        f"Power 功率 {energy['power']['watts'] / 1000:,.1f} kW ({energy['power']['provenance']}), "
+        f"facility {energy['power']['facility_watts'] / 1000:,.1f} kW; energy {energy['energy_kwh']:,.1f} kWh",
+        "",
+    ]
+    rows = []
+    for t in doc["by_tier"]:
+        u, d, e = t["utilisation"], t["demand"], t["energy"]
+        gflops_w = e["peak_gflops_per_watt"]
+        rows.append(
+            [
+                names[t["tier"]],
+                human_flops(u["capacity"]["headline_flops"]),
+                f"{human_flops(u['allocated']['headline_flops'])} {_percent(u['allocated']['share_of_capacity'])}",
+                f"{human_flops(u['consumed']['headline_flops'])} {_percent(u['consumed']['share_of_capacity'])}",
+                _percent(u["utilisation"]["compute"]),
+                _percent(u["utilisation"]["cpu"]),
+                _percent(u["utilisation"]["accelerators"]),
+                _seconds_text(d["mean_wait_seconds"]),
+                "-" if d["expansion_factor"] is None else f"{d['expansion_factor']:.2f}",
+                f"{e['power']['watts'] / 1000:,.1f} kW {e['power']['provenance']}",
+                "-" if gflops_w is None else f"{gflops_w:,.1f} ({e['headline_precision']})",
+                str(t["unpriced_accelerators"]),
+            ]
+        )
+    headers = [
+        "tier",
+        "capacity",
+        "allocated",
+        "consumed",
+        "util",
+        "cpu",
+        "accel",
+        "wait",
+        "xfactor",
+        "power",
+        "peak GFLOPS/W",
+        "unpriced",
+    ]
+    lines.append(table(rows, headers))
+    lines += [
+        "capacity / allocated / consumed: headline FLOPS now (share of capacity); util, cpu, accel: consumed /",
+        "available hours over the window (FLOPS-weighted, core-hours, GPU-hours); wait, xfactor: the scheduler's",
+        "mean wait and expansion factor; peak GFLOPS/W: peaks at the tier's headline precision over its power.",
+    ]
+    return "\n".join(lines)
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:

@@ -30,8 +30,33 @@ metadata = MetaData(
 )
 
 PRECISION_COLUMNS = ("fp64_flops", "fp32_flops", "fp16_flops", "int8_ops")
-# What a node contributes to a rollup, besides its count.
-MEASURE_COLUMNS = ("physical_cores", "threads", "accelerators", "memory_bytes", *PRECISION_COLUMNS)
+# Utilisation and energy (issue 15; migration 0005): what a node adds besides its hardware and peaks.  Integer
+# columns count nodes or devices; the others are floats.  `api.ingest.usage` fills them from a report.
+USAGE_INTEGER_COLUMNS = (
+    "unpriced_accelerators",  # accelerators found but not priced (also counted in `accelerators`)
+    "usage_nodes",  # 1 when the node's report carried usage (the consumed layer's coverage)
+    "measured_power_nodes",  # 1 when the node's power is counted as measured
+    "partial_power_nodes",  # 1 when that measurement misses a part of the node (see docs/census.md, Energy)
+    "declared_power_nodes",  # 1 when the node's power is its declared power_watts
+    "pue_nodes",  # 1 when the node's site declares a PUE
+)
+USAGE_FLOAT_COLUMNS = (
+    # the accelerators' part of the peak per precision (the rest is the CPUs'): allocated FLOPS per GPU and per core
+    *(f"accelerator_{c}" for c in PRECISION_COLUMNS),
+    "cpu_busy_cores",  # logical CPUs busy on average over the report's interval
+    "memory_used_bytes",
+    "accelerators_busy",  # sum of the accelerators' utilisation fractions
+    *(f"consumed_{c}" for c in PRECISION_COLUMNS),  # the peak scaled by each part's utilisation
+    "measured_watts",
+    "declared_watts",
+    "facility_watts",  # (measured or declared) x the site's PUE where declared
+    *(f"powered_{c}" for c in PRECISION_COLUMNS),  # the peak of nodes with a power figure: GFLOPS per watt
+)
+USAGE_COLUMNS = (*USAGE_INTEGER_COLUMNS, *USAGE_FLOAT_COLUMNS)
+# A node's hardware and peaks: what the reports (history) table keeps of each report, and the audit chain digests.
+HARDWARE_COLUMNS = ("physical_cores", "threads", "accelerators", "memory_bytes", *PRECISION_COLUMNS)
+# What a node contributes to a rollup, besides its count (nodes, rollups and snapshots hold them all).
+MEASURE_COLUMNS = (*HARDWARE_COLUMNS, *USAGE_COLUMNS)
 
 regions = Table(
     "regions",
@@ -47,13 +72,20 @@ regions = Table(
 )
 
 
-def _measures() -> list[Column[int] | Column[float]]:
-    return [
+def _measures(usage: bool = True) -> list[Column[int] | Column[float]]:
+    hardware: list[Column[int] | Column[float]] = [
         Column("physical_cores", BigInteger, nullable=False, default=0),
         Column("threads", BigInteger, nullable=False, default=0),
         Column("accelerators", BigInteger, nullable=False, default=0),
         Column("memory_bytes", Float, nullable=False, default=0.0),
         *[Column(name, Float, nullable=False, default=0.0) for name in PRECISION_COLUMNS],
+    ]
+    if not usage:
+        return hardware
+    return [
+        *hardware,
+        *[Column(name, BigInteger, nullable=False, default=0, server_default="0") for name in USAGE_INTEGER_COLUMNS],
+        *[Column(name, Float, nullable=False, default=0.0, server_default="0") for name in USAGE_FLOAT_COLUMNS],
     ]
 
 
@@ -96,7 +128,7 @@ reports = Table(
     Column("applied", Integer, nullable=False),  # 1 if it became the node's state, 0 if an older report
     Column("tier", String(16), nullable=False),
     Column("region_code", String(12), nullable=True),
-    *_measures(),
+    *_measures(usage=False),  # the audit chain digests these (api.audit.chain.REPORT_FIELDS)
     UniqueConstraint("report_id"),
     Index("ix_reports_node_generated", "node_id", "generated_at"),
 )
@@ -123,6 +155,22 @@ snapshots = Table(
     Column("nodes", BigInteger, nullable=False, default=0),
     *_measures(),
 )
+
+# What Suanli's dispatched jobs held at each census snapshot (taken with it): the allocated layer over time.  One
+# row per (tier, region) with any job; region_code "" for census nodes without a region label, UNATTRIBUTED for
+# nodes the census does not know (a job's node ids that match no census node).
+allocation_snapshots = Table(
+    "allocation_snapshots",
+    metadata,
+    Column("taken_at", DateTime(timezone=True), primary_key=True),
+    Column("tier", String(16), primary_key=True),
+    Column("region_code", String(12), primary_key=True),
+    Column("jobs", BigInteger, nullable=False),
+    Column("cpus", Float, nullable=False),
+    Column("gpus", Float, nullable=False),
+    Column("memory_bytes", Float, nullable=False),
+)
+UNATTRIBUTED = "unattributed"
 
 tokens = Table(
     "tokens",

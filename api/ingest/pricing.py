@@ -16,9 +16,10 @@ from pydantic import ValidationError
 
 from api.auth import Principal, Role
 from api.db import aware, storage_time
-from api.db.tables import MEASURE_COLUMNS, nodes
+from api.db.tables import HARDWARE_COLUMNS, nodes
 from api.errors import Forbidden, InvalidReport, invalid_body
-from census_agent.models import NodeInventory, Precision, Report, TierDecision
+from api.ingest.usage import Parts, parts_of, static_measures, usage_measures
+from census_agent.models import NodeInventory, Precision, Report, TierDecision, Usage
 from census_agent.report import ComputeModel
 
 ACTIVE = "active"
@@ -50,6 +51,8 @@ class Assessment:
     tier: TierDecision
     figures: dict[Precision, float]
     answer: dict[str, float]
+    parts: Parts  # what the usage measures need (`api.ingest.usage`)
+    static: dict[str, float]  # the measures that depend on the machine only (unpriced, accelerators' part)
 
 
 STATE_KEYS = tuple(c.name for c in nodes.columns)  # a node state's keys, in the order `Prepared.wire` sends them
@@ -67,9 +70,11 @@ def node_state(
     report_id: str,
     agent_peaks: str,
     status: str = ACTIVE,
+    usage: Usage | None = None,
 ) -> dict[str, Any]:
     """A `nodes` row for `inventory` as the server assessed it (every column, `STATE_KEYS`; `first_seen_at` is kept
-    on update).  `now` and `generated_at` are as the database driver takes them (`api.db.storage_time`)."""
+    on update).  `now` and `generated_at` are as the database driver takes them (`api.db.storage_time`); `usage`
+    (the report's) and the labels give the utilisation and power measures (`api.ingest.usage`)."""
     figures = assessment.figures
     return {
         "node_id": inventory.host.node_id,
@@ -97,6 +102,8 @@ def node_state(
         "inventory": inventory.model_dump_json(),
         "peaks": assessment.peaks_json,
         "agent_peaks": agent_peaks,
+        **assessment.static,
+        **usage_measures(inventory, assessment.parts, usage),
     }
 
 
@@ -127,7 +134,7 @@ class Prepared:
             s["last_report_at"],
             self.tier,
             s["region_code"],
-            *[s[name] for name in MEASURE_COLUMNS],
+            *[s[name] for name in HARDWARE_COLUMNS],
             1 if applied else 0,
         )
 
@@ -191,6 +198,7 @@ class Pricer:
             sequence=report.sequence,
             report_id=report_id,
             agent_peaks=report.peaks.model_dump_json(),
+            usage=report.usage,
         )
         return Prepared(report_id, node_id, (generated_at, report.sequence), state, tier, assessment.answer, principal)
 
@@ -205,7 +213,15 @@ class Pricer:
         if answer is None:
             peaks, tier = self.model.assess(inventory)
             figures = {p: peaks.figures[p].flops for p in Precision}
-            answer = Assessment(peaks.model_dump_json(), tier, figures, {p.value: v for p, v in figures.items()})
+            parts = parts_of(peaks)
+            answer = Assessment(
+                peaks.model_dump_json(),
+                tier,
+                figures,
+                {p.value: v for p, v in figures.items()},
+                parts,
+                static_measures(parts),
+            )
             if len(self._assessed) >= ASSESS_CACHE_SIZE:
                 self._assessed.pop(next(iter(self._assessed)))
             self._assessed[key] = answer

@@ -29,7 +29,7 @@ from api.auth import Role, bind_node
 from api.census.rollups import Deltas, cell_of
 from api.db import read_time, storage_time
 from api.db.engine import write_transaction
-from api.db.tables import MEASURE_COLUMNS, nodes
+from api.db.tables import HARDWARE_COLUMNS, MEASURE_COLUMNS, nodes
 from api.errors import DatabaseUnavailable, Forbidden, database_error
 from api.ingest.pricing import AGENT, IngestResult, Prepared, Pricer
 from census_agent.report import ComputeModel
@@ -62,7 +62,7 @@ HISTORY_COLUMNS = (
     "received_at",
     "tier",
     "region_code",
-    *MEASURE_COLUMNS,
+    *HARDWARE_COLUMNS,
     "applied",
 )
 

@@ -10,9 +10,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from api.census.allocation import utilisation_inputs
 from api.census.arithmetic import per_capita
 from api.census.liveness import ACTIVE, STATUSES
 from api.census.query import census_document, current_census, history_document
+from api.census.utilisation import Inputs, add_utilisation, region_tier_sections
 from api.db import aware
 from api.deps import CensusReader, Conn, State
 from api.errors import AUTHENTICATED, InvalidRequest, problem_responses
@@ -25,6 +27,16 @@ Include = Annotated[
     Literal["active", "all"], Query(description="count active nodes only (default) or every known node")
 ]
 RegionQuery = Annotated[str | None, Query(description="limit regions to this one and those below it")]
+MIN_WINDOW_S, DEFAULT_WINDOW_S, MAX_WINDOW_S = 60, 86_400, 366 * 86_400
+Window = Annotated[
+    int,
+    Query(
+        ge=MIN_WINDOW_S,
+        le=MAX_WINDOW_S,
+        description="seconds, ending now, over which hours, utilisation, demand and energy are computed "
+        "(60 s to 366 days; default 24 h)",
+    ),
+]
 
 
 def _statuses(include: str) -> list[str]:
@@ -38,21 +50,53 @@ def _check_region(state: State, region: str | None) -> None:
 
 @router.get("", summary="Census totals by tier and region", response_model=CensusPublic)
 def census(
-    _: CensusReader, state: State, conn: Conn, include: Include = "active", region: RegionQuery = None
+    _: CensusReader,
+    state: State,
+    conn: Conn,
+    include: Include = "active",
+    region: RegionQuery = None,
+    window: Window = DEFAULT_WINDOW_S,
 ) -> dict[str, Any]:
-    """Headline total (stated convention), every precision, composition by tier, regions with per capita."""
+    """Headline total (stated convention), every precision, composition by tier, regions with per capita; per
+    tier and region the three layers (capacity, allocated, consumed), utilisation over the window, the
+    scheduler's demand and energy."""
     _check_region(state, region)
-    statuses = _statuses(include)
+    return _census_with_utilisation(state, conn, _statuses(include), region, window)
+
+
+def _census_with_utilisation(
+    state: State, conn: Conn, statuses: list[str], region: str | None, window: int
+) -> dict[str, Any]:
+    return _census_and_inputs(state, conn, statuses, region, window)[0]
+
+
+def _census_and_inputs(
+    state: State, conn: Conn, statuses: list[str], region: str | None, window: int
+) -> tuple[dict[str, Any], Inputs]:
+    """The census document with its utilisation sections, and what they were computed from."""
+    now = datetime.now(tz=UTC)
     result = current_census(conn, statuses, state.regions)
-    return census_document(
+    document = census_document(
         result,
         region_table=state.regions,
         convention=state.settings.headline,
         statuses=statuses,
-        as_of=datetime.now(tz=UTC),
+        as_of=now,
         focus=region,
         ai_share_target=state.settings.ai_share_target,
     )
+    settings = state.settings
+    inputs = utilisation_inputs(
+        conn,
+        census=result,
+        regions=state.regions,
+        statuses=statuses,
+        now=now,
+        window_seconds=window,
+        max_gap=settings.snapshot_interval_seconds + settings.sweep_interval_seconds,
+        convention=settings.headline,
+    )
+    return add_utilisation(document, inputs, regions=state.regions, convention=settings.headline), inputs
 
 
 @router.get("/history", summary="Census figures over time", response_model=HistoryPublic)
@@ -101,6 +145,35 @@ CSV_COLUMNS = [
     "per_capita_headline_flops",
     "headline_convention",  # what the headline is: each tier in its own precision, added up (every row)
 ]
+# Utilisation and energy (issue 15), after the census columns: the layers now, utilisation over ?window=, power.
+UTILISATION_CSV_COLUMNS = [
+    "unpriced_accelerators",
+    "allocated_headline_flops",
+    "consumed_headline_flops",
+    "utilisation_cpu",
+    "utilisation_accelerators",
+    "utilisation_compute",
+    "power_watts",
+    "power_provenance",
+    "energy_kwh",
+    "peak_gflops_per_watt",
+]
+
+
+def _utilisation_cells(totals: dict[str, Any], utilisation: dict[str, Any], energy: dict[str, Any]) -> list[Any]:
+    ratios = utilisation["utilisation"]
+    return [
+        totals["unpriced_accelerators"],
+        utilisation["allocated"]["headline_flops"],
+        utilisation["consumed"]["headline_flops"],
+        _blank_if_none(ratios["cpu"]),
+        _blank_if_none(ratios["accelerators"]),
+        _blank_if_none(ratios["compute"]),
+        energy["power"]["watts"],
+        energy["power"]["provenance"],
+        energy["energy_kwh"],
+        _blank_if_none(energy["peak_gflops_per_watt"]),
+    ]
 
 
 def _blank_if_none(value: float | None) -> float | str:
@@ -114,29 +187,31 @@ def _blank_if_none(value: float | None) -> float | str:
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
 def export_csv(
-    _: CensusReader, state: State, conn: Conn, include: Include = "active", region: RegionQuery = None
+    _: CensusReader,
+    state: State,
+    conn: Conn,
+    include: Include = "active",
+    region: RegionQuery = None,
+    window: Window = DEFAULT_WINDOW_S,
 ) -> Response:
-    """One row per region and tier (and an ``all`` row per region) for planners' spreadsheets."""
+    """One row per region and tier (and an ``all`` row per region) for planners' spreadsheets, with the layers,
+    utilisation over the window and power of each."""
     _check_region(state, region)
     statuses = _statuses(include)
-    document = census_document(
-        current_census(conn, statuses, state.regions),
-        region_table=state.regions,
-        convention=state.settings.headline,
-        statuses=statuses,
-        as_of=datetime.now(tz=UTC),
-        focus=region,
-        ai_share_target=state.settings.ai_share_target,
-    )
+    document, inputs = _census_and_inputs(state, conn, statuses, region, window)
     convention = f"sum of tiers each in its own precision: {document['headline']['convention_text']}"
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow([*CSV_COLUMNS, *UTILISATION_CSV_COLUMNS])
     for r in document["by_region"]:
         for tier in [*(t.value for t in Tier), "all"]:
             totals = r if tier == "all" else r["by_tier"][tier]
             precision = state.settings.headline[Tier(tier)].value if tier != "all" else "convention"
             headline = r["headline_flops"] if tier == "all" else totals["peak_flops"][precision]
+            if tier == "all":
+                utilisation, energy = r["utilisation"], r["energy"]
+            else:
+                utilisation, energy = region_tier_sections(inputs, r["code"], Tier(tier), state.settings.headline)
             writer.writerow(
                 [
                     r["code"],
@@ -154,6 +229,7 @@ def export_csv(
                     r["population"] or "",
                     _blank_if_none(per_capita(headline, r["population"])),
                     convention,
+                    *_utilisation_cells(totals, utilisation, energy),
                 ]
             )
     return Response(

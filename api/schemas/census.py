@@ -9,6 +9,8 @@ Must not: import anything but pydantic, the standard library and pure models (se
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from api.schemas.common import PeakFlops, Public, Timestamp, Totals
@@ -47,6 +49,10 @@ class TierCensus(Public):
     accelerators: int
     memory_bytes: int
     peak_flops: PeakFlops
+    unpriced_accelerators: int
+    utilisation: Utilisation
+    demand: Demand
+    energy: Energy
 
 
 class RegionCensus(Public):
@@ -68,6 +74,9 @@ class RegionCensus(Public):
     accelerators: int
     memory_bytes: int
     peak_flops: PeakFlops
+    unpriced_accelerators: int
+    utilisation: Utilisation
+    energy: Energy
 
 
 class CensusPublic(Public):
@@ -80,6 +89,12 @@ class CensusPublic(Public):
     by_tier: list[TierCensus]
     by_region: list[RegionCensus]
     unassigned_region: Totals = Field(description="nodes without a region label")
+    window: UtilisationWindow
+    utilisation: Utilisation = Field(description="the whole census: capacity, allocated and consumed")
+    energy: Energy = Field(description="the whole census: power, peak GFLOPS per watt and energy over the window")
+    allocated_unattributed: dict[Tier, Layer] = Field(
+        description="what running jobs hold on nodes the census cannot name (their node ids match no census node)"
+    )
 
 
 class HistoryPoint(Public):
@@ -94,6 +109,9 @@ class HistoryPoint(Public):
     accelerators: int
     memory_bytes: int
     peak_flops: PeakFlops
+    unpriced_accelerators: int
+    layers: LayersPoint
+    by_tier_layers: dict[Tier, LayersPoint]
 
 
 class Growth(Public):
@@ -112,3 +130,129 @@ class HistoryPublic(Public):
     statuses: list[str]
     points: list[HistoryPoint]
     growth: Growth | None = Field(description="null with fewer than two points or a first headline of 0")
+
+
+# --- utilisation and energy: the three layers (capacity, allocated, consumed) and power ------------------------
+
+
+class Layer(Public):
+    """One layer of compute at this moment: what exists (capacity), what Suanli's running jobs hold (allocated) or
+    what the nodes report busy (consumed)."""
+
+    cpus: float = Field(
+        description="logical CPUs: capacity = threads; allocated = CPUs held by jobs; consumed = busy cores"
+    )
+    accelerators: float = Field(
+        description="capacity = accelerators; allocated = GPUs held by jobs; consumed = sum of utilisation fractions"
+    )
+    memory_bytes: float
+    headline_flops: float = Field(description="FLOPS at each tier's headline precision (the convention)")
+    share_of_capacity: float | None = Field(description="headline_flops / capacity headline_flops; null when 0")
+
+
+class LayerHours(Public):
+    """A layer integrated over the window (each snapshot held until the next, see `UtilisationWindow.method`)."""
+
+    cpu_hours: float = Field(description="logical-CPU hours")
+    accelerator_hours: float = Field(description="accelerator (GPU/NPU) hours")
+    headline_flops_hours: float = Field(description="headline FLOPS x hours (the FLOPS-weighted measure)")
+
+
+class Ratios(Public):
+    """A layer's hours over capacity hours, per resource; null where capacity hours are 0."""
+
+    cpu: float | None = Field(description="core-hours: logical-CPU hours / available logical-CPU hours")
+    accelerators: float | None = Field(description="GPU-hours: accelerator hours / available accelerator hours")
+    compute: float | None = Field(description="FLOPS-weighted: headline FLOPS-hours / available FLOPS-hours")
+
+
+class Utilisation(Public):
+    """Open XDMoD's three layers: capacity (Resource Specifications), allocated (Jobs), consumed (measured);
+    utilisation = consumed hours / available hours over the window."""
+
+    capacity: Layer
+    allocated: Layer
+    consumed: Layer
+    capacity_hours: LayerHours
+    allocated_hours: LayerHours
+    consumed_hours: LayerHours
+    utilisation: Ratios = Field(description="consumed hours / capacity hours over the window")
+    allocation: Ratios = Field(description="allocated hours / capacity hours over the window (XDMoD's Jobs realm)")
+    nodes_reporting_usage: int = Field(description="counted nodes whose last report carried usage")
+
+
+class Demand(Public):
+    """The scheduler's unmet demand in a tier over the window."""
+
+    jobs_dispatched: int = Field(description="jobs dispatched in the window")
+    mean_wait_seconds: float | None = Field(description="mean of dispatched_at - submitted_at of those jobs")
+    jobs_finished: int = Field(description="dispatched jobs that ended in the window")
+    mean_run_seconds: float | None = Field(description="mean of finished_at - dispatched_at of those jobs")
+    expansion_factor: float | None = Field(description="mean of (wait + run) / run over the jobs that ended")
+    queued_now: int = Field(description="jobs waiting now with this home tier")
+    mean_queued_wait_seconds: float | None = Field(description="how long they have waited so far, on average")
+
+
+class Power(Public):
+    """Power of the counted nodes now: each node counts once, measured where its readings cover it, else declared."""
+
+    watts: float = Field(description="measured_watts + declared_watts (the nodes' own draw, before PUE)")
+    provenance: Literal["measured", "declared", "mixed", "none"]
+    measured_watts: float
+    measured_nodes: int = Field(description="nodes counted as measured (partially_measured_nodes among them)")
+    partially_measured_nodes: int = Field(
+        description="measured nodes whose readings miss a part (accelerators without NVML power, or no RAPL) "
+        "and that declare no power: their figure is below their draw"
+    )
+    declared_watts: float
+    declared_nodes: int
+    nodes_without_power: int = Field(description="neither readings nor a declared power_watts")
+    facility_watts: float = Field(description="watts x the site's declared PUE (x 1 where none is declared)")
+    pue_declared_nodes: int
+
+
+class Energy(Public):
+    """Power, peak efficiency and energy over the window."""
+
+    power: Power
+    headline_precision: Precision | None = Field(description="the precision of peak_gflops_per_watt; null: mixed")
+    peak_gflops_per_watt: float | None = Field(
+        description="peak GFLOPS/W at the headline precision (Green500's unit, but of peaks, not Rmax): "
+        "the peak of the nodes with a power figure over their watts; null when none"
+    )
+    peak_fp64_gflops_per_watt: float | None = Field(description="the same in fp64 (Green500 measures FP64 Rmax/W)")
+    energy_kwh: float = Field(description="the nodes' energy over the window (measured + declared), kWh")
+    facility_energy_kwh: float = Field(description="energy_kwh with each site's PUE applied")
+
+
+class UtilisationWindow(Public):
+    """The window the hours, utilisation, demand and energy are computed over."""
+
+    seconds: int
+    since: Timestamp = Field(alias="from")
+    to: Timestamp
+    snapshots: int = Field(description="census snapshots in the window")
+    covered_seconds: float = Field(description="seconds of the window the snapshots stand for")
+    method: str
+
+
+class LayersPoint(Public):
+    """The three layers and power at one snapshot."""
+
+    capacity_headline_flops: float
+    allocated_headline_flops: float
+    consumed_headline_flops: float
+    capacity_cpus: float
+    allocated_cpus: float
+    consumed_cpus: float
+    capacity_accelerators: float
+    allocated_accelerators: float
+    consumed_accelerators: float
+    measured_watts: float
+    declared_watts: float
+    facility_watts: float
+
+
+# The census models above name these later classes: resolve them now that they exist.
+for _model in (TierCensus, RegionCensus, CensusPublic, HistoryPoint, HistoryPublic):
+    _model.model_rebuild()

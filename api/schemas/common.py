@@ -38,3 +38,6 @@ class Totals(Public):
     accelerators: int
     memory_bytes: int
     peak_flops: PeakFlops
+    unpriced_accelerators: int = Field(
+        description="accelerators found but not priceable (counted in accelerators, 0 FLOPS)"
+    )

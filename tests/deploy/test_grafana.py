@@ -114,8 +114,8 @@ def test_every_panel_and_query_uses_the_datasource_variable() -> None:
 
 
 def test_dashboard_covers_census_ingest_latency_queue_outcomes_and_agents() -> None:
-    """The panels the issue asks for are there: census by tier, nodes, ingest rate, p99 latency, queue depth per
-    tier, job outcomes and the agents' spool."""
+    """The panels the issues ask for are there: census by tier, nodes, ingest rate, p99 latency, queue depth per
+    tier, job outcomes, the agents' spool, and the utilisation row (layers, utilisation, power, unpriced)."""
     exprs = " ".join(t["expr"] for p in panels(dashboard()) for t in p["targets"])
     for needle in (
         "suanli_census_peak_flops",
@@ -126,6 +126,10 @@ def test_dashboard_covers_census_ingest_latency_queue_outcomes_and_agents() -> N
         "suanli_jobs_finished_total",
         "suanli_agent_spool_reports",
         "suanli_agent_spool_bytes",
+        "suanli_utilisation_headline_flops",
+        "suanli_utilisation_ratio",
+        "suanli_power_watts",
+        "suanli_census_unpriced_accelerators",
     ):
         assert needle in exprs
 

@@ -1,6 +1,6 @@
 """The dashboard's static routes, in process (FastAPI's TestClient; no lifespan, no database): plotly.js comes from
 the installed plotly package, the page's assets carry content hashes and long cache headers, and the page has
-its Content-Security-Policy."""
+its Content-Security-Policy; and the page's strings exist in both languages (read from app.js's string tables)."""
 
 from __future__ import annotations
 
@@ -72,3 +72,100 @@ def test_the_page_names_its_assets_by_content_hash_and_has_a_strict_policy(clien
             for path in ("/dashboard/app.js", "/dashboard/planning.js")
         ),
     ]
+
+
+# --- the page's strings: every label in both languages ---------------------------------------------------------
+
+STATIC = resources.files("api") / "dashboard" / "static"
+LANGUAGE_TABLE = re.compile(r"\bconst (\w*I18N) = \{")  # app.js's string tables: {en: {...}, zh: {...}} each
+KEY = re.compile(r"\s*(?:\"([^\"]+)\"|([A-Za-z_]\w*))\s*:")  # a property name, bare or quoted, and its colon
+
+
+def _object_at(source: str, start: int) -> str:
+    """The JavaScript object literal whose "{" is at `start` (braces inside strings and comments skipped)."""
+    depth, i, quote = 0, start, ""
+    while i < len(source):
+        ch = source[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'`":
+            quote = ch
+        elif source.startswith("//", i):
+            i = source.index("\n", i)
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return source[start : i + 1]
+        i += 1
+    raise AssertionError(f"unbalanced object at {start}")
+
+
+def _top_level_keys(literal: str) -> set[str]:
+    """The keys of an object literal's own properties (not those of objects nested in it)."""
+    keys, depth, i, quote, expect_key = set(), 0, 0, "", False
+    while i < len(literal):
+        ch = literal[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif depth == 1 and expect_key and (found := KEY.match(literal, i)):
+            keys.add(found.group(1) or found.group(2))
+            i = found.end()
+            expect_key = False
+            continue
+        elif ch in "\"'`":
+            quote = ch
+        elif ch in "{[(":
+            depth += 1
+            expect_key = depth == 1
+        elif ch in "}])":
+            depth -= 1
+        elif ch == "," and depth == 1:
+            expect_key = True
+        i += 1
+    return keys
+
+
+def _strings() -> dict[str, set[str]]:
+    """Per language, every key of app.js's string tables."""
+    source = (STATIC / "app.js").read_text(encoding="utf-8")
+    out: dict[str, set[str]] = {"en": set(), "zh": set()}
+    tables = list(LANGUAGE_TABLE.finditer(source))
+    assert {t.group(1) for t in tables} >= {"I18N", "UTIL_I18N"}
+    for found in tables:
+        table = found.group(1)
+        literal = _object_at(source, found.end() - 1)
+        for language in out:
+            inner = re.search(rf"\n\s*{language}: \{{", literal)
+            assert inner, f"{table} has no {language} strings"
+            out[language] |= _top_level_keys(_object_at(literal, inner.end() - 1))
+    return out
+
+
+def test_every_string_of_the_page_exists_in_english_and_chinese() -> None:
+    """app.js's string tables (I18N, the utilisation section's UTIL_I18N, any other ...I18N) name the same keys in
+    English and Chinese, and every key the page uses (data-i18n in index.html, t("...") in app.js) is in them: no
+    label falls back to English or shows its key."""
+    strings = _strings()
+    assert len(strings["en"]) > 100
+    assert strings["en"] - strings["zh"] == set(), "English only"
+    assert strings["zh"] - strings["en"] == set(), "Chinese only"
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    script = (STATIC / "app.js").read_text(encoding="utf-8")
+    used = set(re.findall(r'data-i18n="([^"]+)"', html)) | set(re.findall(r'\bt\("([^"]+)"', script))
+    assert {"utilisationTitle", "energyTitle", "termCoreHours", "prov_mixed"} <= used | strings["en"]
+    assert used - strings["en"] == set(), "used but not defined"
+
+
+def test_the_key_reader_sees_top_level_keys_only() -> None:
+    """The test's reader of JavaScript objects takes own keys (bare or quoted), skips nested objects and
+    text that looks like a key inside strings, so the check above can fail."""
+    literal = '{ a: "x: y", "b-c": 1, d: { e: 2 }, f: `g: ${"h"}`,\n  i: [1, { j: 3 }] }'
+    assert _top_level_keys(literal) == {"a", "b-c", "d", "f", "i"}

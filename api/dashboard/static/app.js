@@ -653,6 +653,494 @@ async function loadJobs() {
   return { queued: queued.items.sort(byPlace), running: [...dispatching.items, ...running.items], recent: recent.items };
 }
 
+// ==== utilisation and energy (issue 15 §2-3) ======================================================================
+// The utilisation (利用率) and energy (能耗) sections. They read GET /v1/census (per tier and region: capacity,
+// allocated and consumed now, their hours over a window the answer states, the ratios, the scheduler's demand,
+// power with its provenance, peak GFLOPS per watt, energy) and the layers of GET /v1/census/history's points. The
+// line chart is SVG drawn here (it needs no chart library, so it also works where plotly.js is not installed).
+// Every value goes on the page as text (el() and textContent), as everywhere on this page.
+
+const UTIL_I18N = {
+  en: {
+    navUtilisation: "Utilisation", navEnergy: "Energy",
+    utilisationTitle: "Utilisation", energyTitle: "Energy", utilWindowLabel: "Window",
+    window_3600: "last hour", window_86400: "last 24 hours", window_604800: "last 7 days",
+    window_2592000: "last 30 days",
+    utilWindowText: "Over the {span} (from {from} to {to}): {n} census snapshots covering {covered}.",
+    utilNowTitle: "Capacity, allocated and consumed now, per tier",
+    utilNowHelp: "Capacity: the compute the census counts. Allocated: what Suanli's running jobs hold. Consumed: "
+      + "what the nodes report busy. Compute at each tier's headline precision.",
+    compute: "Compute (headline)", logicalCpus: "Logical CPUs", capacity: "Capacity", allocated: "Allocated",
+    consumed: "Consumed", ofCapacity: "of capacity", unpriced: "Unpriced", usageNodes: "Nodes reporting usage",
+    allTiers: "All tiers",
+    allocatedShareOf: "{tier}: allocated {share} of capacity", consumedShareOf: "{tier}: consumed {share} of capacity",
+    unpricedHint: "Unpriced accelerators: {list}. They were found and are counted, but no peak is known for their "
+      + "model (not in the catalogue), so their compute counts 0 in every figure here and the census undercounts "
+      + "those tiers. Declare their peaks in the node's labels (declared_peaks) or add the model to the catalogue.",
+    unpricedNone: "Every accelerator found is priced.",
+    utilRatiosTitle: "Utilisation over the window",
+    coreHours: "Core-hours", gpuHours: "GPU-hours", flopsWeighted: "FLOPS-weighted",
+    cpuHoursUsed: "CPU-h consumed / available", gpuHoursUsed: "Accelerator-h consumed / available",
+    allocationFlops: "Allocated (FLOPS-weighted)",
+    termCoreHours: "busy logical-CPU hours / available logical-CPU hours over the window.",
+    termGpuHours: "accelerator hours busy (each device's utilisation x hours) / accelerator hours available.",
+    termFlopsWeighted: "consumed compute x hours / capacity compute x hours, each tier at its headline precision: a "
+      + "busy accelerator weighs by its peak, not as one device.",
+    termAllocation: "hours of compute held by Suanli's jobs / available hours (Open XDMoD's Jobs realm); the "
+      + "difference to consumed is held but idle, or used outside Suanli.",
+    termMethod: "each census snapshot stands for the time until the next one (at most one snapshot interval plus "
+      + "one sweep interval); a longer gap, with the service down, counts as neither available nor used. "
+      + "Utilisation = consumed hours / available hours (Open XDMoD).",
+    termMethodLabel: "Method",
+    utilDemandTitle: "Demand on the scheduler",
+    jobsDispatched: "Jobs dispatched", meanWait: "Mean wait", jobsEnded: "Jobs ended", meanRun: "Mean run",
+    expansionFactor: "Expansion factor", queuedNow: "Queued now", queuedWait: "Waited so far (mean)",
+    utilDemandHelp: "Mean wait: from submission to dispatch, of the jobs dispatched in the window. Expansion factor: "
+      + "(wait + run) / run, averaged over the jobs that ended in the window; 1 means no wait.",
+    seconds: "{n} s", minutes: "{n} min", hours: "{n} h", days: "{n} d",
+    utilHistoryTitle: "Capacity, allocated and consumed over time", utilChartTier: "Show",
+    utilChartEmpty: "No census snapshot in this window yet.",
+    utilChartLabel: "{scope}, {from} to {to}: capacity {capacity}, allocated {allocated}, consumed {consumed} at the "
+      + "last snapshot.",
+    utilChartNote: "{n} snapshots in the window; compute at each tier's headline precision.",
+    utilRegionTitle: "Utilisation and energy by district", utilRegionNone: "No district in this area has counted nodes.",
+    utilisationShort: "Utilisation (FLOPS-weighted)", power: "Power", provenance: "Provenance",
+    energyKwh: "Energy (kWh)", facilityPower: "Facility power", pue: "PUE", gflopsPerWatt: "Peak GFLOPS/W",
+    fp64GflopsPerWatt: "Peak FP64 GFLOPS/W", facilityEnergyKwh: "Facility energy (kWh)", powerNodes: "Nodes",
+    prov_measured: "measured", prov_declared: "declared", prov_mixed: "mixed", prov_none: "none",
+    powerNodesText: "{m} measured · {d} declared · {n} without", mixedPrecision: "mixed",
+    termPower: "the nodes' own draw: measured where the agent's readings cover the node (RAPL, CPU package only, "
+      + "plus NVML for accelerators), else the power_watts the operator declares; none: neither.",
+    termFacility: "power x the site's declared PUE (x 1 where a site declares none); PUE here is facility power / "
+      + "the nodes' power.",
+    termGflopsPerWatt: "peak compute (Rpeak) of the nodes with a power figure / their power, at the tier's headline "
+      + "precision (Green500's unit, but of peaks, not measured HPL Rmax: an upper bound).",
+    termEnergy: "power x hours over the window, measured and declared together; facility energy with each site's PUE.",
+    partialPower: "{n} node(s) are measured only in part (no RAPL, or accelerators without a power reading) and "
+      + "declare no power: their figure is below their draw.",
+    watts: "W",
+  },
+  zh: {
+    navUtilisation: "利用率", navEnergy: "能耗",
+    utilisationTitle: "利用率", energyTitle: "能耗", utilWindowLabel: "统计时段",
+    window_3600: "最近 1 小时", window_86400: "最近 24 小时", window_604800: "最近 7 天", window_2592000: "最近 30 天",
+    utilWindowText: "统计时段：{span}（{from} 至 {to}），共 {n} 个普查快照，覆盖 {covered}。",
+    utilNowTitle: "当前各类算力的总量、已分配与已使用",
+    utilNowHelp: "总量：普查计入的算力。已分配：算力调度正在运行的作业占用的资源。已使用：节点上报的实际繁忙程度。"
+      + "算力按各类型的统计口径精度计。",
+    compute: "算力（统计口径）", logicalCpus: "逻辑 CPU", capacity: "总量", allocated: "已分配",
+    consumed: "已使用", ofCapacity: "占总量", unpriced: "未定价", usageNodes: "上报使用量的节点",
+    allTiers: "全部类型",
+    allocatedShareOf: "{tier}：已分配占总量 {share}", consumedShareOf: "{tier}：已使用占总量 {share}",
+    unpricedHint: "未定价加速卡：{list}。这些加速卡已被发现并计数，但其型号的峰值未知（不在型号目录中），"
+      + "因此在本页各项数字中算力计为 0，相应类型的算力被低估。请在节点标签中申报峰值（declared_peaks），或将该型号加入目录。",
+    unpricedNone: "发现的加速卡均已定价。",
+    utilRatiosTitle: "统计时段内的利用率",
+    coreHours: "核时", gpuHours: "卡时", flopsWeighted: "按算力加权",
+    cpuHoursUsed: "CPU 核时：已使用 / 可用", gpuHoursUsed: "加速卡卡时：已使用 / 可用",
+    allocationFlops: "分配率（按算力加权）",
+    termCoreHours: "统计时段内繁忙的逻辑 CPU 核时 / 可用的逻辑 CPU 核时。",
+    termGpuHours: "加速卡繁忙卡时（每块卡的利用率 × 小时）/ 可用卡时。",
+    termFlopsWeighted: "已使用算力 × 小时 / 总算力 × 小时，各类型按统计口径精度计：繁忙的加速卡按其峰值加权，而不是只算一块卡。",
+    termAllocation: "作业占用的算力小时 / 可用算力小时（Open XDMoD 的作业口径）；与已使用之差为已占用但空闲，或在算力调度之外使用。",
+    termMethod: "每个普查快照代表到下一个快照为止的时间（至多一个快照周期加一个巡检周期）；更长的间隔（服务停止）既不计入可用时间，"
+      + "也不计入使用时间。利用率 = 已使用小时 / 可用小时（Open XDMoD）。",
+    termMethodLabel: "计算方法",
+    utilDemandTitle: "调度需求",
+    jobsDispatched: "已分派作业", meanWait: "平均等待", jobsEnded: "已结束作业", meanRun: "平均运行",
+    expansionFactor: "扩展因子", queuedNow: "当前排队", queuedWait: "已等待（平均）",
+    utilDemandHelp: "平均等待：统计时段内分派的作业从提交到分派的时间。扩展因子：（等待 + 运行）/ 运行，"
+      + "对统计时段内结束的作业取平均；1 表示无需等待。",
+    seconds: "{n} 秒", minutes: "{n} 分钟", hours: "{n} 小时", days: "{n} 天",
+    utilHistoryTitle: "总量、已分配与已使用的变化", utilChartTier: "显示",
+    utilChartEmpty: "该统计时段内尚无普查快照。",
+    utilChartLabel: "{scope}，{from} 至 {to}：最近一个快照的总量 {capacity}，已分配 {allocated}，已使用 {consumed}。",
+    utilChartNote: "统计时段内 {n} 个快照；算力按各类型的统计口径精度计。",
+    utilRegionTitle: "各区县利用率与能耗", utilRegionNone: "该地区没有计入节点的区县。",
+    utilisationShort: "利用率（按算力加权）", power: "功率", provenance: "数据来源",
+    energyKwh: "能耗（千瓦时）", facilityPower: "设施功率", pue: "PUE", gflopsPerWatt: "峰值 GFLOPS/W",
+    fp64GflopsPerWatt: "FP64 峰值 GFLOPS/W", facilityEnergyKwh: "设施能耗（千瓦时）", powerNodes: "节点",
+    prov_measured: "实测", prov_declared: "申报", prov_mixed: "实测与申报", prov_none: "无数据",
+    powerNodesText: "实测 {m} · 申报 {d} · 无数据 {n}", mixedPrecision: "混合精度",
+    termPower: "节点自身功耗：代理的读数覆盖整个节点时为实测（RAPL 仅覆盖 CPU 封装，加速卡用 NVML），否则为运维申报的 "
+      + "power_watts；无数据：两者皆无。",
+    termFacility: "功率 × 站点申报的 PUE（未申报的站点按 1 计）；此处 PUE = 设施功率 / 节点功率。",
+    termGflopsPerWatt: "有功率数据的节点的峰值算力（Rpeak）/ 其功率，按该类型的统计口径精度计（Green500 的单位，"
+      + "但用的是峰值而非实测 HPL Rmax，是上限）。",
+    termEnergy: "功率 × 统计时段内的小时数，实测与申报合计；设施能耗计入各站点的 PUE。",
+    partialPower: "{n} 个节点只测得部分功率（无 RAPL，或加速卡无功率读数）且未申报功率：其数字低于实际功耗。",
+    watts: "W",
+  },
+};
+for (const code of Object.keys(UTIL_I18N)) Object.assign(I18N[code], UTIL_I18N[code]);
+
+const UTIL_WINDOWS = [3600, 86400, 604800, 2592000];
+const UTIL_DEFAULT_WINDOW = 86400; // GET /v1/census's own default: the page's census answer already covers it
+const LAYER_NAMES = ["capacity", "allocated", "consumed"];
+const LAYER_COLOURS = { capacity: "#374151", allocated: "#2563eb", consumed: "#0f766e" };
+const WATT_UNITS = [[1e9, "GW"], [1e6, "MW"], [1e3, "kW"]];
+const SVG_NS = "http://www.w3.org/2000/svg";
+let utilWindow = UTIL_DEFAULT_WINDOW;
+let utilChartTier = "all";
+
+// "12.50 kW", as humanFlops picks a unit.
+function humanWatts(value) {
+  if (value === null || value === undefined) return "–";
+  for (const [scale, unit] of WATT_UNITS) {
+    if (Math.abs(value) >= scale) return `${numberFormat.format(value / scale)} ${unit}`;
+  }
+  return `${numberFormat.format(value)} W`;
+}
+
+// A count that may be fractional (busy cores, GPUs held): "12" or "12.50".
+const amount = (x) => (x === null || x === undefined ? "–" : Number.isInteger(x) ? integer(x) : numberFormat.format(x));
+const decimal = (x) => (x === null || x === undefined ? "–" : numberFormat.format(x));
+
+// "45 s", "7.50 min", "2.50 h", "3.00 d".
+function humanDuration(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  if (seconds < 120) return t("seconds", { n: integer(seconds) });
+  if (seconds < 7200) return t("minutes", { n: numberFormat.format(seconds / 60) });
+  if (seconds < 172800) return t("hours", { n: numberFormat.format(seconds / 3600) });
+  return t("days", { n: numberFormat.format(seconds / 86400) });
+}
+
+function windowName(seconds) {
+  return UTIL_WINDOWS.includes(seconds) ? t(`window_${seconds}`) : humanDuration(seconds);
+}
+
+// A share as text with a bar under it (the bar is decoration: the text says the same).
+function shareCell(share, colour) {
+  const bar = el("span", { className: "bar-fill" });
+  bar.style.width = `${Math.max(0, Math.min(1, share ?? 0)) * 100}%`;
+  bar.style.background = colour;
+  return [el("span", { className: "share-text" }, percent(share)), el("span", { className: "bar", "aria-hidden": "true" }, bar)];
+}
+
+// A table with one or two header rows; each body cell carries data-key (its column's key) for scripts and tests.
+// columns: [{key, label, group?, value(row) -> text|Node|[Node], className}]; groups: [[label, span]] or null.
+function fillKeyedTable(table, columns, rows, { groups = null, rowData = null, caption = null } = {}) {
+  const head = el("thead");
+  if (groups) {
+    head.append(el("tr", {}, groups.map(([label, span]) => el("th", span > 1
+      ? { scope: "colgroup", colspan: String(span), className: "group" } : { className: "group" }, label))));
+  }
+  head.append(el("tr", {}, columns.map((c) => el("th", { scope: "col", className: c.className || "" }, c.label))));
+  const body = el("tbody");
+  if (!rows.length) {
+    body.append(el("tr", {}, el("td", { colspan: String(columns.length), className: "empty" }, t("empty"))));
+  }
+  for (const row of rows) {
+    const tr = el("tr", rowData ? { dataset: rowData(row) } : {});
+    for (const c of columns) {
+      tr.append(el(c.key === "tier" ? "th" : "td", c.key === "tier" ? { scope: "row", dataset: { key: c.key } }
+        : { className: c.className || "", dataset: { key: c.key } }, c.value(row)));
+    }
+    body.append(tr);
+  }
+  table.replaceChildren(...(caption ? [el("caption", { className: "visually-hidden" }, caption)] : []), head, body);
+}
+
+// Per tier rows and an "all tiers" row for the whole census: {tier, label, utilisation, demand, energy, unpriced}.
+function utilisationRows(census) {
+  const rows = census.by_tier.map((r) => ({ tier: r.tier, label: () => tierBadge(r.tier), utilisation: r.utilisation,
+    demand: r.demand, energy: r.energy, unpriced: r.unpriced_accelerators }));
+  rows.push({ tier: "all", label: () => t("allTiers"), utilisation: census.utilisation, demand: null,
+    energy: census.energy, unpriced: census.totals.unpriced_accelerators });
+  return rows;
+}
+
+function fillOptions(select, options, value) {
+  select.replaceChildren(...options.map(([v, label]) => el("option", { value: v }, label)));
+  select.value = value;
+}
+
+function fillTerms(id, terms) {
+  $(id).replaceChildren(...terms.flatMap(([term, text]) => [el("dt", {}, term), el("dd", {}, text)]));
+}
+
+function renderUtilisation() {
+  const view = views.utilisation;
+  showMessage("util-status", view);
+  showMessage("energy-status", view);
+  fillOptions($("util-window-select"), UTIL_WINDOWS.map((s) => [String(s), windowName(s)]), String(utilWindow));
+  fillOptions($("util-chart-tier"), [["all", t("allTiers")], ...TIERS.map((tier) => [tier, tierName(tier)])],
+    utilChartTier);
+  const census = view?.state === "ok" ? view.data : null;
+  if (!census?.utilisation) {
+    for (const id of ["util-now-table", "util-ratio-table", "util-demand-table", "util-region-table", "energy-table"]) {
+      $(id).replaceChildren();
+    }
+    for (const id of ["util-window", "util-unpriced", "energy-partial", "util-region-scope"]) $(id).textContent = "";
+    delete $("util-window").dataset.seconds;
+    delete $("util-window").dataset.coveredSeconds;
+    renderUtilisationChart();
+    return;
+  }
+  const w = census.window;
+  $("util-window").textContent = t("utilWindowText", { span: windowName(w.seconds), from: when(w.from),
+    to: when(w.to), n: integer(w.snapshots), covered: humanDuration(w.covered_seconds) });
+  Object.assign($("util-window").dataset, { seconds: String(w.seconds), coveredSeconds: String(w.covered_seconds) });
+  const rows = utilisationRows(census);
+  renderUtilisationNow(rows);
+  renderUtilisationRatios(rows);
+  renderUtilisationDemand(rows.filter((r) => r.demand));
+  renderUtilisationRegions();
+  renderEnergy(rows);
+  renderUtilisationChart();
+}
+
+function renderUtilisationNow(rows) {
+  const layer = (r, name) => r.utilisation[name];
+  const tierLabel = (r) => (r.tier === "all" ? t("allTiers") : tierName(r.tier));
+  fillKeyedTable($("util-now-table"), [
+    { key: "tier", label: t("tier"), value: (r) => r.label() },
+    { key: "capacity", label: t("capacity"), className: "num", value: (r) => humanFlops(layer(r, "capacity").headline_flops) },
+    { key: "allocated", label: t("allocated"), className: "num", value: (r) => humanFlops(layer(r, "allocated").headline_flops) },
+    { key: "allocated-share", label: t("ofCapacity"), className: "num share",
+      value: (r) => shareCell(layer(r, "allocated").share_of_capacity, LAYER_COLOURS.allocated) },
+    { key: "consumed", label: t("consumed"), className: "num", value: (r) => humanFlops(layer(r, "consumed").headline_flops) },
+    { key: "consumed-share", label: t("ofCapacity"), className: "num share",
+      value: (r) => shareCell(layer(r, "consumed").share_of_capacity, LAYER_COLOURS.consumed) },
+    { key: "cpus-capacity", label: t("capacity"), className: "num", value: (r) => amount(layer(r, "capacity").cpus) },
+    { key: "cpus-allocated", label: t("allocated"), className: "num", value: (r) => amount(layer(r, "allocated").cpus) },
+    { key: "cpus-consumed", label: t("consumed"), className: "num", value: (r) => amount(layer(r, "consumed").cpus) },
+    { key: "acc-capacity", label: t("capacity"), className: "num", value: (r) => amount(layer(r, "capacity").accelerators) },
+    { key: "acc-allocated", label: t("allocated"), className: "num", value: (r) => amount(layer(r, "allocated").accelerators) },
+    { key: "acc-consumed", label: t("consumed"), className: "num", value: (r) => amount(layer(r, "consumed").accelerators) },
+    { key: "unpriced", label: t("unpriced"), className: "num", value: (r) => integer(r.unpriced) },
+    { key: "usage-nodes", label: t("usageNodes"), className: "num", value: (r) => integer(r.utilisation.nodes_reporting_usage) },
+  ], rows, {
+    groups: [["", 1], [t("compute"), 5], [t("logicalCpus"), 3], [t("accelerators"), 4], ["", 1]],
+    rowData: (r) => ({ tier: r.tier }),
+    caption: t("utilNowTitle"),
+  });
+  // The bars' meaning for assistive technology (the bars themselves are hidden from it).
+  for (const row of $("util-now-table").querySelectorAll("tbody tr[data-tier]")) {
+    const r = rows.find((x) => x.tier === row.dataset.tier);
+    row.querySelector("[data-key='allocated-share']").setAttribute("aria-label",
+      t("allocatedShareOf", { tier: tierLabel(r), share: percent(layer(r, "allocated").share_of_capacity) }));
+    row.querySelector("[data-key='consumed-share']").setAttribute("aria-label",
+      t("consumedShareOf", { tier: tierLabel(r), share: percent(layer(r, "consumed").share_of_capacity) }));
+  }
+  const unpriced = rows.filter((r) => r.tier !== "all" && r.unpriced > 0);
+  $("util-unpriced").textContent = unpriced.length
+    ? t("unpricedHint", { list: unpriced.map((r) => `${tierName(r.tier)} ${integer(r.unpriced)}`).join(", ") })
+    : t("unpricedNone");
+  $("util-unpriced").classList.toggle("warning", unpriced.length > 0);
+}
+
+function renderUtilisationRatios(rows) {
+  const u = (r) => r.utilisation;
+  fillKeyedTable($("util-ratio-table"), [
+    { key: "tier", label: t("tier"), value: (r) => r.label() },
+    { key: "cpu-hours", label: t("cpuHoursUsed"), className: "num",
+      value: (r) => `${decimal(u(r).consumed_hours.cpu_hours)} / ${decimal(u(r).capacity_hours.cpu_hours)}` },
+    { key: "core-hours", label: t("coreHours"), className: "num", value: (r) => percent(u(r).utilisation.cpu) },
+    { key: "acc-hours", label: t("gpuHoursUsed"), className: "num",
+      value: (r) => `${decimal(u(r).consumed_hours.accelerator_hours)} / ${decimal(u(r).capacity_hours.accelerator_hours)}` },
+    { key: "gpu-hours", label: t("gpuHours"), className: "num", value: (r) => percent(u(r).utilisation.accelerators) },
+    { key: "flops-weighted", label: t("flopsWeighted"), className: "num", value: (r) => percent(u(r).utilisation.compute) },
+    { key: "allocation", label: t("allocationFlops"), className: "num", value: (r) => percent(u(r).allocation.compute) },
+  ], rows, { rowData: (r) => ({ tier: r.tier }), caption: t("utilRatiosTitle") });
+  fillTerms("util-ratio-terms", [
+    [t("coreHours"), t("termCoreHours")], [t("gpuHours"), t("termGpuHours")],
+    [t("flopsWeighted"), t("termFlopsWeighted")], [t("allocationFlops"), t("termAllocation")],
+    [t("termMethodLabel"), t("termMethod")],
+  ]);
+}
+
+function renderUtilisationDemand(rows) {
+  const d = (r) => r.demand;
+  fillKeyedTable($("util-demand-table"), [
+    { key: "tier", label: t("tier"), value: (r) => r.label() },
+    { key: "dispatched", label: t("jobsDispatched"), className: "num", value: (r) => integer(d(r).jobs_dispatched) },
+    { key: "mean-wait", label: t("meanWait"), className: "num", value: (r) => humanDuration(d(r).mean_wait_seconds) },
+    { key: "ended", label: t("jobsEnded"), className: "num", value: (r) => integer(d(r).jobs_finished) },
+    { key: "mean-run", label: t("meanRun"), className: "num", value: (r) => humanDuration(d(r).mean_run_seconds) },
+    { key: "expansion", label: t("expansionFactor"), className: "num", value: (r) => decimal(d(r).expansion_factor) },
+    { key: "queued", label: t("queuedNow"), className: "num", value: (r) => integer(d(r).queued_now) },
+    { key: "queued-wait", label: t("queuedWait"), className: "num",
+      value: (r) => humanDuration(d(r).mean_queued_wait_seconds) },
+  ], rows, { rowData: (r) => ({ tier: r.tier }), caption: t("utilDemandTitle") });
+}
+
+function provenanceLabel(power) {
+  return el("span", { className: `prov prov-${power.provenance}` }, t(`prov_${power.provenance}`));
+}
+
+function renderUtilisationRegions() {
+  const census = views.utilisation?.state === "ok" ? views.utilisation.data : null;
+  if (!census?.utilisation) return;
+  const scope = regionsByCode().get(scopeCode);
+  $("util-region-scope").textContent = scope ? `· ${regionName(scope)}` : "";
+  const byCode = new Map(census.by_region.map((r) => [r.code, r]));
+  const districts = districtsOf(views.census?.data ?? census, scopeCode)
+    .map((r) => byCode.get(r.code)).filter((r) => r && r.nodes > 0)
+    .sort((a, b) => b.utilisation.capacity.headline_flops - a.utilisation.capacity.headline_flops);
+  fillKeyedTable($("util-region-table"), [
+    { key: "name", label: t("district"), value: (r) => regionName(r) },
+    { key: "code", label: t("code"), value: (r) => r.code },
+    { key: "nodes", label: t("nodes"), className: "num", value: (r) => integer(r.nodes) },
+    { key: "capacity", label: t("capacity"), className: "num", value: (r) => humanFlops(r.utilisation.capacity.headline_flops) },
+    { key: "allocated-share", label: `${t("allocated")} (${t("ofCapacity")})`, className: "num",
+      value: (r) => percent(r.utilisation.allocated.share_of_capacity) },
+    { key: "consumed-share", label: `${t("consumed")} (${t("ofCapacity")})`, className: "num",
+      value: (r) => percent(r.utilisation.consumed.share_of_capacity) },
+    { key: "utilisation", label: t("utilisationShort"), className: "num", value: (r) => percent(r.utilisation.utilisation.compute) },
+    { key: "power", label: t("power"), className: "num", value: (r) => humanWatts(r.energy.power.watts) },
+    { key: "provenance", label: t("provenance"), value: (r) => provenanceLabel(r.energy.power) },
+    { key: "energy", label: t("energyKwh"), className: "num", value: (r) => decimal(r.energy.energy_kwh) },
+  ], districts, { rowData: (r) => ({ code: r.code }), caption: t("utilRegionTitle") });
+  if (!districts.length) $("util-region-table").querySelector("td.empty").textContent = t("utilRegionNone");
+}
+
+function renderEnergy(rows) {
+  const e = (r) => r.energy;
+  const pue = (p) => (p.watts > 0 ? decimal(p.facility_watts / p.watts) : "–");
+  const efficiency = (r, value) => (value === null || value === undefined ? "–"
+    : `${decimal(value)} ${e(r).headline_precision ?? t("mixedPrecision")}`);
+  fillKeyedTable($("energy-table"), [
+    { key: "tier", label: t("tier"), value: (r) => r.label() },
+    { key: "power", label: t("power"), className: "num", value: (r) => humanWatts(e(r).power.watts) },
+    { key: "provenance", label: t("provenance"), value: (r) => provenanceLabel(e(r).power) },
+    { key: "power-nodes", label: t("powerNodes"), value: (r) => t("powerNodesText", { m: integer(e(r).power.measured_nodes),
+      d: integer(e(r).power.declared_nodes), n: integer(e(r).power.nodes_without_power) }) },
+    { key: "facility", label: t("facilityPower"), className: "num", value: (r) => humanWatts(e(r).power.facility_watts) },
+    { key: "pue", label: t("pue"), className: "num", value: (r) => pue(e(r).power) },
+    { key: "gflops-per-watt", label: t("gflopsPerWatt"), className: "num",
+      value: (r) => efficiency(r, e(r).peak_gflops_per_watt) },
+    { key: "fp64-gflops-per-watt", label: t("fp64GflopsPerWatt"), className: "num",
+      value: (r) => decimal(e(r).peak_fp64_gflops_per_watt) },
+    { key: "energy", label: t("energyKwh"), className: "num", value: (r) => decimal(e(r).energy_kwh) },
+    { key: "facility-energy", label: t("facilityEnergyKwh"), className: "num", value: (r) => decimal(e(r).facility_energy_kwh) },
+  ], rows, { rowData: (r) => ({ tier: r.tier, provenance: e(r).power.provenance }), caption: t("energyTitle") });
+  fillTerms("energy-terms", [
+    [t("power"), t("termPower")], [t("facilityPower"), t("termFacility")],
+    [t("gflopsPerWatt"), t("termGflopsPerWatt")], [t("energyKwh"), t("termEnergy")],
+  ]);
+  const partial = rows.find((r) => r.tier === "all")?.energy.power.partially_measured_nodes ?? 0;
+  $("energy-partial").textContent = partial ? t("partialPower", { n: integer(partial) }) : "";
+}
+
+function svg(tag, attributes = {}, text = null) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+// The three layers (headline FLOPS) of the chosen tier, or of the whole census, at each history point in the
+// census's window; drawn as SVG lines with a title per point.
+function renderUtilisationChart() {
+  const box = $("util-chart");
+  const census = views.utilisation?.state === "ok" ? views.utilisation.data : null;
+  const history = views.history?.state === "ok" ? views.history.data : null;
+  const legend = $("util-chart-legend");
+  legend.replaceChildren(...LAYER_NAMES.map((name) => {
+    const swatch = el("span", { className: "swatch", "aria-hidden": "true" });
+    swatch.style.background = LAYER_COLOURS[name];
+    return el("li", {}, swatch, t(name));
+  }));
+  $("util-chart-note").textContent = "";
+  if (!census?.window || !history) {
+    box.replaceChildren();
+    return;
+  }
+  const since = Date.parse(census.window.from);
+  const layersOf = (p) => (utilChartTier === "all" ? p.layers : p.by_tier_layers?.[utilChartTier]);
+  const points = history.points.filter((p) => Date.parse(p.taken_at) >= since && layersOf(p));
+  if (!points.length) {
+    box.replaceChildren(el("p", { className: "note" }, t("utilChartEmpty")));
+    return;
+  }
+  const series = Object.fromEntries(LAYER_NAMES.map((name) => [name,
+    points.map((p) => layersOf(p)[`${name}_headline_flops`])]));
+  const times = points.map((p) => Date.parse(p.taken_at));
+  const unit = flopsUnit(Object.values(series).flat());
+  const top = Math.max(...Object.values(series).flat(), 0) / unit.scale || 1;
+  const [width, height, left, right, topPad, bottom] = [720, 260, 64, 16, 26, 34];
+  const [t0, t1] = [times[0], times[times.length - 1]];
+  const x = (time) => left + (t1 > t0 ? (time - t0) / (t1 - t0) : 0.5) * (width - left - right);
+  const y = (value) => topPad + (1 - value / unit.scale / top) * (height - topPad - bottom);
+  const scopeName = utilChartTier === "all" ? t("allTiers") : tierName(utilChartTier);
+  const last = (name) => humanFlops(series[name][series[name].length - 1]);
+  const label = t("utilChartLabel", { scope: scopeName, from: when(points[0].taken_at),
+    to: when(points[points.length - 1].taken_at), capacity: last("capacity"), allocated: last("allocated"),
+    consumed: last("consumed") });
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-labelledby": "util-chart-title",
+    class: "line-chart" });
+  chart.append(svg("title", { id: "util-chart-title" }, label));
+  for (const fraction of [0, 0.5, 1]) {
+    const value = top * fraction;
+    chart.append(svg("line", { x1: left, x2: width - right, y1: y(value * unit.scale), y2: y(value * unit.scale),
+      class: "grid-line" }));
+    chart.append(svg("text", { x: left - 6, y: y(value * unit.scale) + 4, "text-anchor": "end", class: "tick" },
+      `${decimal(value)}`));
+  }
+  chart.append(svg("text", { x: left - 6, y: 12, "text-anchor": "end", class: "tick unit" }, unit.unit));
+  chart.append(svg("text", { x: left, y: height - 10, class: "tick" }, when(points[0].taken_at)));
+  chart.append(svg("text", { x: width - right, y: height - 10, "text-anchor": "end", class: "tick" },
+    when(points[points.length - 1].taken_at)));
+  for (const name of LAYER_NAMES) {
+    const values = series[name];
+    const coordinates = values.map((v, i) => `${x(times[i]).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+    const group = svg("g", { "data-layer": name, "data-last": String(values[values.length - 1]) });
+    group.append(svg("polyline", { points: coordinates, fill: "none", stroke: LAYER_COLOURS[name],
+      "stroke-width": 2, "vector-effect": "non-scaling-stroke" }));
+    if (values.length <= 200) {
+      values.forEach((v, i) => {
+        const dot = svg("circle", { cx: x(times[i]).toFixed(1), cy: y(v).toFixed(1), r: 2.5, fill: LAYER_COLOURS[name] });
+        dot.append(svg("title", {}, `${t(name)} · ${when(points[i].taken_at)}: ${humanFlops(v)}`));
+        group.append(dot);
+      });
+    }
+    chart.append(group);
+  }
+  box.replaceChildren(chart);
+  $("util-chart-note").textContent = t("utilChartNote", { n: integer(points.length) });
+}
+
+let utilRequest = 0;
+
+// The census over the chosen window: the page's own census answer when it is the API's default window. An answer
+// to an older request (the window changed meanwhile) is dropped. False when signed out.
+async function loadUtilisation() {
+  const request = ++utilRequest;
+  if (utilWindow === UTIL_DEFAULT_WINDOW && views.census) {
+    views.utilisation = views.census;
+  } else {
+    let result;
+    try {
+      result = { state: "ok", data: await api("/v1/census", { window: utilWindow }) };
+    } catch (error) {
+      if (request !== utilRequest) return true;
+      if (error instanceof ApiError && error.status === 401) {
+        signOut(`${t("badToken")}: ${error.detail}`);
+        return false;
+      }
+      result = { state: error.status === 403 ? "forbidden" : "error", data: null, detail: error.detail || String(error) };
+    }
+    if (request !== utilRequest) return true;
+    views.utilisation = result;
+  }
+  renderUtilisation();
+  return true;
+}
+
+function startUtilisation() {
+  $("util-window-select").addEventListener("change", async () => {
+    utilWindow = Number($("util-window-select").value);
+    await loadUtilisation();
+  });
+  $("util-chart-tier").addEventListener("change", () => {
+    utilChartTier = $("util-chart-tier").value;
+    renderUtilisationChart();
+  });
+  $("scope").addEventListener("change", renderUtilisationRegions);
+}
+// ==== /utilisation and energy =====================================================================================
+
 // ---- page flow --------------------------------------------------------------------------------------------
 
 function renderAll() {
@@ -663,6 +1151,7 @@ function renderAll() {
   renderNodes();
   renderTiers();
   renderJobs();
+  renderUtilisation(); // utilisation and energy (issue 15)
 }
 
 async function loadAll() {
@@ -676,7 +1165,9 @@ async function loadAll() {
     loadNodes().then(() => Boolean(sessionStorage.getItem(TOKEN_KEY))),
     load("tiers", () => api("/v1/tiers")).then((ok) => ok && (renderTiers(), true)),
     load("jobs", loadJobs).then((ok) => ok && (renderJobs(), true)),
+    loadUtilisation(), // utilisation and energy (issue 15)
   ]);
+  renderUtilisationChart(); // utilisation and energy: its line chart, now that the history has come
   if (signedIn.every(Boolean)) document.body.dataset.loaded = "true";
 }
 
@@ -758,6 +1249,7 @@ function start() {
     nodePaging.page -= 1;
     loadNodes();
   });
+  startUtilisation(); // utilisation and energy (issue 15)
   applyLanguage();
   if (sessionStorage.getItem(TOKEN_KEY)) {
     showDashboard(true);

@@ -146,11 +146,20 @@ def stored(client: httpx.Client, report: Report | dict[str, Any]) -> dict[str, A
 
 
 def census(client: httpx.Client, **params: str) -> dict[str, Any]:
-    """GET /v1/census without its ``as_of`` stamp (so two readings of an unchanged census compare equal)."""
+    """GET /v1/census without what changes with the clock alone (so two readings of an unchanged census compare
+    equal): its ``as_of`` stamp, the utilisation window (it ends now), and what is integrated up to now over it
+    (hours, their ratios, energy) or counted from now (the queue's wait so far)."""
     response = client.get("/v1/census", params=params)
     assert response.status_code == 200, response.text
     doc: dict[str, Any] = response.json()
     doc.pop("as_of")
+    doc.pop("window")
+    for section in (doc, *doc["by_tier"], *doc["by_region"]):
+        for name in ("capacity_hours", "allocated_hours", "consumed_hours", "utilisation", "allocation"):
+            section["utilisation"].pop(name)
+        for name in ("energy_kwh", "facility_energy_kwh"):
+            section["energy"].pop(name)
+        section.get("demand", {}).pop("mean_queued_wait_seconds", None)
     return doc
 
 

@@ -66,6 +66,17 @@ CSV_COLUMNS = [
     "population",
     "per_capita_headline_flops",
     "headline_convention",
+    # utilisation and energy (tests/integration/service/test_utilisation.py checks their values)
+    "unpriced_accelerators",
+    "allocated_headline_flops",
+    "consumed_headline_flops",
+    "utilisation_cpu",
+    "utilisation_accelerators",
+    "utilisation_compute",
+    "power_watts",
+    "power_provenance",
+    "energy_kwh",
+    "peak_gflops_per_watt",
 ]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from census_agent.models import PowerReading, Usage
 from census_agent.render import human_bytes, human_flops
 from tests.integration.service.helpers import (
     clean_env,
@@ -175,6 +176,53 @@ def test_census_and_nodes_commands_show_the_services_figures(shared: ServiceProc
     assert only_ai == api_ai_nodes
     assert {n["tier"] for n in only_ai["items"]} == {"ai"}
     assert "cli-dgx" in {n["node_id"] for n in only_ai["items"]}
+
+
+def test_census_utilisation_shows_layers_utilisation_wait_and_power_per_tier(
+    shared: ServiceProcess, tmp_path: Path
+) -> None:
+    """`census --utilisation --window 6h` prints the window, and per tier its capacity, allocated and consumed
+    compute, utilisation, wait, power with its provenance and peak GFLOPS/W, as GET /v1/census?window=21600 gives
+    them; `--window` written in seconds asks for the same window; a window that is not a duration fails cleanly
+    before any request, and one the service refuses fails with its 422 message."""
+    server = ["--server", shared.url, "--token-file", str(shared.admin_token_file)]
+    inventory = host_inventory("xeon-platinum-8380-2s", "cli-util-xeon", region="440106")
+    report = make_report(inventory)
+    usage = Usage(
+        interval_seconds=30,
+        cpu_busy_cores=40.0,
+        memory_used_bytes=2**30,
+        power=[PowerReading(watts=400.0, coverage="cpu-package", source="rapl")],
+    )
+    with shared.client() as admin:
+        answer = stored(admin, report.model_copy(update={"usage": usage}))
+        api = admin.get("/v1/census", params={"window": 21600}).json()
+    results = suanli_all(
+        {
+            "util": ["census", "--utilisation", "--window", "6h", *server],
+            "json": ["census", "--json", "--window", "21600", *server],
+            "bad": ["census", "--utilisation", "--window", "soon", *server],
+            "refused": ["census", "--utilisation", "--window", "30", *server],
+        },
+        cwd=tmp_path,
+    )
+    text = ok(results["util"])
+    assert "Utilisation 利用率 over 6.0 h" in text
+    for name in TIER_NAMES:
+        assert name in text
+    for header in ("capacity", "allocated", "consumed", "util", "wait", "xfactor", "power", "peak GFLOPS/W"):
+        assert header in text
+    tier = next(t for t in api["by_tier"] if t["tier"] == answer["tier"])
+    assert human_flops(tier["utilisation"]["capacity"]["headline_flops"]) in text
+    assert human_flops(tier["utilisation"]["consumed"]["headline_flops"]) in text
+    assert "measured" in text
+    assert f"{tier['energy']['peak_gflops_per_watt']:,.1f} ({tier['energy']['headline_precision']})" in text
+    document = json.loads(ok(results["json"]))
+    assert document["window"]["seconds"] == 21600
+    assert document["by_tier"][0]["utilisation"]["capacity"] == api["by_tier"][0]["utilisation"]["capacity"]
+    assert results["bad"].returncode != 0
+    assert "not a duration" in results["bad"].stderr
+    refused(results["refused"], "window")
 
 
 def test_token_commands_create_list_and_revoke_and_bad_tokens_fail_cleanly(
