@@ -9,6 +9,7 @@ Must not: import anything but pydantic, the standard library and pure models (se
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field
@@ -35,8 +36,8 @@ class Headline(Public):
     ai_share_target_source: str = Field(description="where the target comes from")
 
 
-class TierCensus(Public):
-    """One tier's share of the census."""
+class TierPeaks(Public):
+    """One tier's share of the census's peaks (what a what-if plan answers before and after)."""
 
     tier: Tier
     headline_precision: Precision
@@ -50,12 +51,17 @@ class TierCensus(Public):
     memory_bytes: int
     peak_flops: PeakFlops
     unpriced_accelerators: int
+
+
+class TierCensus(TierPeaks):
+    """One tier's share of the census, with its utilisation, the scheduler's demand and its energy."""
+
     utilisation: Utilisation
     demand: Demand
     energy: Energy
 
 
-class RegionCensus(Public):
+class RegionPeaks(Public):
     """One region (with every region below it) and its per-capita figures."""
 
     code: str
@@ -75,20 +81,34 @@ class RegionCensus(Public):
     memory_bytes: int
     peak_flops: PeakFlops
     unpriced_accelerators: int
+
+
+class RegionCensus(RegionPeaks):
+    """One region with its per-capita figures, utilisation and energy."""
+
     utilisation: Utilisation
     energy: Energy
 
 
-class CensusPublic(Public):
-    """``GET /v1/census``: the headline, totals, composition by tier and regions with per-capita figures."""
+class CensusPeaks(Public):
+    """The headline, totals, composition by tier and regions with per-capita figures: the census's peaks, without
+    the layers over time (a what-if plan's before and after)."""
 
     as_of: Timestamp
     statuses: list[str] = Field(description="the node statuses counted")
     headline: Headline
     totals: Totals
+    by_tier: Sequence[TierPeaks]  # a Sequence, so that CensusPublic may narrow it
+    by_region: Sequence[RegionPeaks]
+    unassigned_region: Totals = Field(description="nodes without a region label")
+
+
+class CensusPublic(CensusPeaks):
+    """``GET /v1/census``: the census's peaks, and per tier and region the three layers (capacity, allocated,
+    consumed), utilisation over a window, the scheduler's demand and energy."""
+
     by_tier: list[TierCensus]
     by_region: list[RegionCensus]
-    unassigned_region: Totals = Field(description="nodes without a region label")
     window: UtilisationWindow
     utilisation: Utilisation = Field(description="the whole census: capacity, allocated and consumed")
     energy: Energy = Field(description="the whole census: power, peak GFLOPS per watt and energy over the window")

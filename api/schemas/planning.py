@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.schemas.census import CensusPublic
+from api.schemas.census import CensusPeaks
 from api.schemas.common import Public, Timestamp
 from census_agent.models import Precision, Tier
 
@@ -105,8 +105,8 @@ class PlanPublic(Public):
     machines: list[PricedMachine]
     added: PlanAdded
     changes: list[RegionChange] = Field(description="every region (under ?region=) whose figures the plan changes")
-    before: CensusPublic
-    after: CensusPublic
+    before: CensusPeaks
+    after: CensusPeaks
 
 
 # --- projection --------------------------------------------------------------------------------------------
