@@ -78,6 +78,7 @@ def test_the_page_names_its_assets_by_content_hash_and_has_a_strict_policy(clien
 
 STATIC = resources.files("api") / "dashboard" / "static"
 LANGUAGE_TABLE = re.compile(r"\bconst (\w*I18N) = \{")  # app.js's string tables: {en: {...}, zh: {...}} each
+ADDED_STRINGS = re.compile(r"Object\.assign\(I18N\.(en|zh), \{")  # another script's strings added to I18N
 KEY = re.compile(r"\s*(?:\"([^\"]+)\"|([A-Za-z_]\w*))\s*:")  # a property name, bare or quoted, and its colon
 
 
@@ -146,19 +147,24 @@ def _strings() -> dict[str, set[str]]:
             inner = re.search(rf"\n\s*{language}: \{{", literal)
             assert inner, f"{table} has no {language} strings"
             out[language] |= _top_level_keys(_object_at(literal, inner.end() - 1))
+    for path in sorted(STATIC.glob("*.js")):
+        other = path.read_text(encoding="utf-8")
+        for found in ADDED_STRINGS.finditer(other):
+            out[found.group(1)] |= _top_level_keys(_object_at(other, found.end() - 1))
     return out
 
 
 def test_every_string_of_the_page_exists_in_english_and_chinese() -> None:
-    """app.js's string tables (I18N, the utilisation section's UTIL_I18N, any other ...I18N) name the same keys in
-    English and Chinese, and every key the page uses (data-i18n in index.html, t("...") in app.js) is in them: no
-    label falls back to English or shows its key."""
+    """The page's string tables (app.js's I18N, the utilisation section's UTIL_I18N, any other ...I18N, and the
+    strings another script such as planning.js adds to I18N) name the same keys in English and Chinese, and every
+    key the page uses (data-i18n in index.html, t("...") in any of its scripts) is in them: no label falls back to
+    English or shows its key."""
     strings = _strings()
     assert len(strings["en"]) > 100
     assert strings["en"] - strings["zh"] == set(), "English only"
     assert strings["zh"] - strings["en"] == set(), "Chinese only"
     html = (STATIC / "index.html").read_text(encoding="utf-8")
-    script = (STATIC / "app.js").read_text(encoding="utf-8")
+    script = "\n".join(path.read_text(encoding="utf-8") for path in sorted(STATIC.glob("*.js")))
     used = set(re.findall(r'data-i18n="([^"]+)"', html)) | set(re.findall(r'\bt\("([^"]+)"', script))
     assert {"utilisationTitle", "energyTitle", "termCoreHours", "prov_mixed"} <= used | strings["en"]
     assert used - strings["en"] == set(), "used but not defined"
