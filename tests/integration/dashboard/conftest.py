@@ -102,6 +102,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         scheduler_config=str(scheduler),
         snapshot_interval_seconds="1",
         sweep_interval_seconds="0.3",
+        stale_after_seconds="3600",  # the fleet reports once: it must stay active however long the package runs
     ).start()
     try:
         fleet = generate_fleet(FLEET_SIZE)
