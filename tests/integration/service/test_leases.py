@@ -93,6 +93,18 @@ def _queued_job(engine: Engine) -> str:
         return create(conn, spec, "alice", datetime.now(tz=UTC), "queued", owner_id=None)
 
 
+def _dispatch(job_store: SqlJobStore, job_id: str) -> bool:
+    return job_store.dispatch(
+        job_id,
+        attempt=0,
+        tier=Tier.GENERAL,
+        node_ids=["n1"],
+        submission_id=f"{job_id}-0",
+        reason="fits",
+        now=time.time(),
+    )
+
+
 def _job(engine: Engine, job_id: str) -> tuple[str, int, int]:
     with engine.connect() as conn:
         state, attempt = conn.execute(select(jobs.c.state, jobs.c.attempt).where(jobs.c.job_id == job_id)).one()
@@ -119,14 +131,13 @@ def test_a_paused_dispatchers_writes_under_its_old_term_are_refused_and_it_stand
     leader.ask_once()
     assert leader.held("dispatcher") == 2
     assert paused.held("dispatcher") == 1  # by its own (stopped) clock it still holds term 1
-    decision = {"attempt": 0, "tier": Tier.GENERAL, "node_ids": ["n1"], "reason": "fits", "now": time.time()}
 
     with pytest.raises(LeaseLost):
-        SqlJobStore(a, fence=paused.fence("dispatcher")).dispatch(job_id, submission_id=f"{job_id}-0", **decision)
+        _dispatch(SqlJobStore(a, fence=paused.fence("dispatcher")), job_id)
 
     assert _job(a, job_id) == ("queued", 0, 1)
     assert paused.held("dispatcher") is None  # stood down
-    assert SqlJobStore(b, fence=leader.fence("dispatcher")).dispatch(job_id, submission_id=f"{job_id}-0", **decision)
+    assert _dispatch(SqlJobStore(b, fence=leader.fence("dispatcher")), job_id)
     assert _job(b, job_id) == ("dispatching", 0, 2)
 
 
@@ -148,5 +159,4 @@ def test_a_dispatcher_whose_lease_expired_unclaimed_is_refused_too_and_takes_a_n
     now[0] = time.monotonic()
     elector.ask_once()
     assert elector.held("dispatcher") == 2
-    decision = {"attempt": 0, "tier": Tier.GENERAL, "node_ids": ["n1"], "reason": "fits", "now": time.time()}
-    assert fenced.dispatch(job_id, submission_id=f"{job_id}-0", **decision)
+    assert _dispatch(fenced, job_id)
