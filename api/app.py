@@ -218,11 +218,8 @@ class Duties:
             lock = service.ingestor.write_lock
             service.scheduling = Scheduling(config, db, lock, settings.dispatch_interval_seconds, fence)
         self.housekeeper = Housekeeper(service, self.holds("housekeeping"))
-        self.revocations = (
-            RevocationWatch(db, service.principals, settings.token_check_interval_seconds, service.stop)
-            if settings.serve_role is not ServeRole.DISPATCHER
-            else None
-        )
+        # Every role: a dispatcher-only process still authenticates /metrics.
+        self.revocations = RevocationWatch(db, service.principals, settings.token_check_interval_seconds, service.stop)
 
     def holds(self, duty: str) -> Callable[[], bool]:
         """Whether this process holds `duty` now."""
@@ -231,8 +228,7 @@ class Duties:
     def start(self) -> None:
         """Start the revocation watch and, unless the role is ``api``, the elector and the duties' threads."""
         service, settings = self.service, self.service.settings
-        if self.revocations is not None:
-            self.revocations.start()
+        self.revocations.start()
         if not self.dutiful:
             return
         self.elector.ask_once()  # a lone replica holds its duties from the start
