@@ -218,6 +218,7 @@ class Duties:
             lock = service.ingestor.write_lock
             service.scheduling = Scheduling(config, db, lock, settings.dispatch_interval_seconds, fence)
         self.housekeeper = Housekeeper(service, self.holds("housekeeping"))
+        self.sync: KubernetesSync | None = None
         # Every role: a dispatcher-only process still authenticates /metrics.
         self.revocations = RevocationWatch(db, service.principals, settings.token_check_interval_seconds, service.stop)
 
@@ -241,16 +242,19 @@ class Duties:
 
             cluster = KubernetesNodes(settings.k8s_kubeconfig, settings.k8s_context, in_cluster=settings.k8s_in_cluster)
             interval = settings.k8s_sync_interval_seconds
-            sync = KubernetesSync(service.ingestor, cluster.list, interval, service.stop, self.holds("kubernetes-sync"))
-            sync.start()
+            self.sync = KubernetesSync(
+                service.ingestor, cluster.list, interval, service.stop, self.holds("kubernetes-sync")
+            )
+            self.sync.start()
             log.info("kubernetes discovery every %.0f s from %s", interval, cluster.host)
 
     def stop(self) -> None:
         """Stop the duties' threads, then release the leases held (`service.stop` is set already)."""
         if self.service.scheduling is not None:
             self.service.scheduling.stop()
-        if self.housekeeper.is_alive():
-            self.housekeeper.join(timeout=10)
+        for thread in (self.housekeeper, self.sync):
+            if thread is not None and thread.is_alive():
+                thread.join(timeout=10)  # a duty's last act ends before its lease is released
         self.elector.close()
 
 

@@ -73,7 +73,6 @@ class Elector(threading.Thread):
         self._leases = {duty: Lease(duty) for duty in duties}
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self.acquired: dict[str, int] = dict.fromkeys(duties, 0)  # acquisitions per duty (for tests and logs)
 
     @property
     def duties(self) -> list[str]:
@@ -97,10 +96,13 @@ class Elector(threading.Thread):
         return Fence(self, duty)
 
     def lost(self, duty: str, term: int | None) -> None:
-        """A write under `term` was refused: stand down from `duty` now (a newer term's grant is kept)."""
+        """A write under `term` was refused: stand down from `duty` now (a newer term's grant is kept). None: the
+        write was not even sent (the lease had lapsed by the local clock), and the elector already knows."""
+        if term is None:
+            return
         with self._lock:
             lease = self._leases[duty]
-            if term is not None and lease.term not in (None, term):
+            if lease.term != term:
                 return
             self._leases[duty] = lease.lost(self.clock())
         log.warning("%s: a write under term %s was refused; stood down", duty, term)
@@ -134,8 +136,7 @@ class Elector(threading.Thread):
                     continue
                 self._leases[duty] = update
             if update.term is not None and was is None:
-                self.acquired[duty] += 1
-                log.info("%s: lease acquired, term %d (holder %s)", duty, update.term, self.holder)
+                log.info("%s: lease held, term %d (holder %s)", duty, update.term, self.holder)
             elif update.term is None and lease.term is not None:
                 log.warning("%s: lease term %d not renewed; stood down", duty, lease.term)
         with self._lock:
