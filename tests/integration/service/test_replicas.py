@@ -182,7 +182,7 @@ def three(postgres: PostgresCluster, tmp_path: Path) -> Iterator[list[ServicePro
 def test_three_replicas_elect_one_leader_and_a_killed_leader_is_replaced_within_the_bound_losing_nothing(
     three: list[ServiceProcess],
 ) -> None:
-    """Exactly one replica holds the dispatcher and housekeeping (the api replica none; `suanli_leader` says so).
+    """Exactly one replica holds the dispatcher, one housekeeping (the api replica none; `suanli_leader` says so).
     Reports stream to every replica and jobs are submitted to every one; the leader is SIGKILLed: the other
     replica of role all holds both duties within lease + renew seconds (a newer term) and records the waiting
     jobs' reasons; every acknowledged job and report is stored once, and the rollups equal the sums over the
@@ -190,7 +190,7 @@ def test_three_replicas_elect_one_leader_and_a_killed_leader_is_replaced_within_
     api = three[2]
     leader = wait_for_one_holder(three, "dispatcher", 30)
     assert leader is not api
-    assert holders(three, "housekeeping") == [leader]
+    assert len(holders(three, "housekeeping")) == 1  # usually the same process: each duty is elected alone
     assert duties(api) == {}
     follower = next(p for p in three[:2] if p is not leader)
     assert leader_gauge(leader, "dispatcher") == 1.0
