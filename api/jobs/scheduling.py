@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -27,7 +27,7 @@ from api.jobs.store import SqlJobStore
 from census_agent.models import Tier
 from scheduler.config import SchedulerConfig
 from scheduler.dispatcher import Dispatcher, StepReport
-from scheduler.models import JobSpec, NodeView
+from scheduler.models import JobSpec, NodeView, RayJobStatus, RayNode
 from scheduler.policy import feasible
 
 if TYPE_CHECKING:
@@ -35,6 +35,42 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 VIEW_FRESH_SECONDS = 10.0  # a replica that does not step asks Ray for the tiers' nodes at most this often
+
+
+class FencedBackend:
+    """The dispatcher's view of Ray, each call that changes Ray (submit, stop) made only while this process holds
+    the dispatcher lease by its own clock (`LeaseLost` otherwise): a dispatcher whose lease lapsed in the middle of
+    a step submits or stops nothing more. Reads pass through."""
+
+    def __init__(self, backend: RayJobsBackend, fence: Fence | None) -> None:
+        self._backend = backend
+        self._fence = fence
+
+    def _check(self) -> None:
+        if self._fence is not None:
+            self._fence.term()
+
+    def submit(self, **kwargs: Any) -> bool:  # noqa: ANN401 - `scheduler.dispatcher.Backend.submit`'s keywords
+        """Submit, while the lease is held."""
+        self._check()
+        return self._backend.submit(**kwargs)
+
+    def stop(self, job_id: str, tier: str) -> bool:
+        """Stop a submission, while the lease is held."""
+        self._check()
+        return self._backend.stop(job_id, tier)
+
+    def status(self, job_id: str, tier: str) -> RayJobStatus:
+        """Ray's view of a submission."""
+        return self._backend.status(job_id, tier)
+
+    def nodes(self, tier: str) -> list[RayNode]:
+        """The tier's alive nodes."""
+        return self._backend.nodes(tier)
+
+    def jobs(self, tier: str) -> dict[str, RayJobStatus]:
+        """Every submission Ray holds for the tier."""
+        return self._backend.jobs(tier)
 
 
 class Scheduling:
@@ -68,7 +104,7 @@ class Scheduling:
     def _new_dispatcher(self) -> Dispatcher:
         return Dispatcher(
             self.store,
-            self.backend,
+            FencedBackend(self.backend, self.fence),
             self.config.policy,
             list(self.config.targets),
             lost_after_seconds=self.config.lost_after_seconds,

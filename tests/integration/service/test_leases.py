@@ -19,6 +19,7 @@ from api.db.tables import job_events, jobs
 from api.duties import store
 from api.duties.elector import Elector
 from api.duties.lease import LeaseLost, Timing
+from api.jobs.scheduling import FencedBackend
 from api.jobs.store import SqlJobStore, create
 from census_agent.models import Tier
 from scheduler.models import JobSpec
@@ -160,3 +161,37 @@ def test_a_dispatcher_whose_lease_expired_unclaimed_is_refused_too_and_takes_a_n
     elector.ask_once()
     assert elector.held("dispatcher") == 2
     assert _dispatch(fenced, job_id)
+
+
+class RecordingRay:
+    """Stands in for Ray's Jobs API (the seam `FencedBackend` wraps): records the calls that change Ray."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def submit(self, **kwargs: object) -> bool:
+        self.calls.append(f"submit {kwargs['job_id']}")
+        return True
+
+    def stop(self, job_id: str, tier: str) -> bool:
+        self.calls.append(f"stop {job_id}")
+        return True
+
+
+def test_a_dispatcher_whose_lease_lapsed_submits_and_stops_nothing_on_ray(engines: tuple[Engine, Engine]) -> None:
+    """While the lease is held a submit and a stop reach Ray; once it has lapsed by the local clock both raise
+    `LeaseLost` and Ray is not called."""
+    a, _ = engines
+    now = [time.monotonic()]
+    elector = Elector(a, ["dispatcher"], SHORT, threading.Event(), holder="A", clock=lambda: now[0])
+    elector.ask_once()
+    ray = RecordingRay()
+    fenced = FencedBackend(ray, elector.fence("dispatcher"))  # type: ignore[arg-type]
+    assert fenced.submit(job_id="j-0", tier="general")
+    assert fenced.stop("j-0", "general")
+    now[0] += SHORT.lease_seconds
+    with pytest.raises(LeaseLost):
+        fenced.submit(job_id="j-1", tier="general")
+    with pytest.raises(LeaseLost):
+        fenced.stop("j-0", "general")
+    assert ray.calls == ["submit j-0", "stop j-0"]
