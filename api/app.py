@@ -1,8 +1,10 @@
 """The census service application: built from `Settings` by `create_app`, served by uvicorn.
 
 At start it migrates the database, seeds reference data, makes sure an admin token exists (read from
-``admin_token_file``, or generated and written there, or shown once on a terminal: never to a log) and starts the
-housekeeper (liveness sweeps, census snapshots).
+``admin_token_file``, or generated and written there, or shown once on a terminal: never to a log) (on PostgreSQL
+one replica at a time), and, by its role (``serve_role``), serves the API and stands for the singleton duties: the
+dispatcher, the housekeeper (liveness sweeps, census snapshots) and the Kubernetes sync each act only while this
+process holds that duty's lease (`api.duties`), so any number of replicas on one database run each duty once.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -26,13 +28,15 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 import seeds
 from api import __doc__ as api_doc
 from api.audit import log as audit
-from api.auth import Role, count_admins, create_token, free_name
+from api.auth import RevocationWatch, Role, count_admins, create_token, free_name
 from api.census.liveness import last_snapshot_at, snapshot, sweep
 from api.census.query import load_regions
 from api.db import aware
-from api.db.engine import make_engine, migrate, sqlite_file_url, write_transaction
+from api.db.engine import make_engine, migrate, sqlite_file_url, startup_lock, write_transaction
 from api.db.seed import seed_regions
 from api.discovery.sync import KubernetesSync
+from api.duties.elector import Elector
+from api.duties.lease import Timing as LeaseTiming
 from api.errors import PayloadTooLarge, answer, install_handlers
 from api.heap import settle_heap
 from api.ingest.pool import PricingPool, auto_size
@@ -42,7 +46,7 @@ from api.metrics import ServiceMetrics
 from api.ratelimit import FailureLimiter
 from api.routers import agents, census, dashboard, health, jobs, nodes, planning, regions, reports, tiers, tokens
 from api.routers import audit as audit_routes
-from api.settings import Settings
+from api.settings import ServeRole, Settings
 from api.state import ServiceState
 from census_agent.report import ComputeModel
 from scheduler.config import SchedulerConfig
@@ -166,16 +170,20 @@ def ensure_admin_token(engine: Engine, settings: Settings) -> None:
 
 
 class Housekeeper(threading.Thread):
-    """Marks silent nodes stale/offline and snapshots the census on schedule."""
+    """Marks silent nodes stale/offline and snapshots the census on schedule, while `may_act` (this process holds
+    the housekeeping lease)."""
 
-    def __init__(self, service: ServiceState) -> None:
+    def __init__(self, service: ServiceState, may_act: Callable[[], bool]) -> None:
         super().__init__(name="suanli-housekeeper", daemon=True)
         self.service = service
+        self.may_act = may_act
 
     def run(self) -> None:
         s = self.service.settings
         lock = self.service.ingestor.write_lock
         while not self.service.stop.wait(s.sweep_interval_seconds):
+            if not self.may_act():
+                continue
             try:
                 now = datetime.now(tz=UTC)
                 sweep(self.service.engine, now, s.stale_after_seconds, s.offline_after_seconds, lock)
@@ -185,6 +193,69 @@ class Housekeeper(threading.Thread):
                     log.info("census snapshot taken: %d cell(s)", cells)
             except Exception:
                 log.exception("housekeeping failed; retrying at the next interval")
+
+
+class Duties:
+    """This process's part in the singleton duties, by its role: the elector of their leases, and the dispatcher,
+    housekeeper and Kubernetes sync threads that act only while their lease is held. A process of role ``api``
+    stands for none (its elector holds no duty); it still builds the scheduler, which its job routes ask."""
+
+    def __init__(self, service: ServiceState, db: Engine) -> None:
+        settings = service.settings
+        self.service = service
+        self.dutiful = settings.serve_role is not ServeRole.API
+        duties = ["housekeeping"]
+        if settings.scheduler_config is not None:
+            duties.append("dispatcher")
+        if settings.k8s_sync_interval_seconds > 0:
+            duties.append("kubernetes-sync")
+        timing = LeaseTiming(settings.lease_seconds, settings.lease_renew_seconds, settings.lease_margin_seconds)
+        self.elector = Elector(db, duties if self.dutiful else [], timing, service.stop)
+        service.elector = self.elector
+        if settings.scheduler_config is not None:
+            config = SchedulerConfig.load(settings.scheduler_config)
+            fence = self.elector.fence("dispatcher")
+            lock = service.ingestor.write_lock
+            service.scheduling = Scheduling(config, db, lock, settings.dispatch_interval_seconds, fence)
+        self.housekeeper = Housekeeper(service, self.holds("housekeeping"))
+        self.sync: KubernetesSync | None = None
+        # Every role: a dispatcher-only process still authenticates /metrics.
+        self.revocations = RevocationWatch(db, service.principals, settings.token_check_interval_seconds, service.stop)
+
+    def holds(self, duty: str) -> Callable[[], bool]:
+        """Whether this process holds `duty` now."""
+        return lambda: self.elector.held(duty) is not None
+
+    def start(self) -> None:
+        """Start the revocation watch and, unless the role is ``api``, the elector and the duties' threads."""
+        service, settings = self.service, self.service.settings
+        self.revocations.start()
+        if not self.dutiful:
+            return
+        self.elector.ask_once()  # a lone replica holds its duties from the start
+        self.elector.start()
+        self.housekeeper.start()
+        if service.scheduling is not None:
+            service.scheduling.start()
+        if settings.k8s_sync_interval_seconds > 0:
+            from api.discovery.client import KubernetesNodes  # noqa: PLC0415 - only when discovery is on
+
+            cluster = KubernetesNodes(settings.k8s_kubeconfig, settings.k8s_context, in_cluster=settings.k8s_in_cluster)
+            interval = settings.k8s_sync_interval_seconds
+            self.sync = KubernetesSync(
+                service.ingestor, cluster.list, interval, service.stop, self.holds("kubernetes-sync")
+            )
+            self.sync.start()
+            log.info("kubernetes discovery every %.0f s from %s", interval, cluster.host)
+
+    def stop(self) -> None:
+        """Stop the duties' threads, then release the leases held (`service.stop` is set already)."""
+        if self.service.scheduling is not None:
+            self.service.scheduling.stop()
+        for thread in (self.housekeeper, self.sync):
+            if thread is not None and thread.is_alive():
+                thread.join(timeout=10)  # a duty's last act ends before its lease is released
+        self.elector.close()
 
 
 def audit_start(engine: Engine, settings: Settings) -> None:
@@ -216,14 +287,18 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.monotonic()
+        role = settings.serve_role
         db = engine or make_engine(settings.database_url)
-        migrate(db)
-        audit_start(db, settings)
+        with startup_lock(db):
+            migrate(db)
+            audit_start(db, settings)
+            ensure_admin_token(db, settings)
         with db.connect() as conn:
             region_table = load_regions(conn)
-        ensure_admin_token(db, settings)
         ingestor = Ingestor(db, ComputeModel(), set(region_table))
         workers = settings.ingest_workers if settings.ingest_workers is not None else auto_size()
+        if role is ServeRole.DISPATCHER:
+            workers = 0  # no report route: no pricing processes
         pricing = PricingPool(
             workers, ingestor.pricer, db.dialect.name, ingestor=ingestor, database_url=sqlite_file_url(db)
         )
@@ -236,30 +311,23 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             regions=region_table,
             auth_failures=FailureLimiter(settings.auth_failure_burst, settings.auth_failure_window_seconds),
         )
-        if settings.scheduler_config is not None:
-            config = SchedulerConfig.load(settings.scheduler_config)
-            lock = service.ingestor.write_lock
-            service.scheduling = Scheduling(config, db, lock, settings.dispatch_interval_seconds)
-            service.scheduling.start()
-        if settings.k8s_sync_interval_seconds > 0:
-            from api.discovery.client import KubernetesNodes  # noqa: PLC0415 - only when discovery is on
-
-            cluster = KubernetesNodes(settings.k8s_kubeconfig, settings.k8s_context, in_cluster=settings.k8s_in_cluster)
-            KubernetesSync(service.ingestor, cluster.list, settings.k8s_sync_interval_seconds, service.stop).start()
-            log.info("kubernetes discovery every %.0f s from %s", settings.k8s_sync_interval_seconds, cluster.host)
+        duties = Duties(service, db)
         app.state.service = service
-        app.state.metrics = ServiceMetrics(db, settings.headline)
-        housekeeper = Housekeeper(service)
-        housekeeper.start()
+        app.state.metrics = ServiceMetrics(db, settings.headline, duties.elector.held_all, duties.elector.duties)
+        duties.start()
         settle_heap()
-        log.info("census service ready in %.1f s (database %s)", time.monotonic() - started, db.url.render_as_string())
+        log.info(
+            "census service ready in %.1f s (database %s, role %s, duties held: %s)",
+            time.monotonic() - started,
+            db.url.render_as_string(),
+            role.value,
+            duties.elector.held_all() or "none",
+        )
         try:
             yield
         finally:
             service.stop.set()
-            if service.scheduling is not None:
-                service.scheduling.stop()
-            housekeeper.join(timeout=10)
+            duties.stop()
             await pricing.close()
             service.ingestor.close()
             if engine is None:
@@ -276,7 +344,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         telemetry={"tracing": otel, "metrics": otel, "logs": otel},
     )
     install_handlers(app)
-    for router in (
+    routers = (
         reports.router,
         census.router,
         planning.router,
@@ -289,7 +357,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         dashboard.router,
         agents.router,
         audit_routes.router,
-    ):
+    )
+    # A dispatcher-only process answers its probes and metrics and nothing else: it is not behind the API's
+    # Service, and a route it does not serve cannot be misused on it.
+    for router in routers if settings.serve_role is not ServeRole.DISPATCHER else (health.router,):
         app.include_router(router)
 
     app.add_middleware(Timing)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import threading
 from dataclasses import dataclass
@@ -22,14 +23,17 @@ from enum import StrEnum
 from typing import Any
 
 from cachetools import TTLCache
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api.db import aware
-from api.db.tables import tokens
+from api.db.tables import generations, tokens
 from api.errors import Conflict, NotFound, Unauthorised
 
 NAME_MAX = 128
+REVOCATIONS = "token_revocations"  # the `generations` row every revocation increments
+
+log = logging.getLogger(__name__)
 
 
 class Role(StrEnum):
@@ -186,10 +190,20 @@ def enrolled_token(connection: Connection, node_id: str) -> int | None:
 
 
 def revoke(connection: Connection, token_id: int, now: datetime) -> None:
-    """Revoke a token; `NotFound` if there is none with that id."""
+    """Revoke a token; `NotFound` if there is none with that id. The revocation generation grows by one in the
+    same transaction, so every replica's `RevocationWatch` drops its cached principals."""
     result = connection.execute(tokens.update().where(tokens.c.id == token_id).values(revoked_at=now))
     if result.rowcount == 0:
         raise NotFound(f"no token with id {token_id}")
+    connection.execute(
+        update(generations).where(generations.c.name == REVOCATIONS).values(value=generations.c.value + 1)
+    )
+
+
+def revocation_generation(connection: Connection) -> int:
+    """How many revocations the database has seen (one primary-key read)."""
+    value = connection.execute(select(generations.c.value).where(generations.c.name == REVOCATIONS)).scalar()
+    return int(value or 0)
 
 
 def list_tokens(connection: Connection) -> list[dict[str, Any]]:
@@ -216,15 +230,19 @@ class PrincipalCache:
     The default outlives an agent's 30 s interval: at 10,000 agents a shorter one made every report read its
     token from the database (a sixth of the service's time, `benchmarks.load_agents`). A token's expiry is
     checked on every use all the same; a revocation made through this service is applied at once
-    (`forget_all`); one made by another replica takes at most `ttl` seconds to reach this one. At most
+    (`forget_all`); one made by another replica reaches this one when its `RevocationWatch` next polls. At most
     `maxsize` tokens are kept (the least recently used goes first). Thread-safe: the housekeeper and the
     commit thread share it with the event loop.
+
+    `epoch` grows at every `forget_all`: a principal verified before a forget (read from the database before a
+    revocation committed) and put after it is not kept (`put`'s `epoch`), so no revoked token outlives a forget.
     """
 
     def __init__(self, ttl: float = 60.0, maxsize: int = 100_000) -> None:
         self.ttl = ttl
         self._entries: TTLCache[str, Principal] = TTLCache(maxsize=maxsize, ttl=ttl)
         self._lock = threading.Lock()
+        self.epoch = 0
 
     def get(self, token: str) -> Principal | None:
         """The cached principal of `token`, if still fresh and not expired meanwhile."""
@@ -240,12 +258,48 @@ class PrincipalCache:
                 return None  # expired meanwhile: authenticate again (and be refused with the reason)
         return principal
 
-    def put(self, token: str, principal: Principal) -> None:
-        """Remember a verified principal."""
+    def put(self, token: str, principal: Principal, epoch: int | None = None) -> None:
+        """Remember a verified principal; not when `epoch` (read before verifying) is older than the cache's."""
         with self._lock:
-            self._entries[digest(token)] = principal
+            if epoch is None or epoch == self.epoch:
+                self._entries[digest(token)] = principal
 
     def forget_all(self) -> None:
         """Drop every entry (after a revocation or a binding)."""
         with self._lock:
             self._entries.clear()
+            self.epoch += 1
+
+
+class RevocationWatch(threading.Thread):
+    """Polls the revocation generation every `interval` seconds and empties `cache` when it changed: a token
+    revoked through any replica is refused by this one within `interval` (plus one query) of the revocation's
+    commit. One primary-key read per interval per replica; nothing per request."""
+
+    def __init__(self, engine: Engine, cache: PrincipalCache, interval: float, stop: threading.Event) -> None:
+        super().__init__(name="suanli-revocations", daemon=True)
+        self.engine = engine
+        self.cache = cache
+        self.interval = interval
+        self.stop = stop
+        self.seen: int | None = None
+
+    def check(self) -> bool:
+        """Poll once; True if the generation changed (and the cache was emptied)."""
+        with self.engine.connect() as conn:
+            now = revocation_generation(conn)
+        changed = self.seen is not None and now != self.seen
+        if changed:
+            self.cache.forget_all()
+        self.seen = now
+        return changed
+
+    def run(self) -> None:
+        while True:
+            try:
+                self.check()
+            except Exception as exc:  # the database unreachable: requests fail their own way; poll again
+                log.warning("could not read the revocation generation (%s)", type(exc).__name__)
+                self.cache.forget_all()  # unsure what was revoked meanwhile: verify afresh
+            if self.stop.wait(self.interval):
+                return

@@ -102,13 +102,14 @@ class Require:
             # Not verified lately: an address that failed too often is refused before its token is looked up (a
             # token verified within the cache's lifetime cannot be a guess, so it is not held up).
             refuse_if_throttled(request)
+            epoch = state.principals.epoch  # a revocation seen while verifying: the principal is not cached
             try:
                 token = bearer_token(request)
                 principal = await run_in_threadpool(_authenticate, state, token)
             except Unauthorised:
                 count_failure(request, "unauthorised")
                 raise
-            state.principals.put(token, principal)
+            state.principals.put(token, principal, epoch)
         if principal.role not in self.roles:
             allowed = ", ".join(sorted(r.value for r in self.roles))
             raise Forbidden(f"role {principal.role.value!r} may not do this (allowed: {allowed})")

@@ -4,7 +4,7 @@ conventions and pass ``promtool check metrics``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -155,14 +155,45 @@ class JobsCollector(Collector):
         yield finished
 
 
+class LeaderCollector(Collector):
+    """Which singleton duties this process holds (1) or stands for without holding (0), from its elector."""
+
+    def __init__(self, held: Callable[[], dict[str, int]], duties: Sequence[str]) -> None:
+        self._held = held
+        self._duties = tuple(duties)
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the leader gauge and the term of each duty held."""
+        held = self._held()
+        leader = GaugeMetricFamily(
+            "suanli_leader", "1 while this process holds the duty's lease, 0 while it stands by.", labels=["duty"]
+        )
+        term = GaugeMetricFamily(
+            "suanli_leader_term", "The lease term of each duty this process holds.", labels=["duty"]
+        )
+        for duty in self._duties:
+            leader.add_metric([duty], 1.0 if duty in held else 0.0)
+            if duty in held:
+                term.add_metric([duty], float(held[duty]))
+        yield leader
+        yield term
+
+
 class ServiceMetrics:
     """The service's registry and its instruments."""
 
-    def __init__(self, engine: Engine, convention: Mapping[Tier, Precision] = DEFAULT_HEADLINE) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        convention: Mapping[Tier, Precision] = DEFAULT_HEADLINE,
+        held: Callable[[], dict[str, int]] = dict,
+        duties: Sequence[str] = (),
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(CensusCollector(engine))
         self.registry.register(UtilisationCollector(engine, convention))
         self.registry.register(JobsCollector(engine))
+        self.registry.register(LeaderCollector(held, duties))
         self.reports = Counter(
             "suanli_ingest_reports", "Reports received, by outcome.", ["outcome"], registry=self.registry
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +11,19 @@ from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.census.headline import DEFAULT_AI_SHARE_TARGET
+from api.duties.lease import Timing
 from census_agent.models import Precision, Tier
 
 DAY = 86_400
+
+
+class ServeRole(StrEnum):
+    """What one `suanli serve` process does (docs/operations.md, "Replicas")."""
+
+    ALL = "all"  # the whole API, and a candidate for every singleton duty (the default; one replica on SQLite)
+    API = "api"  # the whole API, no duty: any number of these on PostgreSQL
+    DISPATCHER = "dispatcher"  # the duties only: /healthz, /readyz and /metrics, no other route
+
 
 DEFAULT_HEADLINE = {
     Tier.GENERAL: Precision.FP32,
@@ -72,6 +83,16 @@ class Settings(BaseSettings):
     # Proxies whose X-Forwarded-For names the client (addresses or networks, JSON in the environment, e.g.
     # '["10.0.0.0/8"]'). Empty: the connecting address is the client, whatever a header says.
     trusted_proxies: list[IPvAnyNetwork] = []
+    # Replicas (docs/operations.md): what this process does, and the leases of the singleton duties (dispatcher,
+    # housekeeping, Kubernetes sync). A holder stops acting lease - margin seconds after its last renewal was sent;
+    # another process takes a dead holder's duty within lease + renew seconds.
+    serve_role: ServeRole = ServeRole.ALL
+    lease_seconds: Annotated[float, Field(gt=0, le=600)] = 15.0
+    lease_renew_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+    lease_margin_seconds: Annotated[float, Field(gt=0, le=300)] = 2.0
+    # How often each replica checks whether a token was revoked (by any replica): a revocation is refused
+    # everywhere within this interval (plus one query); the check is one primary-key read, not one per request.
+    token_check_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
 
     @field_validator("headline")
     @classmethod
@@ -89,6 +110,11 @@ class Settings(BaseSettings):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> Settings:
+        Timing(self.lease_seconds, self.lease_renew_seconds, self.lease_margin_seconds)  # ValueError if unsafe
+        return self
 
     @model_validator(mode="after")
     def _enrol_default_within_maximum(self) -> Settings:

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from api.auth import PrincipalCache
 from api.census.arithmetic import Region
+from api.duties.elector import Elector
 from api.ingest.pool import PricingPool
 from api.ingest.writer import Ingestor
 from api.jobs.scheduling import Scheduling
@@ -30,3 +31,4 @@ class ServiceState:
     # Failed authentication per client address; the service builds it from its settings (default: no limit).
     auth_failures: FailureLimiter = field(default_factory=lambda: FailureLimiter(0, 60.0))
     stop: threading.Event = field(default_factory=threading.Event)
+    elector: Elector | None = None  # the leases of the singleton duties this process may hold

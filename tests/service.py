@@ -150,6 +150,10 @@ class ServiceProcess:
         """Start the service and return once /readyz answers 200; fail at once if it exits first. `timeout` is
         only a ceiling (importing the service's stack takes 5 s on an idle 2-core machine, and over 60 s when
         the machine is shared)."""
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> ServiceProcess:
+        """Start the service's process and return at once (`wait_ready` waits for it): replicas start together."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
         env |= {
             "SUANLI_DATABASE_URL": self.database_url,
@@ -162,6 +166,11 @@ class ServiceProcess:
         }
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], stdout=log, stderr=log, env=env)
+        return self
+
+    def wait_ready(self, timeout: float = 180) -> ServiceProcess:
+        """Return once /readyz answers 200; fail at once if the process exits first."""
+        assert self.proc is not None, "launch() first"
         if not wait_until_ready(self.url, self.proc, timeout):
             self.stop()
             raise RuntimeError(f"service not ready after {timeout} s:\n{self.log.read_text()[-3000:]}")

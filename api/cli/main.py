@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     service_flags(serve)
     serve.add_argument("--tls-cert", dest="tls_certfile", type=Path, help="serve HTTPS with this PEM certificate")
     serve.add_argument("--tls-key", dest="tls_keyfile", type=Path, help="the certificate's PEM private key")
+    serve.add_argument(
+        "--role",
+        dest="serve_role",
+        choices=("all", "api", "dispatcher"),
+        help="all: the API and a candidate for the singleton duties (default, $SUANLI_SERVE_ROLE); api: the API "
+        "only; dispatcher: the duties only, serving /healthz, /readyz and /metrics (docs/operations.md)",
+    )
     up = sub.add_parser(
         "up",
         help="the whole system on this machine: service, agent, a Ray raylet per tier",
@@ -257,7 +264,16 @@ def _client(args: argparse.Namespace) -> SuanliClient:
 def _settings(args: argparse.Namespace, **extra: Any) -> Any:  # noqa: ANN401 - api.settings.Settings
     from api.settings import Settings  # noqa: PLC0415 - server packages load only for serve/up
 
-    names = ("host", "port", "database_url", "admin_token_file", "ingest_workers", "tls_certfile", "tls_keyfile")
+    names = (
+        "host",
+        "port",
+        "database_url",
+        "admin_token_file",
+        "ingest_workers",
+        "tls_certfile",
+        "tls_keyfile",
+        "serve_role",
+    )
     overrides = {k: getattr(args, k, None) for k in names}
     return Settings(**{k: v for k, v in {**overrides, **extra}.items() if v is not None})
 

@@ -4,7 +4,7 @@ migration at start."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,27 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     with engine.begin() as connection:
         begin_write(connection)
         yield connection
+
+
+STARTUP_LOCK = 0x5355414E4C49  # "SUANLI": the PostgreSQL advisory lock replicas take around their start-up
+
+
+@contextmanager
+def _advisory_lock(engine: Engine) -> Iterator[None]:
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"SELECT pg_advisory_lock({STARTUP_LOCK})")
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({STARTUP_LOCK})")
+            conn.commit()
+
+
+def startup_lock(engine: Engine) -> AbstractContextManager[None]:
+    """On PostgreSQL, a session advisory lock held while one replica migrates, seeds and makes its first admin
+    token, so replicas started together do these one after the other; elsewhere nothing (one process)."""
+    return _advisory_lock(engine) if engine.dialect.name == "postgresql" else nullcontext()
 
 
 def migrate(engine: Engine) -> None:

@@ -269,3 +269,25 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# Singleton duties' leases (`api.duties`): one row per duty (dispatcher, housekeeping, kubernetes-sync). `term` grows
+# by one at every acquisition; `expires_at` is in seconds since the epoch by the database's clock, so every replica
+# compares against one clock. A lease is taken (compare-and-set) only once expired.
+leases = Table(
+    "leases",
+    metadata,
+    Column("duty", String(32), primary_key=True),
+    Column("holder", String(128), nullable=False),  # host:pid:random of the process holding it; "" never held
+    Column("term", BigInteger, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("acquired_at", Float, nullable=False),
+)
+
+# Counters every replica polls (`api.auth.Revocations`): "token_revocations" grows by one at every revocation, so a
+# replica drops its cached principals within a poll interval of a revocation made by another.
+generations = Table(
+    "generations",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

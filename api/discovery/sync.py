@@ -39,17 +39,30 @@ def sync_once(ingestor: Ingestor, list_nodes: Lister, now: datetime) -> tuple[Di
 
 
 class KubernetesSync(threading.Thread):
-    """Records the cluster's Nodes at start and then every `interval` seconds until `stop` is set."""
+    """Records the cluster's Nodes at start and then every `interval` seconds until `stop` is set, each time only
+    while `may_act` (this process holds the kubernetes-sync lease, `api.duties`)."""
 
-    def __init__(self, ingestor: Ingestor, list_nodes: Lister, interval: float, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        list_nodes: Lister,
+        interval: float,
+        stop: threading.Event,
+        may_act: Callable[[], bool] = lambda: True,
+    ) -> None:
         super().__init__(name="suanli-k8s-sync", daemon=True)
         self.ingestor = ingestor
         self.list_nodes = list_nodes
         self.interval = interval
         self.stop = stop
+        self.may_act = may_act
 
     def run(self) -> None:
         while True:
+            if not self.may_act():
+                if self.stop.wait(min(self.interval, 1.0)):
+                    return
+                continue
             try:
                 result, unusable = sync_once(self.ingestor, self.list_nodes, datetime.now(tz=UTC))
                 log.info(

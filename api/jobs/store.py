@@ -1,7 +1,10 @@
 """Jobs in the service's database: submission, queries for the API, and the dispatcher's `JobStore`.
 
 Every state change is a conditional UPDATE (only from the states the caller saw) plus a `job_events` row in
-the same transaction, so a change is recorded exactly once and before anyone acts on it. Times are stored as
+the same transaction, so a change is recorded exactly once and before anyone acts on it. The dispatcher's writes
+are fenced by its lease (`api.duties`): each transaction first checks, and on PostgreSQL locks for share, the
+dispatcher lease row under the term this process holds; under an older term nothing is written and `LeaseLost`
+is raised, so the dispatcher stands down. Times are stored as
 UTC datetimes and handed to the scheduler as seconds since the epoch.
 
 Must not: talk to Ray (the dispatcher does), or decide anything (the scheduler does).
@@ -14,8 +17,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +28,9 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 from api.db import aware
 from api.db.engine import write_transaction
 from api.db.tables import job_events, jobs
+from api.duties import store as leases
+from api.duties.elector import Fence
+from api.duties.lease import LeaseLost
 from census_agent.models import Tier
 from scheduler.dispatcher import ActiveJob
 from scheduler.models import JobSpec, JobState, QueuedJob
@@ -220,14 +226,30 @@ def cancel(conn: Connection, job_id: str, by: str, now: datetime) -> str:
 
 
 class SqlJobStore:
-    """The dispatcher's `scheduler.dispatcher.JobStore` over the service's database."""
+    """The dispatcher's `scheduler.dispatcher.JobStore` over the service's database; with a `fence`, every write
+    carries the dispatcher lease's term (`LeaseLost`, nothing written, when that term is no longer held)."""
 
-    def __init__(self, engine: Engine, write_lock: threading.Lock | None = None) -> None:
+    def __init__(self, engine: Engine, write_lock: threading.Lock | None = None, fence: Fence | None = None) -> None:
         self.engine = engine
         self.write_lock = write_lock
+        self.fence = fence
 
-    def _writing(self) -> AbstractContextManager[Any]:
+    def _lock(self) -> AbstractContextManager[Any]:
         return self.write_lock if self.write_lock is not None else nullcontext()
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction, fenced by the lease term held now (checked first, in the same transaction)."""
+        with self._lock(), write_transaction(self.engine) as conn:
+            if self.fence is not None:
+                term: int | None = None
+                try:
+                    term = self.fence.term()
+                    leases.check(conn, self.fence.duty, self.fence.holder, term)
+                except LeaseLost:
+                    self.fence.lost(term)
+                    raise
+            yield conn
 
     def waiting(self) -> list[QueuedJob]:
         """Jobs in state queued."""
@@ -283,7 +305,7 @@ class SqlJobStore:
         **values: Any,  # noqa: ANN401 - column values of the jobs row
     ) -> bool:
         at = _time(now)
-        with self._writing(), write_transaction(self.engine) as conn:
+        with self._writing() as conn:
             moved = conn.execute(
                 update(jobs)
                 .where(jobs.c.job_id == job_id, jobs.c.state.in_(from_states))
@@ -306,7 +328,7 @@ class SqlJobStore:
     ) -> bool:
         """queued -> dispatching, with the decision (only for the attempt the plan saw)."""
         at = _time(now)
-        with self._writing(), write_transaction(self.engine) as conn:
+        with self._writing() as conn:
             moved = conn.execute(
                 update(jobs)
                 .where(jobs.c.job_id == job_id, jobs.c.state == JobState.QUEUED.value, jobs.c.attempt == attempt)
@@ -364,7 +386,7 @@ class SqlJobStore:
 
     def request_stop(self, job_id: str, state: JobState, reason: str) -> bool:
         """Mark a dispatched job to be stopped and recorded as `state`."""
-        with self._writing(), write_transaction(self.engine) as conn:
+        with self._writing() as conn:
             return bool(
                 conn.execute(
                     update(jobs)
@@ -398,5 +420,5 @@ class SqlJobStore:
             .where(jobs.c.job_id == bindparam("key"), jobs.c.state == JobState.QUEUED.value)
             .values(reason=bindparam("reason"), position=bindparam("position"), tier=bindparam("tier"))
         )
-        with self._writing(), write_transaction(self.engine) as conn:
+        with self._writing() as conn:
             conn.execute(statement, changed)

@@ -29,13 +29,15 @@ def healthz() -> dict[str, str]:
     responses={503: {"model": NotReady, "description": "the database cannot be reached"}},
 )
 def readyz(state: State) -> JSONResponse:
-    """200 when a query succeeds, 503 otherwise."""
+    """200 when a query succeeds, 503 otherwise; the role and the duties held now, with their lease terms (no
+    secret: a duty's name and a counter)."""
     try:
         with state.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    duties = state.elector.held_all() if state.elector is not None else {}
+    return JSONResponse({"status": "ready", "role": state.settings.serve_role.value, "duties": duties})
 
 
 @router.get(

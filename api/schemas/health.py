@@ -17,9 +17,12 @@ class Alive(Public):
 
 
 class Ready(Public):
-    """``GET /readyz`` when a query succeeds."""
+    """``GET /readyz`` when a query succeeds: also this process's role and the singleton duties it holds now, each
+    with its lease term (docs/operations.md, "Replicas")."""
 
     status: Literal["ready"]
+    role: Literal["all", "api", "dispatcher"]
+    duties: dict[str, int]
 
 
 class NotReady(Public):

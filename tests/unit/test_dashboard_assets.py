@@ -147,7 +147,7 @@ def _strings() -> dict[str, set[str]]:
             inner = re.search(rf"\n\s*{language}: \{{", literal)
             assert inner, f"{table} has no {language} strings"
             out[language] |= _top_level_keys(_object_at(literal, inner.end() - 1))
-    for path in sorted(STATIC.glob("*.js")):
+    for path in sorted((p for p in STATIC.iterdir() if p.name.endswith(".js")), key=lambda p: p.name):
         other = path.read_text(encoding="utf-8")
         for found in ADDED_STRINGS.finditer(other):
             out[found.group(1)] |= _top_level_keys(_object_at(other, found.end() - 1))
@@ -164,7 +164,10 @@ def test_every_string_of_the_page_exists_in_english_and_chinese() -> None:
     assert strings["en"] - strings["zh"] == set(), "English only"
     assert strings["zh"] - strings["en"] == set(), "Chinese only"
     html = (STATIC / "index.html").read_text(encoding="utf-8")
-    script = "\n".join(path.read_text(encoding="utf-8") for path in sorted(STATIC.glob("*.js")))
+    script = "\n".join(
+        path.read_text(encoding="utf-8")
+        for path in sorted((p for p in STATIC.iterdir() if p.name.endswith(".js")), key=lambda p: p.name)
+    )
     used = set(re.findall(r'data-i18n="([^"]+)"', html)) | set(re.findall(r'\bt\("([^"]+)"', script))
     assert {"utilisationTitle", "energyTitle", "termCoreHours", "prov_mixed"} <= used | strings["en"]
     assert used - strings["en"] == set(), "used but not defined"

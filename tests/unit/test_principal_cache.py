@@ -35,3 +35,15 @@ def test_forget_all_drops_every_entry_and_the_cache_is_bounded() -> None:
     assert [cache.get(text) is not None for text in ("a", "b", "c")] == [False, True, True]
     cache.forget_all()
     assert cache.get("b") is None
+
+
+def test_a_principal_verified_before_a_forget_is_not_cached_after_it() -> None:
+    """A request that read its token from the database before a revocation was seen (`forget_all`) and puts the
+    principal after it does not cache it: the epoch it read is older than the cache's."""
+    cache = PrincipalCache(ttl=60)
+    epoch = cache.epoch
+    cache.forget_all()
+    cache.put("sl_operator_x", _principal(), epoch)
+    assert cache.get("sl_operator_x") is None
+    cache.put("sl_operator_x", _principal(), cache.epoch)
+    assert cache.get("sl_operator_x") == _principal()

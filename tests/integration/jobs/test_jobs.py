@@ -42,10 +42,12 @@ def backend_for(cluster: LocalRayCluster) -> RayJobsBackend:
 
 def scheduler_settings(cluster: LocalRayCluster, workdir: Path) -> dict[str, str]:
     """The service settings of these tests: the scheduler's file (the session's cluster, a quota for
-    `QUOTA_ORG`) written in `workdir`, and a 0.3 s dispatch interval."""
+    `QUOTA_ORG`) written in `workdir`, a 0.3 s dispatch interval, and 3 s duty leases (a service restarted
+    after a SIGKILL waits for its predecessor's lease to expire before it dispatches)."""
     config = workdir / "scheduler.toml"
     config.write_text(f"[ray]\n{cluster_table(cluster)}[policy.quotas.{QUOTA_ORG}.hpc]\njobs = 1\n")
-    return {"scheduler_config": str(config), "dispatch_interval_seconds": "0.3"}
+    leases = {"lease_seconds": "3", "lease_renew_seconds": "0.5", "lease_margin_seconds": "1"}
+    return {"scheduler_config": str(config), "dispatch_interval_seconds": "0.3", **leases}
 
 
 def start_service(cluster: LocalRayCluster, workdir: Path) -> ServiceProcess:

@@ -206,7 +206,10 @@ def test_every_protected_route_refuses_bad_tokens_with_401_and_roles_it_does_not
         health = http.get("/healthz").json(), http.get("/readyz").json()
     assert not failures, "\n".join(failures)
     assert walked >= 10 * len(ROLES)
-    assert health == ({"status": "ok"}, {"status": "ready"})
+    assert health[0] == {"status": "ok"}
+    assert health[1]["status"] == "ready"
+    assert health[1]["role"] == "all"  # and the duties it holds: names and terms only (docs/operations.md)
+    assert set(health[1]["duties"]) <= {"dispatcher", "housekeeping", "kubernetes-sync"}
 
 
 def test_a_malformed_body_without_a_valid_token_gets_401_not_a_validation_error(shared: AppService) -> None:
