@@ -2,7 +2,7 @@
 
 The fixture readings ``tests/fixtures/usage/xeon-8380-2s/t0`` and ``t1`` are written by
 ``tests/fixtures/usage/generate.py``, whose docstring works out by hand every figure expected here (49.04 busy
-cores, 233,419,161,600 bytes used, 425 W of CPU packages over ten seconds).  NVML is the fake of tests/fakes.py.
+cores, 233,239,977,984 bytes used, 425 W of CPU packages over ten seconds).  NVML is the fake of tests/fakes.py.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tests.fakes import GIB, FakeGpuUsage, FakeNvml, h100_node, mixed_node
 READINGS = Path(__file__).resolve().parents[1] / "fixtures" / "usage" / "xeon-8380-2s"
 T0, T1 = READINGS / "t0", READINGS / "t1"
 BUSY_CORES = 32 + 16 + 104 * 10 / 1000
-MEMORY_USED = (527_948_400 - 300_000_000) * 1024
+MEMORY_USED = (527_773_416 - 300_000_000) * 1024
 PACKAGE_WATTS = (2_150 + 2_100) / 10
 
 
