@@ -120,6 +120,8 @@ def test_server_outage_mid_run_loses_nothing_duplicates_nothing_keeps_order(
         "declared_peaks": {"fp64": None, "fp32": None, "fp16": None, "int8": None},
         "cpu_fp64_flops_per_cycle": None,
         "cpu_base_clock_hz": None,
+        "power_watts": None,
+        "site_pue": None,
     }
 
 
