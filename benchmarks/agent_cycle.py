@@ -747,7 +747,9 @@ def render_table(doc: dict[str, Any]) -> str:
         note = f"  [{t['note']}]" if t["note"] else ""
         relation = t.get("relation", "<")
         op = relation if t["passed"] else {"<": ">=", "<=": ">", ">=": "<"}[relation]
-        lines.append(f"{verdict}  {t['name']}: {t['value']:.2f} {t['unit']} {op} {t['limit']:.2f} {t['unit']}{note}")
+        spec = ".0f" if t["unit"] == "reports" else ".2f"
+        value, limit = format(t["value"], spec), format(t["limit"], spec)
+        lines.append(f"{verdict}  {t['name']}: {value} {t['unit']} {op} {limit} {t['unit']}{note}")
     lines.append(f"targets {'met' if doc['passed'] else 'MISSED'} ({doc['wall_s']:.0f} s)")
     return "\n".join(lines)
 
