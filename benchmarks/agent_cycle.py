@@ -27,8 +27,12 @@ scrapes is included on both sides, at the same cadence by default: a process tha
 pays for cold caches, so a cycle costs about twice what a tight loop of cycles suggests.  RSS is psutil's;
 peak RSS is ``VmHWM`` from ``/proc/PID/status`` (the high-water mark since the start, start-up included).
 
-Targets (PASS/FAIL): the agent's CPU per cycle (both variants) below node_exporter's CPU per scrape, and
-the agent's peak RSS (both variants) under ``--rss-target-mib``.  Exit status: 0 when measured (1 with
+The agent reads what the node uses every cycle (utilisation: /proc/stat, memory, RAPL where readable, NVML
+unless ``--no-nvml``); the sink counts the reports that carry ``usage``, so a run with it off cannot pass.
+
+Targets (PASS/FAIL): the agent's CPU per cycle (both variants) below node_exporter's CPU per scrape, every
+measured report carrying usage, and the agent's peak RSS (both variants) at most ``--rss-target-mib`` (40 MiB,
+issue 15's target).  Exit status: 0 when measured (1 with
 --strict if a target was missed), 2 when the benchmark could not run, 130 on Ctrl-C or SIGTERM.  Every
 process started here is stopped (SIGTERM, then SIGKILL after a timeout) on the way out, errors included.
 
@@ -103,6 +107,7 @@ class Sink(ThreadingHTTPServer):
         super().__init__((HOST, 0), _SinkHandler)
         self._cond = threading.Condition()
         self.reports = 0
+        self.reports_with_usage = 0
         self.report_bytes = 0
         self.last_report_bytes = 0
 
@@ -111,10 +116,11 @@ class Sink(ThreadingHTTPServer):
         """Base URL to give the agent as ``--server``."""
         return f"http://{HOST}:{self.server_address[1]}"
 
-    def record(self, size: int) -> None:
-        """Count one stored report."""
+    def record(self, size: int, *, with_usage: bool) -> None:
+        """Count one stored report (and whether it carried the consumed layer, ``usage``)."""
         with self._cond:
             self.reports += 1
+            self.reports_with_usage += with_usage
             self.report_bytes += size
             self.last_report_bytes = size
             self._cond.notify_all()
@@ -123,6 +129,11 @@ class Sink(ThreadingHTTPServer):
         """Reports received so far."""
         with self._cond:
             return self.reports
+
+    def count_with_usage(self) -> int:
+        """Reports received so far that carried usage."""
+        with self._cond:
+            return self.reports_with_usage
 
     def wait_for(self, target: int, timeout: float, alive: Callable[[], bool]) -> None:
         """Block until `target` reports have arrived; raise if the sender dies or `timeout` passes."""
@@ -150,7 +161,11 @@ class _SinkHandler(BaseHTTPRequestHandler):
             self._reply(404, b'{"detail":"not found"}')
             return
         self._reply(200, b'{"status":"stored"}')
-        self.server.record(len(body))
+        try:
+            with_usage = json.loads(body).get("usage") is not None
+        except (ValueError, AttributeError):
+            with_usage = False
+        self.server.record(len(body), with_usage=with_usage)
 
     def _reply(self, status: int, payload: bytes) -> None:
         self.send_response(status)
@@ -425,6 +440,7 @@ def run_agent(
         agent = AgentProcess(stack, settings, sink, workdir, variant=variant, interval=interval, env_extra=env_extra)
         agent.wait_report(settings.warmup_cycles)
         start_reports = agent.received()
+        start_usage = sink.count_with_usage()
         counts = [start_reports]  # reports received at each sample
         log_start = agent.log_size()
 
@@ -434,6 +450,7 @@ def run_agent(
 
         result = measure(f"agent, {variant}", "cycle", agent.proc, settings.cycles, step)
         log_text = agent.log_since(log_start)
+        with_usage = sink.count_with_usage() - start_usage
         stop_process(agent.popen, STOP_TIMEOUT)
     received = counts[-1] - start_reports
     if received != settings.cycles:  # a report arrived during a settle pause: per-cycle figures stay right
@@ -446,6 +463,7 @@ def run_agent(
         "first_report_s": agent.first_report_s,
         "full_inventory_scans": scans,
         "report_bytes": sink.last_report_bytes,
+        "reports_with_usage": with_usage,
         "warnings_or_errors": sum(1 for line in log_text.splitlines() if " WARNING " in line or " ERROR " in line),
         "spool_left": len(list(agent.spool.glob("*.json"))),
         "exit_code": agent.popen.returncode,
@@ -572,6 +590,7 @@ class Target:
     passed: bool
     note: str = ""
     informational: bool = False
+    relation: str = "<"  # what `value` must be to `limit` to pass: "<", "<=" or ">="
 
 
 def judge(
@@ -591,24 +610,38 @@ def judge(
                 note="worst case: full inventory every cycle (the agent's default is once an hour)" if worst else "",
             )
         )
+    for agent in agents:
+        with_usage = agent.extra.get("reports_with_usage", 0)
+        targets.append(
+            Target(
+                name=f"{agent.name}: utilisation on (reports carrying usage of those measured)",
+                value=with_usage,
+                limit=agent.events,
+                unit="reports",
+                passed=with_usage >= agent.events,
+                relation=">=",
+            )
+        )
     peak = max(a.peak_rss_mib for a in agents)
     targets.append(
         Target(
-            name="agent peak RSS (VmHWM, start-up included, every variant) < target",
+            name="agent peak RSS (VmHWM, start-up included, every variant) at most the target",
             value=peak,
             limit=rss_target_mib,
             unit="MiB",
-            passed=peak < rss_target_mib,
+            passed=peak <= rss_target_mib,
+            relation="<=",
         )
     )
     if without_pyc is not None:
         targets.append(
             Target(
-                name="agent peak RSS when started without .pyc files < target",
+                name="agent peak RSS when started without .pyc files at most the target",
                 value=without_pyc["peak_rss_mib"],
                 limit=rss_target_mib,
                 unit="MiB",
-                passed=without_pyc["peak_rss_mib"] < rss_target_mib,
+                passed=without_pyc["peak_rss_mib"] <= rss_target_mib,
+                relation="<=",
                 note="not counted: an install whose bytecode is not compiled and cannot be written",
                 informational=True,
             )
@@ -712,8 +745,11 @@ def render_table(doc: dict[str, Any]) -> str:
     for t in doc["targets"]:
         verdict = "info" if t["informational"] else ("PASS" if t["passed"] else "FAIL")
         note = f"  [{t['note']}]" if t["note"] else ""
-        op = "<" if t["passed"] else ">="
-        lines.append(f"{verdict}  {t['name']}: {t['value']:.2f} {t['unit']} {op} {t['limit']:.2f} {t['unit']}{note}")
+        relation = t.get("relation", "<")
+        op = relation if t["passed"] else {"<": ">=", "<=": ">", ">=": "<"}[relation]
+        spec = ".0f" if t["unit"] == "reports" else ".2f"
+        value, limit = format(t["value"], spec), format(t["limit"], spec)
+        lines.append(f"{verdict}  {t['name']}: {value} {t['unit']} {op} {limit} {t['unit']}{note}")
     lines.append(f"targets {'met' if doc['passed'] else 'MISSED'} ({doc['wall_s']:.0f} s)")
     return "\n".join(lines)
 
@@ -737,7 +773,9 @@ Phases (one after the other; all on 127.0.0.1, free ports):
                    (keep-alive, gzip) every --scrape-interval seconds: --scrapes after --warmup-scrapes
 
 CPU is the process CPU-time clock (all threads, nanoseconds; psutil user+system shown as a check), idle
-time between events included. RSS from psutil; peak RSS is VmHWM from /proc/PID/status.
+time between events included. RSS from psutil; peak RSS is VmHWM from /proc/PID/status. Every report the
+agent sends carries its usage (busy cores, memory used, power where readable) from its second cycle on: the
+sink counts them, and a measured report without usage fails the run.
 """
 
 EPILOG = """\
@@ -835,7 +873,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra node_exporter flag, repeatable, e.g. --node-exporter-arg=--no-collector.hwmon",
     )
     parser.add_argument(
-        "--rss-target-mib", type=float, default=60.0, help="the agent's peak RSS target in MiB (default %(default)s)"
+        "--rss-target-mib",
+        type=float,
+        default=40.0,
+        help="the agent's peak RSS target in MiB (default %(default)s, issue 15's)",
     )
     parser.add_argument(
         "--start-timeout",

@@ -2,7 +2,9 @@
 
 One thread runs `Agent.run`; the Prometheus exporter reads `AgentState` from its own thread.  The full
 inventory (CPU topology, GPUs, interconnects) is collected at start, every ``inventory_refresh_seconds`` and on
-`request_refresh` (SIGHUP); in between only memory is re-read, which keeps a cycle cheap.
+`request_refresh` (SIGHUP); in between only memory is re-read, which keeps a cycle cheap.  Each cycle also reads
+what the node consumes (`UsageSampler`: /proc/stat, RAPL counters, NVML utilisation and power) and attaches it
+to the report from the second cycle on; a failure there costs that cycle its usage, never its report.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from census_agent.backoff import backoff_delay, jittered
 from census_agent.collectors.inventory import collect_inventory, refresh_memory
 from census_agent.collectors.memory import collect_memory
 from census_agent.collectors.nvml import NvmlApi
+from census_agent.collectors.usage import UsageSampler
 from census_agent.collectors.vendor_tools import collect_vendor_facts
 from census_agent.config import AgentConfig
-from census_agent.models import Measurement, NodeInventory, Report
+from census_agent.models import Measurement, NodeInventory, Report, Usage
 from census_agent.push import Outcome, Pusher
 from census_agent.report import ComputeModel, build_report
 from census_agent.spool import Spool, SpoolEntry, SpoolError
@@ -60,6 +63,7 @@ class Agent:
         model: ComputeModel | None = None,
         measurements: list[Measurement] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -75,6 +79,7 @@ class Agent:
         self._refresh = threading.Event()
         self._inventory: NodeInventory | None = None
         self._inventory_at = 0.0
+        self._usage = UsageSampler(config.root, nvml, monotonic=monotonic)
 
     # --- control ---------------------------------------------------------------------------------------
 
@@ -103,6 +108,7 @@ class Agent:
                 vendor_facts=collect_vendor_facts if self.config.vendor_tools else None,
             )
             self._inventory_at = now
+            self._usage.reset_accelerators()  # NVML opened again next cycle: a device may have come or gone
             log.info(
                 "inventory collected: node %s, %d cores, %d accelerator(s); %s",
                 self._inventory.host.node_id,
@@ -114,16 +120,26 @@ class Agent:
         self._inventory = refresh_memory(self._inventory, collect_memory(self.config.root))
         return self._inventory
 
+    def usage(self, inventory: NodeInventory) -> Usage | None:
+        """What the node consumed since the previous cycle (None on the first); a failure is logged, not raised."""
+        try:
+            return self._usage.sample(inventory.memory, inventory.accelerators)
+        except Exception:
+            log.exception("could not read this cycle's usage; the report goes without it")
+            return None
+
     def make_report(self) -> tuple[Report, bytes, int]:
         """Build the next report (reserving its sequence number) and its JSON document."""
         sequence = self.spool.next_sequence()
+        inventory = self.inventory()
         report = build_report(
-            self.inventory(),
+            inventory,
             self.model,
             report_id=uuid.uuid4(),
             sequence=sequence,
             generated_at=datetime.fromtimestamp(self._clock(), tz=UTC),
             measurements=self.measurements,
+            usage=self.usage(inventory),
         )
         return report, report.model_dump_json().encode(), sequence
 
@@ -232,4 +248,5 @@ class Agent:
                     )
                     next_drain = self._clock() + delay
             self._stop.wait(max(0.0, min(next_report, next_drain) - self._clock()))
+        self._usage.reset_accelerators()
         log.info("agent stopped; %d report(s) left in the spool for the next start", self.spool.depth)

@@ -116,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(inspect)
     inspect.add_argument("--json", action="store_true", help="print the exact report document instead")
+    inspect.add_argument(
+        "--sample",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also read what the node uses (CPU busy cores, memory, accelerators, power) over SECONDS (0-60; "
+        "default 0: not sampled, inspect returns at once)",
+    )
 
     estimate = sub.add_parser(
         "estimate",
@@ -223,15 +231,23 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _local_report(config: AgentConfig, measurements: list[Measurement] | None = None) -> tuple[Report, str]:
+def _local_report(
+    config: AgentConfig, measurements: list[Measurement] | None = None, *, sample_seconds: float = 0.0
+) -> tuple[Report, str]:
+    nvml = default_api() if config.nvml else None
     inventory, scan = collect_inventory(
         config.root,
         labels=config.labels,
         declared_accelerators=config.accelerators,
         node_id=config.node_id,
-        nvml=default_api() if config.nvml else None,
+        nvml=nvml,
         vendor_facts=collect_vendor_facts if config.vendor_tools else None,
     )
+    usage = None
+    if sample_seconds > 0:
+        from census_agent.collectors.usage import sample_usage  # noqa: PLC0415 - only when asked
+
+        usage = sample_usage(config.root, nvml, inventory.accelerators, sample_seconds)
     report = build_report(
         inventory,
         ComputeModel(),
@@ -239,13 +255,23 @@ def _local_report(config: AgentConfig, measurements: list[Measurement] | None = 
         sequence=0,
         generated_at=datetime.now(tz=UTC),
         measurements=measurements,
+        usage=usage,
     )
     return report, scan.status
 
 
 def cmd_inspect(config: AgentConfig, args: argparse.Namespace) -> int:
     """``inspect``."""
-    report, status = _local_report(config)
+    if not 0 <= args.sample <= 60:
+        print("census-agent inspect: --sample must be in [0, 60] seconds", file=sys.stderr)
+        return EXIT_USAGE
+    report, status = _local_report(config, sample_seconds=args.sample)
+    if args.sample and report.usage is None:
+        print(
+            f"census-agent inspect: no usage: the CPU counters under {config.root} did not move in {args.sample:g} s "
+            "or cannot be read",
+            file=sys.stderr,
+        )
     print(report.model_dump_json(indent=2) if args.json else render_report(report, status))
     return EXIT_OK
 

@@ -38,6 +38,7 @@ class AgentCollector(Collector):
         depth, size = spool.depth, spool.size_bytes
 
         yield from self._node(report)
+        yield from self._usage(report)
 
         info = InfoMetricFamily("suanli_agent_build", "Version of the census agent.")
         info.add_metric([], {"version": __version__})
@@ -152,6 +153,64 @@ class AgentCollector(Collector):
             for m in report.measurements:
                 measured.add_metric([m.precision.value], m.flops)
             yield measured
+
+    @staticmethod
+    def _usage(report: Report | None) -> Iterator[Metric]:
+        """The consumed layer of the latest report: absent until the agent's second cycle."""
+        usage = report.usage if report is not None else None
+        if report is None or usage is None:
+            return
+        yield GaugeMetricFamily(
+            "suanli_node_cpu_busy_cores",
+            "Logical CPUs busy on average over the last interval (from /proc/stat).",
+            value=usage.cpu_busy_cores,
+        )
+        yield GaugeMetricFamily(
+            "suanli_node_memory_used_bytes",
+            "Main memory in use (MemTotal - MemAvailable).",
+            value=usage.memory_used_bytes,
+        )
+        yield GaugeMetricFamily(
+            "suanli_node_usage_interval_seconds",
+            "Length of the interval the usage figures cover.",
+            value=usage.interval_seconds,
+        )
+        models = {acc.index: acc.model for acc in report.inventory.accelerators}
+        families = {
+            "utilisation": GaugeMetricFamily(
+                "suanli_node_accelerator_utilisation_ratio",
+                "Share of the last sample period each accelerator was busy (NVML utilization.gpu).",
+                labels=["index", "model"],
+            ),
+            "memory_used_bytes": GaugeMetricFamily(
+                "suanli_node_accelerator_memory_used_bytes",
+                "Memory in use on each accelerator.",
+                labels=["index", "model"],
+            ),
+            "power_watts": GaugeMetricFamily(
+                "suanli_node_accelerator_power_watts", "Power draw of each accelerator.", labels=["index", "model"]
+            ),
+            "power_limit_watts": GaugeMetricFamily(
+                "suanli_node_accelerator_power_limit_watts",
+                "Power limit each accelerator's driver enforces.",
+                labels=["index", "model"],
+            ),
+        }
+        for acc in usage.accelerators:
+            labels = [str(acc.index), models.get(acc.index, "")]
+            for name, family in families.items():
+                value = getattr(acc, name)
+                if value is not None:
+                    family.add_metric(labels, value)
+        yield from families.values()
+        power = GaugeMetricFamily(
+            "suanli_node_power_watts",
+            "Power read without privilege: coverage cpu-package (RAPL package domains) or accelerators (NVML).",
+            labels=["coverage", "source"],
+        )
+        for reading in usage.power:
+            power.add_metric([reading.coverage, reading.source], reading.watts)
+        yield power
 
 
 def registry_for(agent: Agent) -> CollectorRegistry:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import unicodedata
 
 from census_agent.compute import is_unpriced
-from census_agent.models import ComponentPeaks, Measurement, NodePeaks, Precision, Provenance, Report
+from census_agent.models import ComponentPeaks, Measurement, NodePeaks, Precision, Provenance, Report, Usage
 
 _FLOPS_UNITS = ((1e18, "EFLOPS"), (1e15, "PFLOPS"), (1e12, "TFLOPS"), (1e9, "GFLOPS"), (1e6, "MFLOPS"))
 _BYTE_UNITS = ((2**50, "PiB"), (2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
@@ -137,7 +137,32 @@ def render_report(report: Report, gpu_status: str | None = None) -> str:
     lines += list(notes)
     if report.measurements:
         lines += ["", measurements_table(report.measurements, report.peaks)]
+    if report.usage is not None:
+        lines += ["", *usage_lines(report.usage, report)]
     return "\n".join(lines)
+
+
+def usage_lines(usage: Usage, report: Report) -> list[str]:
+    """What the node consumed over the sampled interval (``inspect --sample``), beside what it has."""
+    threads, memory = report.inventory.cpu.threads, report.inventory.memory.total_bytes
+    lines = [
+        f"Usage     over {usage.interval_seconds:.1f} s: CPU {usage.cpu_busy_cores:.2f} of {threads} logical CPUs busy "
+        f"({usage.cpu_busy_cores / threads:.0%}), memory {human_bytes(usage.memory_used_bytes)} used of "
+        f"{human_bytes(memory)} ({usage.memory_used_bytes / memory if memory else 0:.0%})"
+    ]
+    for acc in usage.accelerators:
+        parts = [
+            "busy -" if acc.utilisation is None else f"busy {acc.utilisation:.0%}",
+            "memory -" if acc.memory_used_bytes is None else f"{human_bytes(acc.memory_used_bytes)} used",
+            "power -" if acc.power_watts is None else f"{acc.power_watts:,.0f} W",
+        ]
+        if acc.power_limit_watts is not None:
+            parts.append(f"limit {acc.power_limit_watts:,.0f} W")
+        lines.append(f"          [{acc.index}] {', '.join(parts)}")
+    names = {"cpu-package": "CPU packages", "accelerators": "accelerators"}
+    power = [f"{names[p.coverage]} {p.watts:,.1f} W ({p.source})" for p in usage.power]
+    lines.append("Power     " + ("; ".join(power) or "none readable here (RAPL, NVML: see docs/agent.md)"))
+    return lines
 
 
 def measurements_table(measurements: list[Measurement], peaks: NodePeaks) -> str:

@@ -14,7 +14,7 @@ from uuid import UUID
 from census_agent import __version__
 from census_agent.catalogue import CatalogueEntry, load_default_catalogue
 from census_agent.compute import node_peaks
-from census_agent.models import Measurement, NodeInventory, NodePeaks, Report, TierDecision
+from census_agent.models import Measurement, NodeInventory, NodePeaks, Report, TierDecision, Usage
 from census_agent.tiers import TierRules, classify, load_default_rules
 
 
@@ -39,8 +39,9 @@ def build_report(
     sequence: int,
     generated_at: datetime,
     measurements: list[Measurement] | None = None,
+    usage: Usage | None = None,
 ) -> Report:
-    """The versioned report document for one inventory."""
+    """The versioned report document for one inventory (with what the node consumed, when it was sampled)."""
     peaks, tier = model.assess(inventory)
     return Report(
         report_id=report_id,
@@ -51,6 +52,7 @@ def build_report(
         peaks=peaks,
         tier=tier,
         measurements=measurements or [],
+        usage=usage,
     )
 
 

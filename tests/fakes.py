@@ -24,6 +24,22 @@ class FakeGpu:
 
 
 @dataclass
+class FakeGpuUsage:
+    """What NVML would say about one device's use now; None makes that query raise NotSupported."""
+
+    utilisation_percent: int | None = None
+    memory_used_bytes: int | None = None
+    power_mw: int | None = None
+    power_limit_mw: int | None = None
+
+
+def _usage_field(value: int | None, query: str) -> int:
+    if value is None:
+        raise NvmlNotSupported(f"{query}: Not Supported")
+    return value
+
+
+@dataclass
 class FakeNvml:
     """An `NvmlApi` over a list of fake GPUs; records init/shutdown so tests can check NVML is released."""
 
@@ -31,6 +47,7 @@ class FakeNvml:
     driver: str = "550.54.15"
     unavailable: bool = False
     calls: list[str] = field(default_factory=list)
+    usage: dict[str, FakeGpuUsage] = field(default_factory=dict)  # by uuid; a GPU not here supports no usage query
 
     def init(self) -> None:
         self.calls.append("init")
@@ -82,6 +99,21 @@ class FakeNvml:
         if mig is None:
             raise NvmlNotSupported("nvmlDeviceGetMigMode: Not Supported")
         return mig
+
+    def _usage(self, handle: object) -> FakeGpuUsage:
+        return self.usage.get(self._gpu(handle).uuid, FakeGpuUsage())
+
+    def utilisation_gpu_percent(self, handle: object) -> int:
+        return _usage_field(self._usage(handle).utilisation_percent, "nvmlDeviceGetUtilizationRates")
+
+    def memory_used_bytes(self, handle: object) -> int:
+        return _usage_field(self._usage(handle).memory_used_bytes, "nvmlDeviceGetMemoryInfo")
+
+    def power_usage_mw(self, handle: object) -> int:
+        return _usage_field(self._usage(handle).power_mw, "nvmlDeviceGetPowerUsage")
+
+    def enforced_power_limit_mw(self, handle: object) -> int:
+        return _usage_field(self._usage(handle).power_limit_mw, "nvmlDeviceGetEnforcedPowerLimit")
 
 
 def h100_node() -> FakeNvml:

@@ -3,18 +3,19 @@
 `PynvmlApi` adapts the real ``pynvml`` (nvidia-ml-py) module; it turns NVML's errors into two of ours:
 `NvmlUnavailable` (no library, no driver, init failed: the node has no usable NVIDIA GPU) and
 `NvmlNotSupported` (this device does not answer this query: the field stays unknown).  A missing NVML is
-never a crash: it is zero GPUs and one clear log line.
+never a crash: it is zero GPUs and one clear log line.  `read_gpu_usage` reads each device's utilisation,
+memory used and power every cycle (with NVML left initialised by its caller); it never changes the inventory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from census_agent.models import Accelerator
+from census_agent.models import MAX_BYTES, MAX_WATTS, Accelerator, AcceleratorUsage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +70,20 @@ class NvmlApi(Protocol):
 
     def mig_enabled(self, handle: object) -> bool:
         """Whether MIG mode is currently on; raises `NvmlNotSupported` on GPUs without MIG."""
+
+    # --- usage, read each cycle (`read_gpu_usage`); each raises `NvmlNotSupported` where the device cannot say
+
+    def utilisation_gpu_percent(self, handle: object) -> int:
+        """Percent of the last sample period (1/6 s to 1 s) a kernel ran (``utilization.gpu``)."""
+
+    def memory_used_bytes(self, handle: object) -> int:
+        """Framebuffer memory in use, in bytes."""
+
+    def power_usage_mw(self, handle: object) -> int:
+        """Current power draw of the board, in milliwatts."""
+
+    def enforced_power_limit_mw(self, handle: object) -> int:
+        """The power limit the driver enforces now, in milliwatts."""
 
 
 def _text(value: object) -> str:
@@ -153,6 +168,33 @@ class PynvmlApi:
         current, _pending = self._call("nvmlDeviceGetMigMode", handle)
         return bool(current == self._nvml.NVML_DEVICE_MIG_ENABLE)
 
+    # --- usage: any NVML error of one field (not only NotSupported: a GPU lost mid-cycle, a timeout) leaves that
+    # field unknown; only a library or driver that is gone (`NvmlUnavailable`) ends the cycle's reading.
+
+    def _field(self, fn: str, *args: object) -> Any:  # noqa: ANN401 - NVML returns many types
+        try:
+            return self._call(fn, *args)
+        except (NvmlUnavailable, NvmlNotSupported):
+            raise
+        except self._nvml.NVMLError as exc:
+            raise NvmlNotSupported(f"{fn}: {exc}") from exc
+
+    def utilisation_gpu_percent(self, handle: object) -> int:
+        """See `NvmlApi.utilisation_gpu_percent`."""
+        return int(self._field("nvmlDeviceGetUtilizationRates", handle).gpu)
+
+    def memory_used_bytes(self, handle: object) -> int:
+        """See `NvmlApi.memory_used_bytes`."""
+        return int(self._field("nvmlDeviceGetMemoryInfo", handle).used)
+
+    def power_usage_mw(self, handle: object) -> int:
+        """See `NvmlApi.power_usage_mw`."""
+        return int(self._field("nvmlDeviceGetPowerUsage", handle))
+
+    def enforced_power_limit_mw(self, handle: object) -> int:
+        """See `NvmlApi.enforced_power_limit_mw`."""
+        return int(self._field("nvmlDeviceGetEnforcedPowerLimit", handle))
+
 
 @dataclass(frozen=True, slots=True)
 class GpuScan:
@@ -210,6 +252,64 @@ def scan_gpus(api: NvmlApi | None) -> GpuScan:
         with contextlib.suppress(NvmlUnavailable, NvmlNotSupported):
             api.shutdown()
     return GpuScan(found, driver, f"{len(found)} NVIDIA GPU(s) via NVML, driver {driver or 'unknown'}")
+
+
+def pci_key(bus_id: str) -> str | None:
+    """A PCI address in one spelling (``0000:17:00.0``) whether NVML's (``00000000:17:00.0``, upper case) or
+    sysfs's; None when `bus_id` is not a PCI address."""
+    parts = bus_id.strip().lower().split(":")
+    if len(parts) == 2:
+        parts = ["0", *parts]
+    if len(parts) != 3 or "." not in parts[2]:
+        return None
+    device, _, function = parts[2].partition(".")
+    try:
+        return f"{int(parts[0], 16):04x}:{int(parts[1], 16):02x}:{int(device, 16):02x}.{int(function, 16):x}"
+    except ValueError:
+        return None
+
+
+def _watts(milliwatts: int | None) -> float | None:
+    return milliwatts / 1000 if milliwatts is not None and 0 <= milliwatts <= MAX_WATTS * 1000 else None
+
+
+def read_gpu_usage(api: NvmlApi, accelerators: Sequence[Accelerator]) -> list[AcceleratorUsage]:
+    """Utilisation, memory used, power draw and enforced power limit of each NVML device that is one of
+    `accelerators`, as `AcceleratorUsage` under that accelerator's index.  NVML must be initialised by the caller.
+
+    Matching: by PCI bus id where the accelerator has one (NVML's ``00000000:17:00.0`` and sysfs's
+    ``0000:17:00.0`` are the same address); else an accelerator found by NVML (``source == "nvml"``) without a bus
+    id is matched by its NVML index, which is its `Accelerator.index` (`scan_gpus` numbers them so).  A device
+    matched to no accelerator is skipped.  A field the device cannot report is None; raises `NvmlUnavailable`
+    only when NVML itself is gone."""
+    by_bus = {key: a.index for a in accelerators if a.pci_bus_id and (key := pci_key(a.pci_bus_id))}
+    by_nvml_index = {a.index: a.index for a in accelerators if a.source == "nvml" and not a.pci_bus_id}
+    found: list[AcceleratorUsage] = []
+    seen: set[int] = set()
+    for nvml_index in range(api.device_count()):
+        handle = _optional(api.handle, nvml_index)
+        if handle is None:
+            continue
+        bus = _optional(api.pci_bus_id, handle)
+        key = pci_key(bus) if bus else None
+        index = by_bus.get(key) if key else None
+        if index is None:
+            index = by_nvml_index.get(nvml_index)
+        if index is None or index in seen:
+            continue
+        seen.add(index)
+        percent = _optional(api.utilisation_gpu_percent, handle)
+        used = _optional(api.memory_used_bytes, handle)
+        found.append(
+            AcceleratorUsage(
+                index=index,
+                utilisation=percent / 100 if percent is not None and 0 <= percent <= 100 else None,
+                memory_used_bytes=used if used is not None and 0 <= used <= MAX_BYTES else None,
+                power_watts=_watts(_optional(api.power_usage_mw, handle)),
+                power_limit_watts=_watts(_optional(api.enforced_power_limit_mw, handle)),
+            )
+        )
+    return sorted(found, key=lambda u: u.index)
 
 
 def default_api() -> NvmlApi | None:

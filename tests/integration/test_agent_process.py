@@ -120,6 +120,8 @@ def test_server_outage_mid_run_loses_nothing_duplicates_nothing_keeps_order(
         "declared_peaks": {"fp64": None, "fp32": None, "fp16": None, "int8": None},
         "cpu_fp64_flops_per_cycle": None,
         "cpu_base_clock_hz": None,
+        "power_watts": None,
+        "site_pue": None,
     }
 
 
@@ -144,11 +146,13 @@ def test_agent_killed_while_server_is_down_delivers_its_spool_after_restart(
 
 
 def test_exporter_output_passes_promtool_and_shows_peaks_and_health(agent: AgentProcess, sink: ReportSink) -> None:
-    """/metrics passes `promtool check metrics` and carries the node's peaks per precision and push health."""
+    """/metrics passes `promtool check metrics` and carries the node's peaks per precision, push health and,
+    from the second cycle on, what the node uses (busy cores, memory used)."""
     promtool = shutil.which("promtool")
     assert promtool, "promtool (Debian package prometheus) is needed; .ci/run installs it"
-    wait_for(lambda: len(sink.received) >= 1, 30, "the first report")
+    wait_for(lambda: len(sink.received) >= 2, 30, "the second report")
     wait_for(lambda: "suanli_agent_last_push_success_timestamp_seconds " in agent.metrics(), 10, "metrics")
+    wait_for(lambda: "suanli_node_cpu_busy_cores " in agent.metrics(), 10, "usage metrics")
     text = agent.metrics()
     check = subprocess.run(
         [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30, check=False
@@ -158,6 +162,7 @@ def test_exporter_output_passes_promtool_and_shows_peaks_and_health(agent: Agent
         assert f'suanli_node_peak_flops{{precision="{precision}",provenance="formula"}}' in text
     assert 'region="440106"' in text
     assert "# TYPE suanli_agent_spool_reports gauge" in text
+    assert "# TYPE suanli_node_memory_used_bytes gauge" in text
     last_push = next(
         float(line.split()[1])
         for line in text.splitlines()
