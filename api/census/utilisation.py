@@ -204,9 +204,11 @@ class Window:
     held: list[HeldPoint]
 
 
-def tier_means_of(census: CensusResult, convention: Mapping[Tier, Precision]) -> dict[str, tuple[float, float]]:
-    """`tier_means` of every tier of a census, at the tier's headline precision."""
-    return {t.value: tier_means(census.by_tier.get(t.value), PRECISION_FIELD[convention[t]]) for t in Tier}
+def tier_means_of(
+    by_tier: Mapping[str, Totals], convention: Mapping[Tier, Precision]
+) -> dict[str, tuple[float, float]]:
+    """`tier_means` of every tier (the census's totals per tier), at the tier's headline precision."""
+    return {t.value: tier_means(by_tier.get(t.value), PRECISION_FIELD[convention[t]]) for t in Tier}
 
 
 @dataclass

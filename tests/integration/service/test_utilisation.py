@@ -435,6 +435,8 @@ def test_allocated_and_demand_come_from_job_rows_and_history_carries_three_layer
         doc = get_census(client, window=3600)
         history = client.get("/v1/census/history").json()
         tianhe_history = client.get("/v1/census/history", params={"region": "440112"}).json()
+        snapshot(engine, datetime.now(tz=UTC))  # a newer snapshot: the window's reduction is made anew
+        third = get_census(client, window=3600)
 
     ai_nodes = [s for s in sent if s.tier == "ai"]
     assert any(s.inventory.host.node_id == "alloc-dgx" for s in ai_nodes)
@@ -486,6 +488,14 @@ def test_allocated_and_demand_come_from_job_rows_and_history_carries_three_layer
     assert ai["energy"]["energy_kwh"] == pytest.approx(watts * covered_hours / 1000, rel=1e-6)
     facility = sum(s.watts() * (s.pue or 1.0) for s in ai_nodes)
     assert ai["energy"]["facility_energy_kwh"] == pytest.approx(facility * covered_hours / 1000, rel=1e-6)
+
+    assert third["window"]["snapshots"] == 3
+    assert third["window"]["covered_seconds"] >= window["covered_seconds"]
+    third_ai = tier_entry(third, "ai")["utilisation"]
+    assert third_ai["capacity_hours"]["cpu_hours"] == pytest.approx(
+        threads * third["window"]["covered_seconds"] / HOUR, rel=1e-6
+    )
+    assert third_ai["utilisation"]["cpu"] == pytest.approx(consumed_cpus / threads, rel=1e-9)
 
     points = history["points"]
     assert len(points) == 2
