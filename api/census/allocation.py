@@ -266,13 +266,13 @@ def demand(conn: Connection, since: datetime, now: datetime) -> dict[str, dict[s
     waits: dict[str, list[float]] = {}
     runs: dict[str, list[float]] = {}
     factors: dict[str, list[float]] = {}
-    recent = conn.execute(
-        select(jobs.c.tier, jobs.c.submitted_at, jobs.c.dispatched_at, jobs.c.finished_at).where(
-            jobs.c.dispatched_at.is_not(None),
-            (jobs.c.dispatched_at >= since) | (jobs.c.finished_at >= since),
-        )
-    ).all()
-    for tier, submitted_at, dispatched_at, finished_at in recent:
+    columns = (jobs.c.job_id, jobs.c.tier, jobs.c.submitted_at, jobs.c.dispatched_at, jobs.c.finished_at)
+    recent = {  # two indexed range reads (ix_jobs_dispatched_at, ix_jobs_finished_at), one row per job
+        row[0]: row[1:]
+        for where in (jobs.c.dispatched_at >= since, jobs.c.finished_at >= since)
+        for row in conn.execute(select(*columns).where(where, jobs.c.dispatched_at.is_not(None)))
+    }
+    for tier, submitted_at, dispatched_at, finished_at in recent.values():
         if tier is None:
             continue
         submitted, dispatched = aware(submitted_at), aware(dispatched_at)
