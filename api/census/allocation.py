@@ -94,7 +94,9 @@ def held_rows(conn: Connection) -> list[tuple[str, str, Held]]:
         for i in range(count):
             node = ids[i] if i < len(ids) else None
             region = regions.get(node, UNATTRIBUTED) if node is not None else UNATTRIBUTED
-            out.append((tier, region, Held(1.0 / count, cpus, gpus, memory)))
+            out.append(
+                (tier, region, Held(1.0 if i == 0 else 0.0, cpus, gpus, memory))
+            )  # a job counts at its first node
     return out
 
 

@@ -41,7 +41,7 @@ WINDOW_METHOD = (
 
 @dataclass
 class Held:
-    """What dispatched jobs hold: jobs (node-shares: a gang of n nodes counts n/n), CPUs, GPUs and memory."""
+    """What dispatched jobs hold: jobs (each counted where its first node is), CPUs, GPUs and memory."""
 
     jobs: float = 0.0
     cpus: float = 0.0
