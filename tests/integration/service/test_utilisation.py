@@ -21,12 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from api.census.liveness import snapshot, sweep
 from api.census.rollups import rebuild
 from api.db.engine import make_engine, write_transaction
-from api.db.tables import MEASURE_COLUMNS, nodes, rollups
 from api.jobs import store as job_store
 from census_agent.compute import accelerator_flops
 from census_agent.models import (
@@ -43,10 +42,12 @@ from scheduler.models import JobSpec, JobState, Resources, WorkloadClass
 from scheduler.queue import Wait
 from tests.inprocess import AppService
 from tests.integration.service.helpers import (
+    assert_rollups_are_node_sums,
     create_token,
     host_inventory,
     make_report,
     planned_inventory,
+    rollup_cells,
     stored,
 )
 
@@ -320,34 +321,6 @@ def test_usage_and_power_of_reports_are_summed_per_tier_and_region(quiet: AppSer
 
 
 # --- rollups -----------------------------------------------------------------------------------------------------
-
-
-def node_sums(engine: Engine) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Every measure summed over the nodes table per (tier, region, status)."""
-    sums = [func.count().label("nodes"), *[func.sum(nodes.c[c]).label(c) for c in MEASURE_COLUMNS]]
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(nodes.c.tier, func.coalesce(nodes.c.region_code, ""), nodes.c.status, *sums).group_by(
-                nodes.c.tier, nodes.c.region_code, nodes.c.status
-            )
-        ).all()
-    return {(r[0], r[1], r[2]): {c: float(r[3 + i]) for i, c in enumerate(("nodes", *MEASURE_COLUMNS))} for r in rows}
-
-
-def rollup_cells(engine: Engine) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Every non-empty rollup cell."""
-    columns = ("nodes", *MEASURE_COLUMNS)
-    with engine.connect() as conn:
-        rows = conn.execute(select(rollups)).mappings().all()
-    return {(r["tier"], r["region_code"], r["status"]): {c: float(r[c]) for c in columns} for r in rows if r["nodes"]}
-
-
-def assert_rollups_are_node_sums(engine: Engine) -> None:
-    expected, actual = node_sums(engine), rollup_cells(engine)
-    assert set(actual) == set(expected)
-    for key, values in expected.items():
-        for column, value in values.items():
-            assert actual[key][column] == pytest.approx(value, rel=1e-9, abs=1e-6), (key, column)
 
 
 def test_rollups_of_the_usage_measures_equal_the_sums_over_nodes_after_updates_and_status_changes(
