@@ -13,13 +13,17 @@ Must not: change any job, or decide anything about one.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import ColumnElement, Connection, Select, case, func, select
 
-from api.census.arithmetic import UNASSIGNED, CensusResult, Region, RollupRow, aggregate
+from api.census.arithmetic import UNASSIGNED, CensusResult, Region, RollupRow, Totals, aggregate
+from api.census.rollups import CellKey
 from api.census.utilisation import (
     HOUR,
     UNATTRIBUTED,
@@ -34,13 +38,15 @@ from api.census.utilisation import (
     weights,
 )
 from api.db import aware
-from api.db.tables import MEASURE_COLUMNS, allocation_snapshots, jobs, nodes, snapshots
+from api.db.tables import MEASURE_COLUMNS, PRECISION_COLUMNS, allocation_snapshots, jobs, nodes, snapshots
 from census_agent.models import Precision, Tier
 from scheduler.models import JobState
 
 HOLDING = (JobState.DISPATCHING.value, JobState.RUNNING.value)
 LOOKUP_CHUNK = 500  # node ids per IN (...) query
 VALUE_COLUMNS = ("nodes", *MEASURE_COLUMNS)
+# What a tier's means per accelerator and per logical CPU are computed from (`api.census.utilisation.tier_means`).
+MEANS_COLUMNS = ("threads", "accelerators", *PRECISION_COLUMNS, *(f"accelerator_{c}" for c in PRECISION_COLUMNS))
 
 
 def _resources(spec: str) -> tuple[float, float, float, int]:
@@ -88,7 +94,9 @@ def held_rows(conn: Connection) -> list[tuple[str, str, Held]]:
         for i in range(count):
             node = ids[i] if i < len(ids) else None
             region = regions.get(node, UNATTRIBUTED) if node is not None else UNATTRIBUTED
-            out.append((tier, region, Held(1.0 / count, cpus, gpus, memory)))
+            out.append(
+                (tier, region, Held(1.0 if i == 0 else 0.0, cpus, gpus, memory))
+            )  # a job counts at its first node
     return out
 
 
@@ -138,6 +146,61 @@ def allocation_series(
     return series
 
 
+@dataclass
+class _Reduced:
+    """A window's snapshots reduced once (snapshots are never changed, so this holds until a snapshot is added or
+    leaves the window): every cell's figures summed over all but the last snapshot, each x the hours it stands for
+    (fixed by the next snapshot's time), the last snapshot's own figures (its hours run until now), and the per-tier
+    means at snapshots where jobs held something."""
+
+    prefix: dict[CellKey, list[float]]
+    last: dict[CellKey, list[float]]
+    means: dict[datetime, dict[str, tuple[float, float]]] = field(default_factory=dict)
+
+
+_REDUCED: OrderedDict[tuple[Any, ...], _Reduced] = OrderedDict()
+_REDUCED_LOCK = threading.Lock()
+REDUCED_CACHE_SIZE = 64
+
+
+def _cells(conn: Connection, query: Select[Any]) -> dict[CellKey, list[float]]:
+    return {(r[0], r[1], r[2]): [float(v or 0) for v in r[3:]] for r in conn.execute(query)}
+
+
+def _reduce(conn: Connection, stored: list[datetime], seconds: list[float], counted: ColumnElement[bool]) -> _Reduced:
+    cell = (snapshots.c.tier, snapshots.c.region_code, snapshots.c.status)
+    prefix: dict[CellKey, list[float]] = {}
+    hours = {t: span / HOUR for t, span in zip(stored[:-1], seconds[:-1], strict=True) if span > 0}
+    if hours:
+        weight = case(hours, value=snapshots.c.taken_at, else_=0.0)
+        prefix = _cells(
+            conn,
+            select(*cell, *[func.sum(snapshots.c[c] * weight) for c in VALUE_COLUMNS])
+            .where(snapshots.c.taken_at.in_(list(hours)), counted)
+            .group_by(*cell),
+        )
+    last = _cells(
+        conn, select(*cell, *[snapshots.c[c] for c in VALUE_COLUMNS]).where(snapshots.c.taken_at == stored[-1], counted)
+    )
+    return _Reduced(prefix, last)
+
+
+def _means(
+    conn: Connection, stored: list[datetime], counted: ColumnElement[bool], convention: Mapping[Tier, Precision]
+) -> dict[datetime, dict[str, tuple[float, float]]]:
+    query = (
+        select(snapshots.c.taken_at, snapshots.c.tier, *[func.sum(snapshots.c[c]) for c in MEANS_COLUMNS])
+        .where(snapshots.c.taken_at.in_(stored), counted)
+        .group_by(snapshots.c.taken_at, snapshots.c.tier)
+    )
+    tiers_at: dict[datetime, dict[str, Totals]] = {aware(t): {} for t in stored}
+    for r in conn.execute(query):
+        totals = Totals()
+        totals.add({c: float(v or 0) for c, v in zip(MEANS_COLUMNS, r[2:], strict=True)})
+        tiers_at[aware(r[0])][r[1]] = totals
+    return {at: tier_means_of(tiers, convention) for at, tiers in tiers_at.items()}
+
+
 def window_of(
     conn: Connection,
     *,
@@ -148,33 +211,46 @@ def window_of(
     max_gap: float,
     convention: Mapping[Tier, Precision],
 ) -> tuple[Window, int, float]:
-    """The snapshots from `since` to `now` reduced to a `Window`; with their number and the seconds they cover."""
-    query = (
-        select(snapshots)
-        .where(snapshots.c.taken_at >= since, snapshots.c.taken_at <= now, snapshots.c.status.in_(statuses))
-        .order_by(snapshots.c.taken_at)
-    )
-    by_time: dict[datetime, list[Mapping[Any, Any]]] = {}
-    for r in conn.execute(query).mappings():
-        by_time.setdefault(aware(r["taken_at"]), []).append(r)
-    times = list(by_time)
+    """The snapshots from `since` to `now` reduced to a `Window`; with their number and the seconds they cover.
+
+    The database sums each cell's figures over the window's snapshots, each weighted by the hours it stands for (one
+    row per cell, not one per cell and snapshot); that reduction is kept (`_Reduced`, per database, statuses and set
+    of snapshot times) so a request between two snapshots costs one small query and a sum per cell."""
+    in_window = (snapshots.c.taken_at >= since) & (snapshots.c.taken_at <= now)
+    stored = sorted(conn.execute(select(snapshots.c.taken_at).where(in_window).distinct()).scalars().all(), key=aware)
+    times = [aware(t) for t in stored]
     seconds = weights(times, now, max_gap)
+    if not stored:
+        return Window(aggregate([], regions, set(statuses)), []), 0, 0.0
+    counted = snapshots.c.status.in_(statuses)
+    key = (conn.engine.url.render_as_string(), tuple(statuses), tuple(times), max_gap, tuple(convention.items()))
+    with _REDUCED_LOCK:
+        reduced = _REDUCED.get(key)
+        if reduced is not None:
+            _REDUCED.move_to_end(key)
+    if reduced is None:
+        reduced = _reduce(conn, stored, seconds, counted)
+        with _REDUCED_LOCK:
+            _REDUCED[key] = reduced
+            while len(_REDUCED) > REDUCED_CACHE_SIZE:
+                _REDUCED.popitem(last=False)
+    last_hours = seconds[-1] / HOUR
+    weighted: dict[CellKey, list[float]] = {k: list(v) for k, v in reduced.prefix.items()}
+    for cell, values in reduced.last.items():
+        sums = weighted.setdefault(cell, [0.0] * len(VALUE_COLUMNS))
+        for i, value in enumerate(values):
+            sums[i] += value * last_hours
+    rows = [RollupRow(*cell, dict(zip(VALUE_COLUMNS, v, strict=True))) for cell, v in weighted.items()]
+
     held = allocation_series(conn, since, now)
-    weighted: list[RollupRow] = []
-    held_points: list[HeldPoint] = []
-    for at, span in zip(times, seconds, strict=True):
-        hours = span / HOUR
-        rows = [
-            RollupRow(r["tier"], r["region_code"], r["status"], {c: float(r[c] or 0) for c in VALUE_COLUMNS})
-            for r in by_time[at]
-        ]
-        weighted += [
-            RollupRow(r.tier, r.region_code, r.status, {c: v * hours for c, v in r.values.items()}) for r in rows
-        ]
-        if held.get(at) and hours > 0:
-            census = aggregate(rows, regions, set(statuses))
-            held_points.append(HeldPoint(hours, aggregate_held(held[at], regions), tier_means_of(census, convention)))
-    return Window(aggregate(weighted, regions, set(statuses)), held_points), len(times), sum(seconds)
+    hours = {at: span / HOUR for at, span in zip(times, seconds, strict=True) if span > 0 and held.get(at)}
+    missing = [t for t in stored if aware(t) in hours and aware(t) not in reduced.means]
+    if missing:
+        reduced.means.update(_means(conn, missing, counted, convention))
+    held_points = [
+        HeldPoint(h, aggregate_held(held[at], regions), reduced.means.get(at, {})) for at, h in hours.items()
+    ]
+    return Window(aggregate(rows, regions, set(statuses)), held_points), len(times), sum(seconds)
 
 
 # --- demand --------------------------------------------------------------------------------------------------
@@ -192,13 +268,13 @@ def demand(conn: Connection, since: datetime, now: datetime) -> dict[str, dict[s
     waits: dict[str, list[float]] = {}
     runs: dict[str, list[float]] = {}
     factors: dict[str, list[float]] = {}
-    recent = conn.execute(
-        select(jobs.c.tier, jobs.c.submitted_at, jobs.c.dispatched_at, jobs.c.finished_at).where(
-            jobs.c.dispatched_at.is_not(None),
-            (jobs.c.dispatched_at >= since) | (jobs.c.finished_at >= since),
-        )
-    ).all()
-    for tier, submitted_at, dispatched_at, finished_at in recent:
+    columns = (jobs.c.job_id, jobs.c.tier, jobs.c.submitted_at, jobs.c.dispatched_at, jobs.c.finished_at)
+    recent = {  # two indexed range reads (ix_jobs_dispatched_at, ix_jobs_finished_at), one row per job
+        row[0]: row[1:]
+        for where in (jobs.c.dispatched_at >= since, jobs.c.finished_at >= since)
+        for row in conn.execute(select(*columns).where(where, jobs.c.dispatched_at.is_not(None)))
+    }
+    for tier, submitted_at, dispatched_at, finished_at in recent.values():
         if tier is None:
             continue
         submitted, dispatched = aware(submitted_at), aware(dispatched_at)

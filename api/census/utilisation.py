@@ -41,7 +41,7 @@ WINDOW_METHOD = (
 
 @dataclass
 class Held:
-    """What dispatched jobs hold: jobs (node-shares: a gang of n nodes counts n/n), CPUs, GPUs and memory."""
+    """What dispatched jobs hold: jobs (each counted where its first node is), CPUs, GPUs and memory."""
 
     jobs: float = 0.0
     cpus: float = 0.0
@@ -204,9 +204,11 @@ class Window:
     held: list[HeldPoint]
 
 
-def tier_means_of(census: CensusResult, convention: Mapping[Tier, Precision]) -> dict[str, tuple[float, float]]:
-    """`tier_means` of every tier of a census, at the tier's headline precision."""
-    return {t.value: tier_means(census.by_tier.get(t.value), PRECISION_FIELD[convention[t]]) for t in Tier}
+def tier_means_of(
+    by_tier: Mapping[str, Totals], convention: Mapping[Tier, Precision]
+) -> dict[str, tuple[float, float]]:
+    """`tier_means` of every tier (the census's totals per tier), at the tier's headline precision."""
+    return {t.value: tier_means(by_tier.get(t.value), PRECISION_FIELD[convention[t]]) for t in Tier}
 
 
 @dataclass

@@ -227,6 +227,9 @@ jobs = Table(
     Column("idempotency_key", String(128), nullable=True),
     Index("ix_jobs_owner_id_submitted", "owner_id", "submitted_at"),
     UniqueConstraint("owner_id", "idempotency_key"),
+    # The census's demand over a window (api.census.allocation.demand): jobs dispatched or ended since a time.
+    Index("ix_jobs_dispatched_at", "dispatched_at"),
+    Index("ix_jobs_finished_at", "finished_at"),
 )
 
 # Every state change of every job, written before the dispatcher acts on it.

@@ -30,43 +30,60 @@ COLUMN = {
 }
 
 
+PRECISIONS = tuple(Precision)  # the order of every per-precision tuple here
+CONSUMED = tuple(f"consumed_{COLUMN[p]}" for p in PRECISIONS)
+POWERED = tuple(f"powered_{COLUMN[p]}" for p in PRECISIONS)
+NO_USAGE: dict[str, float] = {
+    "usage_nodes": 0,
+    "cpu_busy_cores": 0.0,
+    "memory_used_bytes": 0.0,
+    "accelerators_busy": 0.0,
+    **dict.fromkeys(CONSUMED, 0.0),
+}
+UNPOWERED = dict.fromkeys(POWERED, 0.0)
+
+
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """What the usage measures need from a node's priced peaks, per precision."""
+    """What the usage measures need from a node's priced peaks, per precision (tuples in `PRECISIONS` order),
+    computed once per machine model: the per-report work is then a few multiplications."""
 
-    node: dict[Precision, float]  # the node's figure (declared, or the computed sum)
-    computed: dict[Precision, float]  # the computed sum of its parts
-    cpu: dict[Precision, float]
-    accelerators: dict[int, dict[Precision, float]]  # by accelerator index
+    node: tuple[float, ...]  # the node's figure (declared, or the computed sum)
+    computed: tuple[float, ...]  # the computed sum of its parts
+    cpu: tuple[float, ...]
+    accelerators: dict[int, tuple[float, ...]]  # by accelerator index
     unpriced: int
+    powered: dict[str, float]  # `powered_*` of the node when it has a power figure
 
     @property
-    def accelerator_total(self) -> dict[Precision, float]:
+    def accelerator_total(self) -> tuple[float, ...]:
         """The accelerators' part of the computed peak."""
-        return {p: sum(a[p] for a in self.accelerators.values()) for p in Precision}
+        return tuple(sum(a[i] for a in self.accelerators.values()) for i in range(len(PRECISIONS)))
 
 
 def parts_of(peaks: NodePeaks) -> Parts:
     """The parts of `peaks` that usage scaling and allocation need."""
-    cpu = dict.fromkeys(Precision, 0.0)
-    accelerators: dict[int, dict[Precision, float]] = {}
+    cpu = [0.0] * len(PRECISIONS)
+    accelerators: dict[int, tuple[float, ...]] = {}
     unpriced = 0
     for component in peaks.components:
-        figures = {p: component.figures[p].flops if p in component.figures else 0.0 for p in Precision}
+        figures = tuple(component.figures[p].flops if p in component.figures else 0.0 for p in PRECISIONS)
         if component.component == "cpu":
-            cpu = {p: cpu[p] + figures[p] for p in Precision}
+            cpu = [a + b for a, b in zip(cpu, figures, strict=True)]
             continue
         index = _index(component.component)
         if index is not None:
             accelerators[index] = figures
-        if any(f.provenance is Provenance.UNPRICED for f in component.figures.values()) or not any(figures.values()):
+        if any(f.provenance is Provenance.UNPRICED for f in component.figures.values()) or not any(figures):
             unpriced += 1
+    node = tuple(peaks.figures[p].flops for p in PRECISIONS)
     return Parts(
-        node={p: peaks.figures[p].flops for p in Precision},
-        computed={p: peaks.figures[p].computed_flops for p in Precision},
-        cpu=cpu,
+        node=node,
+        computed=tuple(peaks.figures[p].computed_flops for p in PRECISIONS),
+        cpu=tuple(cpu),
         accelerators=accelerators,
         unpriced=unpriced,
+        powered=dict(zip(POWERED, node, strict=True)),
     )
 
 
@@ -80,18 +97,16 @@ def static_measures(parts: Parts) -> dict[str, float]:
     total = parts.accelerator_total
     return {
         "unpriced_accelerators": parts.unpriced,
-        **{f"accelerator_{COLUMN[p]}": total[p] for p in Precision},
+        **{f"accelerator_{COLUMN[p]}": total[i] for i, p in enumerate(PRECISIONS)},
     }
 
 
 def usage_measures(inventory: NodeInventory, parts: Parts, usage: Usage | None) -> dict[str, float]:
     """The consumed and power measures of one report (zeros for what it does not say)."""
-    values: dict[str, float] = {}
-    threads = inventory.cpu.threads
     if usage is None:
-        values |= {"usage_nodes": 0, "cpu_busy_cores": 0.0, "memory_used_bytes": 0.0, "accelerators_busy": 0.0}
-        values |= {f"consumed_{COLUMN[p]}": 0.0 for p in Precision}
+        values = dict(NO_USAGE)
     else:
+        threads = inventory.cpu.threads
         busy = min(usage.cpu_busy_cores, float(threads))
         cpu_fraction = busy / threads if threads else 0.0
         utilisation = {
@@ -99,18 +114,18 @@ def usage_measures(inventory: NodeInventory, parts: Parts, usage: Usage | None) 
             for a in usage.accelerators
             if a.utilisation is not None and a.index in parts.accelerators
         }
-        values |= {
+        values = {
             "usage_nodes": 1,
             "cpu_busy_cores": busy,
             "memory_used_bytes": float(usage.memory_used_bytes),
             "accelerators_busy": sum(utilisation.values()),
         }
-        for p in Precision:
-            weighted = parts.cpu[p] * cpu_fraction
-            weighted += sum(figures[p] * utilisation.get(i, 0.0) for i, figures in parts.accelerators.items())
-            computed = parts.computed[p]
-            fraction = weighted / computed if computed else cpu_fraction
-            values[f"consumed_{COLUMN[p]}"] = parts.node[p] * fraction
+        weighted = [figure * cpu_fraction for figure in parts.cpu]
+        for index, share in utilisation.items():
+            for i, figure in enumerate(parts.accelerators[index]):
+                weighted[i] += figure * share
+        for name, part, computed, node in zip(CONSUMED, weighted, parts.computed, parts.node, strict=True):
+            values[name] = node * (part / computed if computed else cpu_fraction)
     values |= power_measures(inventory, parts, usage)
     return values
 
@@ -144,5 +159,5 @@ def power_measures(inventory: NodeInventory, parts: Parts, usage: Usage | None) 
         "measured_watts": measured_watts,
         "declared_watts": declared_watts,
         "facility_watts": (measured_watts + declared_watts) * (pue if pue is not None else 1.0),
-        **{f"powered_{COLUMN[p]}": parts.node[p] if powered else 0.0 for p in Precision},
+        **(parts.powered if powered else UNPOWERED),
     }

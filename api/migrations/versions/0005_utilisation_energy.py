@@ -4,7 +4,7 @@ Adds the measures of `api.db.tables.USAGE_COLUMNS` (unpriced accelerators, the a
 consumed CPU, memory, accelerators and FLOPS, measured / declared / facility power, the peak of powered nodes) to
 nodes, rollups and snapshots (not reports, whose columns the audit chain digests), each 0 by default (a node counts
 them from its next report; the rollups stay equal to the sums over nodes), and creates allocation_snapshots (what
-dispatched jobs held at each snapshot).
+dispatched jobs held at each snapshot) and the jobs indexes the census's demand over a window reads.
 
 Revision ID: 0005_utilisation_energy
 Revises: 0004_audit_chain
@@ -62,9 +62,13 @@ def upgrade() -> None:
         sa.Column("memory_bytes", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("taken_at", "tier", "region_code", name=op.f("pk_allocation_snapshots")),
     )
+    op.create_index("ix_jobs_dispatched_at", "jobs", ["dispatched_at"], unique=False)
+    op.create_index("ix_jobs_finished_at", "jobs", ["finished_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_finished_at", table_name="jobs")
+    op.drop_index("ix_jobs_dispatched_at", table_name="jobs")
     op.drop_table("allocation_snapshots")
     for table in TABLES:
         with op.batch_alter_table(table) as batch:

@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine, func, select
 
+from api.db.tables import MEASURE_COLUMNS, nodes, rollups
 from census_agent.collectors.inventory import collect_inventory
 from census_agent.models import Labels, NodeInventory, Report
 from census_agent.report import ComputeModel, build_report, inventory_from_document
@@ -211,3 +213,35 @@ def token_row(client: httpx.Client, token_id: int) -> dict[str, Any]:
     response = client.get("/v1/tokens")
     assert response.status_code == 200, response.text
     return next(t for t in response.json() if t["id"] == token_id)
+
+
+# --- rollups against the nodes they sum ----------------------------------------------------------------------
+
+
+def node_sums(engine: Engine) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Every measure summed over the nodes table per (tier, region, status)."""
+    sums = [func.count().label("nodes"), *[func.sum(nodes.c[c]).label(c) for c in MEASURE_COLUMNS]]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(nodes.c.tier, func.coalesce(nodes.c.region_code, ""), nodes.c.status, *sums).group_by(
+                nodes.c.tier, nodes.c.region_code, nodes.c.status
+            )
+        ).all()
+    return {(r[0], r[1], r[2]): {c: float(r[3 + i]) for i, c in enumerate(("nodes", *MEASURE_COLUMNS))} for r in rows}
+
+
+def rollup_cells(engine: Engine) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Every non-empty rollup cell."""
+    columns = ("nodes", *MEASURE_COLUMNS)
+    with engine.connect() as conn:
+        rows = conn.execute(select(rollups)).mappings().all()
+    return {(r["tier"], r["region_code"], r["status"]): {c: float(r[c]) for c in columns} for r in rows if r["nodes"]}
+
+
+def assert_rollups_are_node_sums(engine: Engine) -> None:
+    """Every rollup cell equals the sums over the nodes table of every measure (and no other cell is non-empty)."""
+    expected, actual = node_sums(engine), rollup_cells(engine)
+    assert set(actual) == set(expected)
+    for key, values in expected.items():
+        for column, value in values.items():
+            assert actual[key][column] == pytest.approx(value, rel=1e-9, abs=1e-6), (key, column)

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 import seeds
+from api.db.engine import make_engine
 from census_agent.models import Precision, Tier
 from tests.fleet import (
     CITY,
@@ -37,6 +38,7 @@ from tests.fleet import (
     reports,
 )
 from tests.inprocess import AppService
+from tests.integration.service.helpers import assert_rollups_are_node_sums
 from tests.servers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -243,7 +245,8 @@ def test_census_of_a_generated_fleet_equals_its_totals_by_construction(service: 
 def test_rollups_follow_region_and_tier_changes(service: AppService) -> None:
     """After the fleet, a newer report for 50 nodes moves them to another district, to no region, or to another
     tier by the operator's label: the census (kept as rollup deltas on ingest) equals the expected totals
-    recomputed for the modified fleet, and equals a direct scan of every node through GET /v1/nodes.
+    recomputed for the modified fleet, and equals a direct scan of every node through GET /v1/nodes; every rollup
+    cell equals the sums over the nodes table of every stored measure (the utilisation and power ones too).
     Replaying the superseded reports changes nothing."""
     fleet = generate_fleet(FLEET_SIZE)
     codes = list(DISTRICTS)
@@ -289,6 +292,11 @@ def test_rollups_follow_region_and_tier_changes(service: AppService) -> None:
     for tier in Tier:
         tier_doc = next(t for t in doc["by_tier"] if t["tier"] == tier.value)
         assert tier_doc["nodes"] == sum(1 for item in scan if item["tier"] == tier.value)
+    engine = make_engine(service.database_url)
+    try:
+        assert_rollups_are_node_sums(engine)
+    finally:
+        engine.dispose()
 
 
 # --- liveness --------------------------------------------------------------------------------------------

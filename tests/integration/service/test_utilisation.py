@@ -21,12 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from api.census.liveness import snapshot, sweep
 from api.census.rollups import rebuild
 from api.db.engine import make_engine, write_transaction
-from api.db.tables import MEASURE_COLUMNS, nodes, rollups
 from api.jobs import store as job_store
 from census_agent.compute import accelerator_flops
 from census_agent.models import (
@@ -43,10 +42,12 @@ from scheduler.models import JobSpec, JobState, Resources, WorkloadClass
 from scheduler.queue import Wait
 from tests.inprocess import AppService
 from tests.integration.service.helpers import (
+    assert_rollups_are_node_sums,
     create_token,
     host_inventory,
     make_report,
     planned_inventory,
+    rollup_cells,
     stored,
 )
 
@@ -322,34 +323,6 @@ def test_usage_and_power_of_reports_are_summed_per_tier_and_region(quiet: AppSer
 # --- rollups -----------------------------------------------------------------------------------------------------
 
 
-def node_sums(engine: Engine) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Every measure summed over the nodes table per (tier, region, status)."""
-    sums = [func.count().label("nodes"), *[func.sum(nodes.c[c]).label(c) for c in MEASURE_COLUMNS]]
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(nodes.c.tier, func.coalesce(nodes.c.region_code, ""), nodes.c.status, *sums).group_by(
-                nodes.c.tier, nodes.c.region_code, nodes.c.status
-            )
-        ).all()
-    return {(r[0], r[1], r[2]): {c: float(r[3 + i]) for i, c in enumerate(("nodes", *MEASURE_COLUMNS))} for r in rows}
-
-
-def rollup_cells(engine: Engine) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Every non-empty rollup cell."""
-    columns = ("nodes", *MEASURE_COLUMNS)
-    with engine.connect() as conn:
-        rows = conn.execute(select(rollups)).mappings().all()
-    return {(r["tier"], r["region_code"], r["status"]): {c: float(r[c]) for c in columns} for r in rows if r["nodes"]}
-
-
-def assert_rollups_are_node_sums(engine: Engine) -> None:
-    expected, actual = node_sums(engine), rollup_cells(engine)
-    assert set(actual) == set(expected)
-    for key, values in expected.items():
-        for column, value in values.items():
-            assert actual[key][column] == pytest.approx(value, rel=1e-9, abs=1e-6), (key, column)
-
-
 def test_rollups_of_the_usage_measures_equal_the_sums_over_nodes_after_updates_and_status_changes(
     quiet: AppService, engine: Engine
 ) -> None:
@@ -435,6 +408,8 @@ def test_allocated_and_demand_come_from_job_rows_and_history_carries_three_layer
         doc = get_census(client, window=3600)
         history = client.get("/v1/census/history").json()
         tianhe_history = client.get("/v1/census/history", params={"region": "440112"}).json()
+        snapshot(engine, datetime.now(tz=UTC))  # a newer snapshot: the window's reduction is made anew
+        third = get_census(client, window=3600)
 
     ai_nodes = [s for s in sent if s.tier == "ai"]
     assert any(s.inventory.host.node_id == "alloc-dgx" for s in ai_nodes)
@@ -486,6 +461,14 @@ def test_allocated_and_demand_come_from_job_rows_and_history_carries_three_layer
     assert ai["energy"]["energy_kwh"] == pytest.approx(watts * covered_hours / 1000, rel=1e-6)
     facility = sum(s.watts() * (s.pue or 1.0) for s in ai_nodes)
     assert ai["energy"]["facility_energy_kwh"] == pytest.approx(facility * covered_hours / 1000, rel=1e-6)
+
+    assert third["window"]["snapshots"] == 3
+    assert third["window"]["covered_seconds"] >= window["covered_seconds"]
+    third_ai = tier_entry(third, "ai")["utilisation"]
+    assert third_ai["capacity_hours"]["cpu_hours"] == pytest.approx(
+        threads * third["window"]["covered_seconds"] / HOUR, rel=1e-6
+    )
+    assert third_ai["utilisation"]["cpu"] == pytest.approx(consumed_cpus / threads, rel=1e-9)
 
     points = history["points"]
     assert len(points) == 2
