@@ -1,4 +1,5 @@
-"""The tiers as Ray Jobs API targets: submit, follow, stop and read jobs, and list each tier's alive nodes.
+"""The tiers as Ray Jobs API targets: submit, follow, stop and read jobs, and list each tier's alive nodes with
+what Ray says is available on each.
 
 A tier is either a label selector inside one shared Ray cluster (``{"suanli.io/tier": "hpc"}``) or a whole Ray
 cluster of its own (``label_selector=None``); `TierTarget` names the cluster's dashboard either way. The values
@@ -10,11 +11,17 @@ Every call carries the target's Ray token (``Authorization: Bearer``; `TierTarge
 config; a cluster with ``RAY_AUTH_MODE=token`` answers a call without it 401 and one with a wrong token 403, which
 are `RayRequestFailed` with that status (a configuration error, not an outage).
 
+Free capacity is Ray's own accounting: once per dispatch pass (`begin_pass`) and cluster, one read-only gRPC call
+to its GCS (`TierTarget.gcs`), ``AutoscalerStateService.GetClusterResourceState``, with the same token as
+``authorization`` metadata (`available`). Ray's dashboard has no structured per-node *available* figure: its
+``/api/cluster_status`` and ``/nodes?view=summary`` carry the autoscaler's report, refreshed every 5 s, keyed by
+node IP (so the raylets of one machine are merged) or as formatted text.
+
 Must not: log a target's token or put it in an error message; give Ray a runtime environment naming a local path
 (Ray's client would zip and upload the service's own files: `submit_arguments` refuses ``working_dir`` and
 ``py_modules``), call `ray.init` (the service is not a Ray driver; everything goes through the dashboard's HTTP
-APIs), import `api`, or raise Ray's own exceptions to callers: an unreachable cluster is `RayUnavailable` (keep the job
-queued and retry), an error answer is `RayRequestFailed`.
+APIs, but for the one read-only GCS call above), import `api`, or raise Ray's own exceptions to callers: an
+unreachable cluster is `RayUnavailable` (keep the job queued and retry), an error answer is `RayRequestFailed`.
 
 What Ray 2.60 does (observed with `scheduler.local_cluster`, 5 raylets and a 0-CPU head on 2 cores):
 
