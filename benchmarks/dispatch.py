@@ -38,6 +38,7 @@ from census_agent.labels import TIER_LABEL
 from scheduler.local_cluster import LocalRayCluster
 from scheduler.ray_backend import auth_headers
 from scheduler.slicing import RayletSpec
+from tests.ray_cluster import cluster_table
 from tests.service import ServiceProcess
 
 MIB = 2**20
@@ -139,7 +140,7 @@ def main() -> None:
     figures: dict[str, Any] = {}
     with LocalRayCluster(work / "ray", [raylet]) as cluster:
         config = work / "scheduler.toml"
-        config.write_text(f'[ray]\naddress = "{cluster.dashboard_url}"\ntoken_file = "{cluster.token_file}"\n')
+        config.write_text(f"[ray]\n{cluster_table(cluster)}")
         service = ServiceProcess(
             f"sqlite:///{work / 'suanli.db'}",
             work,

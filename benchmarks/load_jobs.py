@@ -70,7 +70,7 @@ from scheduler.local_cluster import LocalRayCluster
 from scheduler.models import RayJobState
 from scheduler.ray_backend import RayJobsBackend, auth_headers
 from tests.fleet import DISTRICTS
-from tests.ray_cluster import RAYLETS, TIERS
+from tests.ray_cluster import RAYLETS, TIERS, cluster_table
 from tests.service import ServiceProcess
 
 MIB = 2**20
@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     base: dict[str, Any] | None = None
     with LocalRayCluster(work / "ray", RAYLETS) as cluster:
         config = work / "scheduler.toml"
-        config.write_text(f'[ray]\naddress = "{cluster.dashboard_url}"\ntoken_file = "{cluster.token_file}"\n')
+        config.write_text(f"[ray]\n{cluster_table(cluster)}")
         service = ServiceProcess(
             f"sqlite:///{work / 'suanli.db'}",
             work,

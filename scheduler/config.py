@@ -4,6 +4,8 @@
     [ray]
     address = "http://127.0.0.1:8265"        # the Ray dashboard (Jobs API)
     token_file = "/etc/suanli/ray/token"     # the cluster's RAY_AUTH_MODE=token token (absolute path; optional)
+    gcs_address = "127.0.0.1:6379"           # its GCS, where free resources per node are read (optional:
+                                             # default the dashboard's host, port 6379)
 
     # ...and/or a tier that is a whole Ray cluster of its own (multi-cluster mode):
     [tiers.hpc]
@@ -30,11 +32,16 @@ cluster. It must be an absolute path to a non-empty file that other users cannot
 file without an address is refused. Without it, calls carry no token (a cluster without authentication). The
 token is never logged nor put in an error message.
 
+``gcs_address`` (``host:port``, ``[v6]:port``) names the cluster's GCS, which the dispatcher asks once per pass what
+Ray says is available on each node (`scheduler.ray_backend.RayJobsBackend.available`), with the same token. Absent,
+it is the dashboard's host on Ray's default GCS port (6379); given without ``address`` it is refused.
+
 Must not: log or echo a token; read anything but this file and the token files it names.
 """
 
 from __future__ import annotations
 
+import re
 import stat
 import tomllib
 from dataclasses import dataclass
@@ -56,6 +63,16 @@ def _dashboard_url(address: str) -> str:
     return address.rstrip("/")
 
 
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):(\d{1,5})$")
+
+
+def _gcs_address(address: str) -> str:
+    match = _HOST_PORT.match(address)
+    if match is None or not 0 < int(match.group(1)) < 65536:
+        raise ValueError("the Ray GCS as host:port (no scheme), e.g. 10.0.0.5:6379 or [fd00::5]:6379")
+    return address
+
+
 def _token_file(path: str) -> str:
     if not Path(path).is_absolute():
         raise ValueError("an absolute path to the Ray cluster's token file")
@@ -70,6 +87,7 @@ class ClusterTable(BaseModel):
 
     address: Annotated[str, AfterValidator(_dashboard_url)] | None = None
     token_file: Annotated[str, AfterValidator(_token_file)] | None = None
+    gcs_address: Annotated[str, AfterValidator(_gcs_address)] | None = None
 
 
 def read_token_file(path: Path) -> str:
@@ -126,14 +144,15 @@ class SchedulerConfig:
             raise refusal(exc, SchedulerFile) from None
         tokens = {tier: _token(entry, f"tiers.{tier.value}") for tier, entry in file.tiers.items()}
         targets = {
-            tier: TierTarget(entry.address, None, tokens[tier])
+            tier: TierTarget(entry.address, None, tokens[tier], entry.gcs_address)
             for tier, entry in file.tiers.items()
             if entry.address is not None
         }
         token = _token(file.ray, "ray")
         if file.ray.address is not None:
             for tier in Tier:
-                targets.setdefault(tier, TierTarget(file.ray.address, {TIER_LABEL: tier.value}, token))
+                target = TierTarget(file.ray.address, {TIER_LABEL: tier.value}, token, file.ray.gcs_address)
+                targets.setdefault(tier, target)
         if not targets:
             raise ValueError("no tier is served: give [ray] address or at least one [tiers.<tier>] address")
         return cls(targets, Policy.from_mapping(file.policy), file.dispatch.lost_after_seconds)
@@ -149,6 +168,8 @@ class SchedulerConfig:
 
 def _token(entry: ClusterTable, table: str) -> str | None:
     """The token of a cluster table, or None without ``token_file``; ValueError naming the key on a mistake."""
+    if entry.gcs_address is not None and entry.address is None:
+        raise ValueError(f"{table}.gcs_address: given without {table}.address")
     if entry.token_file is None:
         return None
     if entry.address is None:

@@ -8,8 +8,10 @@ Each `step`:
    runs twice);
 2. follows each dispatched job: Ray's status moves it on (running, succeeded, failed with its exit code,
    retried while it has retries left); a job past its time limit, or whose cancel was asked, is stopped;
-3. plans the queue (`scheduler.queue.plan`) against what is free, and for each job to start records the
-   decision (state ``dispatching``, tier, nodes, Ray submission id) *before* submitting it to Ray.
+3. plans the queue (`scheduler.queue.plan`) against what is free - what Ray says is available on each node,
+   read once per step (`Backend.begin_pass`), less Suanli's own jobs Ray has not accounted for yet
+   (`scheduler.queue.net_of_running`), so work placed on Ray by others is seen - and for each job to start
+   records the decision (state ``dispatching``, tier, nodes, Ray submission id) *before* submitting it to Ray.
 
 Every state change goes through the `JobStore` first and is acted on after, so a dispatcher killed at any
 point and started again finds each job where it left it: a ``dispatching`` job Ray does not know is submitted
@@ -69,7 +71,11 @@ class ActiveJob:
     stop_reason: str | None = None
 
     def holding(self) -> RunningJob:
-        """What it holds, for the queue: its nodes until its time limit (counted from dispatch until it runs)."""
+        """What it holds, for the queue: its nodes until its time limit (counted from dispatch until it runs).
+
+        Ray holds its share itself (so Ray's free figures count it) once it is stored as running: Ray was seen
+        running it in an earlier step, before this step's capacity was read. A gang's placement group is
+        reserved only after its entrypoint runs, so Suanli always subtracts a gang itself (`net_of_running`)."""
         started = self.started_at if self.started_at is not None else self.dispatched_at
         return RunningJob(
             self.job_id,
@@ -79,6 +85,7 @@ class ActiveJob:
             self.spec.resources,
             started,
             self.spec.time_limit_seconds,
+            ray_holds=self.state is JobState.RUNNING and self.spec.resources.nodes == 1,
         )
 
 
@@ -157,7 +164,11 @@ class Backend(Protocol):
         ...
 
     def nodes(self, tier: str) -> list[RayNode]:
-        """The tier's alive nodes."""
+        """The tier's alive nodes, with what Ray says is available on each (read once per pass)."""
+        ...
+
+    def begin_pass(self) -> None:
+        """A new dispatch pass: forget the capacity read for the last one."""
         ...
 
     def jobs(self, tier: str) -> dict[str, RayJobStatus]:
@@ -180,10 +191,19 @@ class StepReport:
 
 
 def node_views(tier: Tier, nodes: Sequence[RayNode]) -> list[NodeView]:
-    """Ray's nodes of a tier as the scheduler's (idle) node views."""
+    """Ray's nodes of a tier as the scheduler's node views, free as Ray says (its totals where Ray did not say)."""
     return [
         NodeView(
-            n.node_id, tier, n.cpus, n.gpus, n.memory_bytes, n.cpus, n.gpus, n.memory_bytes, n.labels.get(REGION_LABEL)
+            n.node_id,
+            tier,
+            n.cpus,
+            n.gpus,
+            n.memory_bytes,
+            n.cpus if n.free_cpus is None else n.free_cpus,
+            n.gpus if n.free_gpus is None else n.free_gpus,
+            n.memory_bytes if n.free_memory_bytes is None else n.free_memory_bytes,
+            n.labels.get(REGION_LABEL),
+            name=n.name,
         )
         for n in nodes
     ]
@@ -289,6 +309,7 @@ class Dispatcher:
     def step(self, now: float) -> StepReport:
         """One round: follow, stop, plan, dispatch."""
         report = StepReport()
+        self.backend.begin_pass()  # this step's capacity is read after every earlier step's follow
         nodes = self.cluster(report, now)
         active = self.store.active()
         if self._sweep:

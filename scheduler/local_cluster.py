@@ -186,8 +186,8 @@ class LocalRayCluster:
         return self.workdir / TOKEN_FILE_NAME
 
     def target(self, label_selector: dict[str, str] | None = None) -> TierTarget:
-        """A scheduler target on this cluster (its dashboard and token), for nodes matching `label_selector`."""
-        return TierTarget(self.dashboard_url, label_selector, self.token)
+        """A scheduler target on this cluster (its dashboard, token and GCS), for nodes matching `label_selector`."""
+        return TierTarget(self.dashboard_url, label_selector, self.token, self.address)
 
     # -- start -------------------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -132,7 +133,12 @@ class JobSpec(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class NodeView:
-    """One node that can run jobs, as the scheduler sees it: its tier, totals and what is free now."""
+    """One node that can run jobs, as the scheduler sees it: its tier, totals and what is free now.
+
+    Built from Ray's node (`scheduler.dispatcher.node_views`) the free figures are what Ray says is available on
+    it; `scheduler.queue.net_of_running` turns them into what Suanli may still place there (less its own jobs Ray
+    has not accounted for yet) and fills ``outside_*``: what Ray says is held on the node by work Suanli did not
+    place (a job submitted straight to Ray, an actor), which a waiting job's reason names."""
 
     node_id: str
     tier: Tier
@@ -143,6 +149,15 @@ class NodeView:
     free_gpus: float
     free_memory_bytes: float
     region: str | None = None
+    outside_cpus: float = 0.0
+    outside_gpus: float = 0.0
+    outside_memory_bytes: float = 0.0
+    name: str = ""  # Ray's node name (e.g. hpc-0), for reasons; "" when it has none
+
+    @property
+    def label(self) -> str:
+        """How a reason names the node: its name and the start of its id, or its id."""
+        return f"{self.name} ({self.node_id[:8]})" if self.name else self.node_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +181,9 @@ class RunningJob:
     resources: Resources
     started_at: float
     time_limit_seconds: int
+    # True once Ray was seen running it before this pass's capacity snapshot was read: Ray's free figures then
+    # already count what it holds. False (the safe default) while it may not have: Suanli subtracts it itself.
+    ray_holds: bool = False
 
     @property
     def ends_by(self) -> float:
@@ -176,20 +194,35 @@ class RunningJob:
 # -- the Ray side, as plain data ----------------------------------------------------------------------------------
 
 
+GCS_DEFAULT_PORT = 6379  # Ray's default GCS port (`ray start --head --port`)
+
+
 @dataclass(frozen=True)
 class TierTarget:
-    """Where a tier's jobs go: a Ray dashboard URL, in a shared cluster the selector of the tier's nodes, and the
-    cluster's Ray authentication token (``RAY_AUTH_MODE=token``; None: a cluster without token authentication).
-    The token is left out of the repr, so logging a target never logs it."""
+    """Where a tier's jobs go: a Ray dashboard URL, in a shared cluster the selector of the tier's nodes, the
+    cluster's Ray authentication token (``RAY_AUTH_MODE=token``; None: a cluster without token authentication),
+    and its GCS address (``host:port``), where Ray's per-node available resources are read (None: the dashboard's
+    host on Ray's default GCS port). The token is left out of the repr, so logging a target never logs it."""
 
     address: str  # e.g. "http://127.0.0.1:8265"
     label_selector: Mapping[str, str] | None = None  # {"suanli.io/tier": "hpc"}, or None: the whole cluster
     token: str | None = field(default=None, repr=False)
+    gcs_address: str | None = None  # e.g. "10.0.0.5:6379"
+
+    @property
+    def gcs(self) -> str:
+        """The GCS address to ask: `gcs_address`, or the dashboard's host on port 6379."""
+        if self.gcs_address is not None:
+            return self.gcs_address
+        host = urlsplit(self.address).hostname or "127.0.0.1"
+        return f"[{host}]:{GCS_DEFAULT_PORT}" if ":" in host else f"{host}:{GCS_DEFAULT_PORT}"
 
 
 @dataclass(frozen=True)
 class RayNode:
-    """One alive Ray node serving a tier, with the resources it was started with."""
+    """One alive Ray node serving a tier: the resources it was started with and what Ray says is available on it
+    now (``free_*``: Ray's own accounting, whoever holds the rest; None from a backend that does not report it, in
+    which case the totals are taken and only Suanli's own jobs are subtracted)."""
 
     node_id: str
     cpus: float
@@ -197,6 +230,9 @@ class RayNode:
     memory_bytes: float
     labels: Mapping[str, str] = field(default_factory=dict)
     name: str = ""
+    free_cpus: float | None = None
+    free_gpus: float | None = None
+    free_memory_bytes: float | None = None
 
 
 class RayJobState(StrEnum):

@@ -25,6 +25,7 @@ from scheduler.models import NodeView, Resources, WorkloadClass
 from scheduler.tables import ClassName, TierName, refusal
 
 GiB = 2**30
+OUTSIDE = "held by work outside Suanli"  # how a reason names what Ray holds for others on a node
 
 
 class Placement(StrEnum):
@@ -216,6 +217,12 @@ class Pool:
             self.by_tier[n.tier].append(i)
         self._cursor: dict[tuple[Any, ...], int] = {}  # first-fit: where a shape's last search found room
         self._no_room: set[tuple[Any, ...]] = set()  # best-memory-fit: shapes that found no room this pass
+        # nodes on which Ray reports work outside Suanli, per tier (most passes: none, and no note is built)
+        self._outside: dict[Tier, list[int]] = {t: [] for t in Tier}
+        for i, n in enumerate(self.nodes):
+            if n.outside_cpus > 0 or n.outside_gpus > 0 or n.outside_memory_bytes > 0:
+                self._outside[n.tier].append(i)
+        self._notes: dict[tuple[Any, ...], str | None] = {}
 
     def fits_now(self, i: int, r: Resources) -> bool:
         """Whether node `i` has room for one per-node share of `r` now."""
@@ -256,6 +263,37 @@ class Pool:
             self._no_room.add(key)
             return None
         return [i for _, i in fitting[: r.nodes]]
+
+    def outside_note(self, tier: Tier, r: Resources, most: int = 3) -> str | None:
+        """The nodes of `tier` that could hold a share of `r` by their totals but lack room now where Ray reports
+        work outside Suanli, with what is free and what that work holds ("hpc node hpc-0 (5051f019): 0 CPUs
+        free per Ray (2 held by work outside Suanli)"), at most `most` named; None when there are none.
+        Computed once per tier and request shape in a pass (free capacity only shrinks)."""
+        if not self._outside[tier]:
+            return None
+        key = (tier, r.cpus, r.gpus, r.memory_bytes)
+        if key in self._notes:
+            return self._notes[key]
+        named = []
+        for i in self._outside[tier]:
+            n = self.nodes[i]
+            if not fits(n, r) or self.fits_now(i, r):
+                continue
+            short = []
+            if self.free_cpus[i] < r.cpus and n.outside_cpus > 0:
+                short.append(f"{self.free_cpus[i]:g} CPUs free per Ray ({n.outside_cpus:g} {OUTSIDE})")
+            if self.free_gpus[i] < r.gpus and n.outside_gpus > 0:
+                short.append(f"{self.free_gpus[i]:g} GPUs free per Ray ({n.outside_gpus:g} {OUTSIDE})")
+            if self.free_memory[i] < r.memory_bytes and n.outside_memory_bytes > 0:
+                free, held = self.free_memory[i] / GiB, n.outside_memory_bytes / GiB
+                short.append(f"{free:.1f} GiB memory free per Ray ({held:.1f} GiB {OUTSIDE})")
+            if short:
+                named.append(f"{tier} node {n.label}: {', '.join(short)}")
+        note = "; ".join(named[:most]) if named else None
+        if note is not None and len(named) > most:
+            note += f"; and {len(named) - most} more node(s) {OUTSIDE}"
+        self._notes[key] = note
+        return note
 
     def region_order(self, tier: Tier, region: str | None) -> list[int]:
         """The tier's nodes with those in `region` (or under it: a district is under its city) first."""

@@ -75,8 +75,18 @@ class _Reservation:
 
 def _when(t: float) -> str:
     if math.isinf(t):
-        return "when nodes of the tier come back"
+        return "when nodes of the tier come back or work outside Suanli frees them"
     return "by " + datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _until(t: float, *, outside: bool) -> str:
+    """A reservation's start in a reason: at the latest by Suanli's running jobs' limits, unless work outside
+    Suanli, whose end nobody knows, holds nodes too."""
+    if math.isinf(t):
+        return _when(t)
+    if outside:
+        return f"{_when(t)} if the work outside Suanli has ended by then"
+    return f"{_when(t)} at the latest (running jobs' time limits)"
 
 
 class _Pass:
@@ -159,12 +169,15 @@ class _Pass:
         if quota_notes and not tried:
             return Wait(job.job_id, home, position, "waits for quota: " + "; ".join(quota_notes))
         reason = f"waits for {home}: no room now for {describe(r)}"
+        outside = [note for tier in tried if (note := self.pool.outside_note(tier, r)) is not None]
+        if outside:
+            reason += "; " + "; ".join(outside)
         reservation = self.reservations.get(home)
         if reservation is None and home not in self.blocked and not quota_notes:
             if self.policy.backfill:
                 reservation = self._reserve(job.job_id, home, r)
                 self.reservations[home] = reservation
-                until = f"{_when(reservation.at)} at the latest (running jobs' time limits)"
+                until = _until(reservation.at, outside=bool(outside))
                 return Wait(job.job_id, home, position, f"{reason}; next in line, nodes reserved to start {until}")
             self.blocked.add(home)
             return Wait(job.job_id, home, position, f"{reason}; next in line (strict order: nothing starts behind it)")
@@ -274,19 +287,51 @@ def plan(
 
 
 def net_of_running(nodes: Sequence[NodeView], running: Sequence[RunningJob]) -> list[NodeView]:
-    """`nodes` with their free capacity set to their totals less what `running` jobs hold on them."""
+    """`nodes` (their free figures: what Ray says is available) with what Suanli may still place on each, and what
+    Ray says work outside Suanli holds there.
+
+    Per node and resource, with T its total, A what Ray says is available, S everything Suanli's dispatched jobs
+    hold there and P the part of S that Ray may not have accounted for yet (jobs not yet seen running by Ray
+    before this pass's snapshot: `RunningJob.ray_holds` False)::
+
+        free    = max(0, min(T - S, A - P))
+        outside = max(0, T - A - S)
+
+    ``A - P`` counts each of Suanli's jobs once: the ones Ray holds are in A already, the others are taken off
+    here, so a job in the window between its dispatch and Ray's reservation is never counted as free. Erring
+    is one-sided: a job Ray has in fact reserved but not yet been seen running is counted twice (a node looks
+    fuller than it is for a step or two), never zero times. ``T - S`` keeps the old bound (a job Ray has
+    released but Suanli has not yet seen end still holds its share). ``outside`` is a lower bound (Suanli's jobs
+    not yet in A are not blamed on others), for the reasons only. Nodes whose free figures are their totals (a
+    backend that does not report availability) get ``T - S`` and no outside work."""
     held: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    pending: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for job in running:
         r = job.resources
         for node_id in job.node_ids:
-            h = held[node_id]
-            h[0] += r.cpus
-            h[1] += r.gpus
-            h[2] += r.memory_bytes
+            for tally in (held[node_id],) if job.ray_holds else (held[node_id], pending[node_id]):
+                tally[0] += r.cpus
+                tally[1] += r.gpus
+                tally[2] += r.memory_bytes
     views = []
     for n in nodes:
-        c, g, m = held.get(n.node_id, (0.0, 0.0, 0.0))
-        views.append(replace(n, free_cpus=n.cpus - c, free_gpus=n.gpus - g, free_memory_bytes=n.memory_bytes - m))
+        s = held.get(n.node_id, (0.0, 0.0, 0.0))
+        p = pending.get(n.node_id, (0.0, 0.0, 0.0))
+        totals = (n.cpus, n.gpus, n.memory_bytes)
+        ray_free = (n.free_cpus, n.free_gpus, n.free_memory_bytes)
+        free = [max(0.0, min(t - si, a - pi)) for t, a, si, pi in zip(totals, ray_free, s, p, strict=True)]
+        outside = [max(0.0, t - a - si) for t, a, si in zip(totals, ray_free, s, strict=True)]
+        views.append(
+            replace(
+                n,
+                free_cpus=free[0],
+                free_gpus=free[1],
+                free_memory_bytes=free[2],
+                outside_cpus=outside[0],
+                outside_gpus=outside[1],
+                outside_memory_bytes=outside[2],
+            )
+        )
     return views
 
 

@@ -1,4 +1,5 @@
-"""The tiers as Ray Jobs API targets: submit, follow, stop and read jobs, and list each tier's alive nodes.
+"""The tiers as Ray Jobs API targets: submit, follow, stop and read jobs, and list each tier's alive nodes with
+what Ray says is available on each.
 
 A tier is either a label selector inside one shared Ray cluster (``{"suanli.io/tier": "hpc"}``) or a whole Ray
 cluster of its own (``label_selector=None``); `TierTarget` names the cluster's dashboard either way. The values
@@ -10,11 +11,17 @@ Every call carries the target's Ray token (``Authorization: Bearer``; `TierTarge
 config; a cluster with ``RAY_AUTH_MODE=token`` answers a call without it 401 and one with a wrong token 403, which
 are `RayRequestFailed` with that status (a configuration error, not an outage).
 
+Free capacity is Ray's own accounting: once per dispatch pass (`begin_pass`) and cluster, one read-only gRPC call
+to its GCS (`TierTarget.gcs`), ``AutoscalerStateService.GetClusterResourceState``, with the same token as
+``authorization`` metadata (`available`). Ray's dashboard has no structured per-node *available* figure: its
+``/api/cluster_status`` and ``/nodes?view=summary`` carry the autoscaler's report, refreshed every 5 s, keyed by
+node IP (so the raylets of one machine are merged) or as formatted text.
+
 Must not: log a target's token or put it in an error message; give Ray a runtime environment naming a local path
 (Ray's client would zip and upload the service's own files: `submit_arguments` refuses ``working_dir`` and
 ``py_modules``), call `ray.init` (the service is not a Ray driver; everything goes through the dashboard's HTTP
-APIs), import `api`, or raise Ray's own exceptions to callers: an unreachable cluster is `RayUnavailable` (keep the job
-queued and retry), an error answer is `RayRequestFailed`.
+APIs, but for the one read-only GCS call above), import `api`, or raise Ray's own exceptions to callers: an
+unreachable cluster is `RayUnavailable` (keep the job queued and retry), an error answer is `RayRequestFailed`.
 
 What Ray 2.60 does (observed with `scheduler.local_cluster`, 5 raylets and a 0-CPU head on 2 cores):
 
@@ -52,6 +59,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import aiohttp
+import grpc  # type: ignore[import-untyped]  # ships no type information
+from ray.core.generated import autoscaler_pb2, autoscaler_pb2_grpc
 from ray.exceptions import AuthenticationError
 from ray.job_submission import JobDetails, JobStatus, JobSubmissionClient, JobType
 from ray.util.state import StateApiClient
@@ -138,6 +147,47 @@ def submit_arguments(
     }
 
 
+Free = tuple[float, float, float]  # what Ray says is available on a node: CPUs, GPUs, memory bytes
+GRPC_MAX_MESSAGE_BYTES = 256 * 2**20  # a GCS answer for tens of thousands of nodes exceeds gRPC's 4 MiB default
+
+
+# Ray's generated protobuf modules carry no type information: they are used through Any, in the two functions
+# below only, and what they answer is read into plain values there.
+_PROTO: Any = autoscaler_pb2
+_GRPC: Any = autoscaler_pb2_grpc
+
+
+def available_by_node(state: Any) -> dict[str, Free]:  # noqa: ANN401 - a ClusterResourceState message
+    """What Ray says is available on each alive node of a `ClusterResourceState` (node id hex -> CPUs, GPUs,
+    memory bytes). Ray leaves a resource with nothing available out of the map: absent is 0. Dead nodes are
+    left out (a node Ray does not list is one Suanli places nothing on)."""
+    found = {}
+    for node in state.node_states:
+        if node.status == _PROTO.NodeStatus.DEAD:
+            continue
+        available = node.available_resources
+        found[node.node_id.hex()] = (
+            float(available.get("CPU", 0.0)),
+            float(available.get("GPU", 0.0)),
+            float(available.get("memory", 0.0)),
+        )
+    return found
+
+
+def cluster_resource_state(gcs: str, token: str | None, timeout_s: float) -> Any:  # noqa: ANN401 - a message
+    """Ray's own accounting of every node's total and available resources, from the GCS
+    (``AutoscalerStateService.GetClusterResourceState``, the call Ray's autoscaler reads: one unary RPC that the
+    GCS answers from memory, kept current by each raylet's resource reports), with the cluster's token as
+    ``authorization: Bearer`` metadata (how Ray's own clients send it). Read only; grpc's exceptions."""
+    metadata = () if token is None else (("authorization", f"Bearer {token}"),)
+    options = [("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES)]
+    with grpc.insecure_channel(gcs, options=options) as channel:
+        reply = _GRPC.AutoscalerStateServiceStub(channel).GetClusterResourceState(
+            _PROTO.GetClusterResourceStateRequest(), timeout=timeout_s, metadata=metadata
+        )
+    return reply.cluster_resource_state
+
+
 def auth_headers(token: str | None) -> dict[str, str]:
     """The HTTP header that carries a Ray cluster's token (what Ray's dashboard checks); none without a token.
 
@@ -214,6 +264,7 @@ class RayJobsBackend:
         self.targets: dict[str, TierTarget] = {str(tier): target for tier, target in targets.items()}
         self.timeout_s = timeout_s
         self._clients: dict[tuple[str, str | None], _TimedJobClient] = {}  # by (address, token)
+        self._available: dict[tuple[str, str | None], dict[str, Free]] = {}  # this pass's, by (GCS, token)
         self._lock = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------------------------------------
@@ -366,18 +417,53 @@ class RayJobsBackend:
 
     # -- nodes -------------------------------------------------------------------------------------------------
 
+    def begin_pass(self) -> None:
+        """A new dispatch pass: forget the available resources read for the last one (each cluster's are read
+        once per pass, however many tiers it serves)."""
+        with self._lock:
+            self._available.clear()
+
+    def available(self, tier: str) -> dict[str, Free]:
+        """What Ray says is available on each alive node of `tier`'s cluster (node id -> CPUs, GPUs, memory
+        bytes), read from its GCS once per pass (`begin_pass`). A GCS that cannot be asked is `RayRequestFailed`,
+        never `RayUnavailable`: the dashboard answered, so the tier's running jobs are not presumed lost; its jobs
+        wait until Ray's figures can be read."""
+        target = self._target(tier)
+        key = (target.gcs, target.token)
+        with self._lock:
+            cached = self._available.get(key)
+        if cached is not None:
+            return cached
+        try:
+            state = cluster_resource_state(target.gcs, target.token, self.timeout_s)
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            detail = exc.details() if isinstance(exc, grpc.Call) else None
+            detail = (detail or "").strip()[:200]
+            if target.token:
+                detail = detail.replace(target.token, "***")
+            what = f"read available resources from the GCS at {target.gcs}"
+            status = 401 if code is grpc.StatusCode.UNAUTHENTICATED else None
+            raise RayRequestFailed(tier, f"{what}: {code.name if code else 'error'}: {detail}", status) from None
+        found = available_by_node(state)
+        with self._lock:
+            return self._available.setdefault(key, found)
+
     def nodes(self, tier: str) -> list[RayNode]:
         """The tier's alive nodes: those matching its selector, or, for a cluster of its own, every alive node
-        with CPUs or GPUs (a 0-CPU head is left out)."""
+        with CPUs or GPUs (a 0-CPU head is left out), each with what Ray says is available on it now
+        (`available`; a node Ray's accounting does not list yet has nothing free)."""
         target = self._target(tier)
         with self._errors(tier, "list nodes"):
             states = list_node_states(target.address, target.token, max(1, math.ceil(self.timeout_s)))
+        free = self.available(tier)
         found = []
         for state in states:
             if state.state != "ALIVE":
                 continue
             resources = {str(k): float(v) for k, v in (state.resources_total or {}).items()}
             labels = {str(k): str(v) for k, v in (state.labels or {}).items()}
+            cpus, gpus, memory = free.get(state.node_id, (0.0, 0.0, 0.0))
             node = RayNode(
                 node_id=state.node_id,
                 cpus=resources.get("CPU", 0.0),
@@ -385,6 +471,9 @@ class RayJobsBackend:
                 memory_bytes=resources.get("memory", 0.0),
                 labels=labels,
                 name=state.node_name or "",
+                free_cpus=cpus,
+                free_gpus=gpus,
+                free_memory_bytes=memory,
             )
             if target.label_selector is not None:
                 if label_matches(target.label_selector, labels):

@@ -86,8 +86,10 @@ def _running(pid: int) -> bool:
 
 
 def cluster_table(cluster: LocalRayCluster) -> str:
-    """The body of a scheduler-config table (``[ray]`` or ``[tiers.X]``) for `cluster`: its dashboard and token file."""
-    return f'address = "{cluster.dashboard_url}"\ntoken_file = "{cluster.token_file}"\n'
+    """The body of a scheduler-config table (``[ray]`` or ``[tiers.X]``) for `cluster`: its dashboard, token file and
+    GCS."""
+    dashboard, gcs = cluster.dashboard_url, cluster.address
+    return f'address = "{dashboard}"\ntoken_file = "{cluster.token_file}"\ngcs_address = "{gcs}"\n'
 
 
 def unique(name: str) -> str:

@@ -360,7 +360,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             write_private(
                 config,
                 f'# written by `suanli up`\n[ray]\naddress = "{cluster.dashboard_url}"\n'
-                f"token_file = {json.dumps(str(cluster.token_file))}\n",  # a TOML string: JSON's escapes are TOML's
+                f"token_file = {json.dumps(str(cluster.token_file))}\n"  # a TOML string: JSON's escapes are TOML's
+                f'gcs_address = "{cluster.address}"\n',
             )
             env["SUANLI_SCHEDULER_CONFIG"] = str(config)
         # Own sessions: a terminal's Ctrl-C reaches only this process, which stops the agent, then the service.

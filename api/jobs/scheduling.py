@@ -68,6 +68,10 @@ class FencedBackend:
         """The tier's alive nodes."""
         return self._backend.nodes(tier)
 
+    def begin_pass(self) -> None:
+        """A new dispatcher step: Ray's free resources are read afresh (a read; passes through)."""
+        self._backend.begin_pass()
+
     def jobs(self, tier: str) -> dict[str, RayJobStatus]:
         """Every submission Ray holds for the tier."""
         return self._backend.jobs(tier)

@@ -354,6 +354,7 @@ def test_scheduler_config_routes_each_tier_to_its_ray_cluster(full_docs: list[di
         head_service = f"{cluster['metadata']['name']}-head-svc.{NAMESPACE}.svc:8265"
         target = {t.value: v for t, v in config.targets.items()}[tier]
         assert target.address == f"http://{head_service}"
+        assert target.gcs == head_service.replace(":8265", ":6379")  # where the dispatcher reads what is free
 
 
 def test_service_monitors_select_the_rendered_services(full_docs: list[dict[str, Any]]) -> None:
@@ -615,8 +616,9 @@ def test_network_policies_let_only_the_api_reach_the_jobs_api_and_only_a_cluster
     full_docs: list[dict[str, Any]],
 ) -> None:
     """One NetworkPolicy per tier cluster selects exactly that cluster's pods (head and workers). The API pod
-    reaches the dashboard port 8265 and no Ray port; the cluster's own pods reach its Ray ports (GCS 6379, a
-    raylet's, a worker's) but not 8265; another tier's Ray pods, the agents and any other pod reach nothing."""
+    reaches the dashboard port 8265 and the GCS port 6379 (where the dispatcher reads what Ray says is free) and no
+    other Ray port; the cluster's own pods reach its Ray ports (GCS 6379, a raylet's, a worker's) but not 8265;
+    another tier's Ray pods, the agents and any other pod reach nothing."""
     policies = find(full_docs, "NetworkPolicy")
     (deployment,) = find(full_docs, "Deployment")
     api = deployment["spec"]["template"]["metadata"]["labels"]
@@ -636,7 +638,8 @@ def test_network_policies_let_only_the_api_reach_the_jobs_api_and_only_a_cluster
                 assert not any(selector.items() <= labels.items() for labels in other_pods)
                 assert not any(admits(policy, other_pods[0], port) for port in (6379, 8265, 10001, 52365, 20000))
         assert admits(policy, api, 8265)
-        assert not any(admits(policy, api, port) for port in (6379, 10001, 52365, 20000))
+        assert admits(policy, api, 6379)
+        assert not any(admits(policy, api, port) for port in (10001, 52365, 20000))
         for port in (6379, 10001, 52365, 20000, 65535):
             assert admits(policy, own_pods[-1], port), port
         assert not admits(policy, own_pods[-1], 8265)
@@ -644,11 +647,13 @@ def test_network_policies_let_only_the_api_reach_the_jobs_api_and_only_a_cluster
 
 
 def test_network_policies_can_admit_more_peers_to_the_dashboard_or_be_left_out() -> None:
-    """ray.networkPolicy.dashboardFrom adds peers to the dashboard rule only; enabled=false renders none."""
+    """ray.networkPolicy.dashboardFrom adds peers to the dashboard rule only (not to the GCS's); enabled=false
+    renders none."""
     peer = '{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"kuberay"}}}'
     docs = template("-f", str(FULL_VALUES), "--set-json", f"ray.networkPolicy.dashboardFrom=[{peer}]")
     for policy in find(docs, "NetworkPolicy"):
-        ray_rule, dashboard_rule = policy["spec"]["ingress"]
+        ray_rule, dashboard_rule, gcs_rule = policy["spec"]["ingress"]
         assert json.loads(peer) in dashboard_rule["from"]
         assert json.loads(peer) not in ray_rule["from"]
+        assert json.loads(peer) not in gcs_rule["from"]
     assert not find(template("-f", str(FULL_VALUES), "--set", "ray.networkPolicy.enabled=false"), "NetworkPolicy")

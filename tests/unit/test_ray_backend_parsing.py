@@ -1,12 +1,17 @@
-"""The pure parts of `scheduler.ray_backend`: label selectors, Ray's job details and its error answers (no Ray)."""
+"""The pure parts of `scheduler.ray_backend`: label selectors, Ray's job details, its error answers and its per-node
+available resources (no Ray cluster)."""
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 import pytest
+from ray.core.generated import autoscaler_pb2
 from ray.job_submission import JobDetails, JobStatus, JobType
 
 from scheduler.models import RayJobState, RayRequestFailed, RayUnavailable, TierTarget
-from scheduler.ray_backend import RayJobsBackend, label_matches, status_from_details
+from scheduler.ray_backend import RayJobsBackend, available_by_node, label_matches, status_from_details
 
 LABELS = {"suanli.io/tier": "hpc", "suanli.io/region": "440106"}
 
@@ -86,3 +91,42 @@ def test_the_backend_refuses_to_start_where_ray_would_override_every_address(
     monkeypatch.setenv(variable, "127.0.0.1:6379")
     with pytest.raises(ValueError, match=variable):
         RayJobsBackend({"hpc": TierTarget("http://127.0.0.1:9", None, "t" * 64)})
+
+
+def test_rays_available_resources_are_read_per_alive_node_absent_meaning_none() -> None:
+    """From the GCS's `ClusterResourceState`: each alive node's available CPUs, GPUs and memory by node id; a
+    resource Ray leaves out of the map (nothing of it available) is 0; a dead node is left out."""
+    pb: Any = autoscaler_pb2  # generated, without type information
+    busy, idle, dead = bytes.fromhex("aa" * 28), bytes.fromhex("bb" * 28), bytes.fromhex("cc" * 28)
+    state = pb.ClusterResourceState(
+        node_states=[
+            pb.NodeState(
+                node_id=busy,
+                status=pb.NodeStatus.RUNNING,
+                total_resources={"CPU": 2.0, "GPU": 2.0, "memory": 512.0 * 2**20},
+                available_resources={"GPU": 1.0, "memory": 256.0 * 2**20},
+            ),
+            pb.NodeState(
+                node_id=idle,
+                status=pb.NodeStatus.IDLE,
+                total_resources={"CPU": 4.0},
+                available_resources={"CPU": 4.0},
+            ),
+            pb.NodeState(node_id=dead, status=pb.NodeStatus.DEAD),
+        ]
+    )
+    assert available_by_node(state) == {busy.hex(): (0.0, 1.0, 256.0 * 2**20), idle.hex(): (4.0, 0.0, 0.0)}
+
+
+def test_a_gcs_that_cannot_be_asked_is_a_failed_request_not_an_outage() -> None:
+    """Nothing listens at the configured GCS: `available` raises RayRequestFailed naming the address (the tier's
+    jobs wait), not RayUnavailable (which would, in time, presume its running jobs lost)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        backend = RayJobsBackend({"hpc": TierTarget("http://127.0.0.1:9", None, "t" * 64, f"127.0.0.1:{port}")})
+        with pytest.raises(RayRequestFailed) as failed:
+            backend.available("hpc")
+    assert f"127.0.0.1:{port}" in str(failed.value)
+    assert not isinstance(failed.value, RayUnavailable)
+    assert "t" * 64 not in str(failed.value)

@@ -232,6 +232,7 @@ class FakeRay:
         self.faults: dict[tuple[str, str], Exception] = {}
         self.submissions: dict[str, Submission] = {}
         self.calls: list[tuple[str, str]] = []
+        self.passes = 0
 
     def _reach(self, tier: str, operation: str = "", submission_id: str = "") -> None:
         if tier in self.unreachable:
@@ -319,6 +320,10 @@ class FakeRay:
         """The tier's alive nodes."""
         self._reach(tier)
         return list(self.node_lists.get(tier, []))
+
+    def begin_pass(self) -> None:
+        """A new dispatch pass (counted in `passes`; the fake reads no capacity to forget)."""
+        self.passes += 1
 
     def jobs(self, tier: str) -> dict[str, RayJobStatus]:
         """Every submission made for the tier."""

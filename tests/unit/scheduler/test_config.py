@@ -29,6 +29,23 @@ def test_a_tier_with_its_own_address_is_a_whole_cluster() -> None:
     assert list(only.targets) == [Tier.EDGE]
 
 
+def test_gcs_address_is_read_per_cluster_and_defaults_to_the_dashboards_host() -> None:
+    """`gcs_address` names where a cluster's free resources are read; absent, the dashboard's host on Ray's GCS
+    port (6379), an IPv6 host in brackets."""
+    config = SchedulerConfig.parse(
+        '[ray]\naddress = "http://head.example:8265"\n'
+        '[tiers.hpc]\naddress = "http://hpc:8265"\ngcs_address = "10.0.0.5:6390"\n'
+        '[tiers.ai]\naddress = "http://[fd00::5]:8265"\n'
+    )
+    assert config.targets[Tier.HPC].gcs == "10.0.0.5:6390"
+    assert config.targets[Tier.GENERAL].gcs == "head.example:6379"
+    assert config.targets[Tier.AI].gcs == "[fd00::5]:6379"
+    assert (
+        SchedulerConfig.parse('[ray]\naddress = "http://a:1"\ngcs_address = "[fd00::1]:7"\n').targets[Tier.EDGE].gcs
+        == "[fd00::1]:7"
+    )
+
+
 def test_policy_table_is_read(tmp_path: Path) -> None:
     """`[policy]` in the same file sets quotas and backfill."""
     path = tmp_path / "scheduler.toml"
@@ -49,6 +66,11 @@ def test_policy_table_is_read(tmp_path: Path) -> None:
         ('[ray]\naddress = "http://a:1"\n[policy]\nbogus = 1\n', "unknown policy keys: bogus"),
         ('[ray]\naddress = "http://a:1"\n[dispatch]\nlost_after_seconds = 0\n', "dispatch.lost_after_seconds"),
         ('[ray]\naddress = "http://a:1"\n[dispatch]\nlost_after = 5\n', "dispatch: unknown keys lost_after"),
+        ('[ray]\naddress = "http://a:1"\ngcs_address = "http://a:6379"\n', "ray.gcs_address"),
+        ('[ray]\naddress = "http://a:1"\ngcs_address = "a"\n', "ray.gcs_address"),
+        ('[ray]\naddress = "http://a:1"\ngcs_address = "a:70000"\n', "ray.gcs_address"),
+        ('[ray]\naddress = "http://a:1"\ngcs_address = "a b:1"\n', "ray.gcs_address"),
+        ('[tiers.hpc]\ngcs_address = "a:1"\n[ray]\naddress = "http://a:1"\n', "tiers.hpc.gcs_address: given without"),
     ],
 )
 def test_configuration_mistakes_name_the_key(text: str, message: str, tmp_path: Path) -> None:
