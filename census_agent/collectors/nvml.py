@@ -3,14 +3,19 @@
 `PynvmlApi` adapts the real ``pynvml`` (nvidia-ml-py) module; it turns NVML's errors into two of ours:
 `NvmlUnavailable` (no library, no driver, init failed: the node has no usable NVIDIA GPU) and
 `NvmlNotSupported` (this device does not answer this query: the field stays unknown).  A missing NVML is
-never a crash: it is zero GPUs and one clear log line.  `read_gpu_usage` reads each device's utilisation,
+never a crash: it is zero GPUs and one clear log line.  The ``pynvml`` module (about 14 MiB resident once loaded)
+is imported only on a node where an NVIDIA driver shows itself (`NVIDIA_DRIVER_MARKS`), which keeps the agent
+small everywhere else.  `read_gpu_usage` reads each device's utilisation,
 memory used and power every cycle (with NVML left initialised by its caller); it never changes the inventory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -90,13 +95,29 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+# Where an NVIDIA driver shows itself: its procfs directory, its control device, or WSL2's GPU device (where
+# NVML is a library of the Windows driver). Without any of them NVML cannot work, so pynvml is not loaded.
+NVIDIA_DRIVER_MARKS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg")
+
+
 class PynvmlApi:
-    """`NvmlApi` over the real nvidia-ml-py bindings."""
+    """`NvmlApi` over the real nvidia-ml-py bindings, loaded on the first `init` where a driver is present.
 
-    def __init__(self) -> None:
-        import pynvml  # noqa: PLC0415 - imported lazily: a node without GPUs never needs it loaded
+    `driver_marks` are the paths of which one must exist for NVML to be tried (None: always try, for tests of the
+    library path); a missing package is an ImportError here, at construction, without loading it.
+    """
 
-        self._nvml: Any = pynvml
+    def __init__(self, driver_marks: Sequence[str] | None = NVIDIA_DRIVER_MARKS) -> None:
+        if importlib.util.find_spec("pynvml") is None:
+            raise ImportError("No module named 'pynvml' (nvidia-ml-py)")
+        self._marks = driver_marks
+        self._module: Any = None
+
+    @property
+    def _nvml(self) -> Any:  # noqa: ANN401 - the pynvml module
+        if self._module is None:
+            self._module = importlib.import_module("pynvml")
+        return self._module
 
     def _call(self, fn: str, *args: object) -> Any:  # noqa: ANN401 - NVML returns many types
         nvml = self._nvml
@@ -112,7 +133,9 @@ class PynvmlApi:
             raise NvmlUnavailable(f"{fn}: {exc}") from exc
 
     def init(self) -> None:
-        """See `NvmlApi.init`."""
+        """See `NvmlApi.init`; `NvmlUnavailable` at once, pynvml not loaded, where no driver shows itself."""
+        if self._marks is not None and not any(os.path.exists(mark) for mark in self._marks):
+            raise NvmlUnavailable(f"no NVIDIA driver on this node (none of {', '.join(self._marks)})")
         try:
             self._call("nvmlInit")
         except self._nvml.NVMLError as exc:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from census_agent.catalogue import load_default_catalogue
-from census_agent.collectors.nvml import NvmlUnavailable, PynvmlApi, default_api, scan_gpus
+from census_agent.collectors.nvml import NvmlUnavailable, PynvmlApi, scan_gpus
 from census_agent.compute import node_peaks
 from census_agent.models import (
     ClockSource,
@@ -52,9 +54,9 @@ def _inventory(nvml: FakeNvml) -> NodeInventory:
 
 @pytest.mark.skipif(HAS_GPU, reason="this machine has an NVIDIA GPU")
 def test_real_nvml_without_library_means_zero_gpus_and_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
-    """On a machine without libnvidia-ml, the real pynvml path yields no GPUs, a clear status, no exception."""
-    api = default_api()
-    assert isinstance(api, PynvmlApi)
+    """On a machine without libnvidia-ml, the real pynvml path (tried even without a driver's marks) yields no
+    GPUs, a clear status, no exception."""
+    api = PynvmlApi(driver_marks=None)
     with caplog.at_level(logging.INFO, logger="census_agent.collectors.nvml"):
         scan = scan_gpus(api)
     assert scan.accelerators == []
@@ -66,7 +68,7 @@ def test_real_nvml_without_library_means_zero_gpus_and_one_log_line(caplog: pyte
 @pytest.mark.skipif(HAS_GPU, reason="this machine has an NVIDIA GPU")
 def test_real_pynvml_init_raises_our_unavailable_error() -> None:
     """`PynvmlApi.init` translates pynvml's NVMLError_LibraryNotFound into `NvmlUnavailable`."""
-    api = PynvmlApi()
+    api = PynvmlApi(driver_marks=None)
     with pytest.raises(NvmlUnavailable, match="nvmlInit"):
         api.init()
 
@@ -161,3 +163,29 @@ def test_nvml_failing_mid_scan_reports_no_gpus_and_still_shuts_down() -> None:
     assert scan.accelerators == []
     assert "failed during the scan" in scan.status
     assert nvml.calls == ["init", "shutdown"]
+
+
+def test_without_a_driver_nvml_is_unavailable_and_pynvml_is_never_loaded(tmp_path: Path) -> None:
+    """Where no NVIDIA driver shows itself (none of the marks exists), the default adapter says so and the agent
+    never loads pynvml (14 MiB resident): checked in a fresh interpreter, with marks under an empty folder."""
+    code = (
+        "import sys\n"
+        "from census_agent.collectors.nvml import default_api, scan_gpus, PynvmlApi\n"
+        "assert isinstance(default_api(), PynvmlApi)\n"
+        f"scan = scan_gpus(PynvmlApi(driver_marks=[{str(tmp_path / 'nvidiactl')!r}]))\n"
+        "print(scan.status)\n"
+        "print('pynvml' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    status, loaded = result.stdout.strip().splitlines()
+    assert status.startswith("no NVIDIA GPUs: NVML unavailable (no NVIDIA driver on this node")
+    assert loaded == "False"
+
+
+@pytest.mark.skipif(HAS_GPU, reason="this machine has an NVIDIA GPU")
+def test_with_a_driver_mark_the_library_is_tried(tmp_path: Path) -> None:
+    """A present mark lets the adapter load pynvml and try NVML (here failing on the missing library)."""
+    mark = tmp_path / "nvidiactl"
+    mark.touch()
+    with pytest.raises(NvmlUnavailable, match="nvmlInit"):
+        PynvmlApi(driver_marks=[str(mark)]).init()

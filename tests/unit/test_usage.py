@@ -384,6 +384,6 @@ def test_nvml_unavailable_or_no_nvidia_gpu_means_no_accelerator_usage(
 def test_real_pynvml_usage_query_without_nvml_is_our_unavailable_error() -> None:
     """The real adapter's usage queries turn pynvml's errors into ours (here: NVML not loaded), never a raw
     NVMLError that would escape the agent's cycle."""
-    api = PynvmlApi()
+    api = PynvmlApi(driver_marks=None)
     with pytest.raises(NvmlUnavailable, match="nvmlDeviceGetUtilizationRates"):
         api.utilisation_gpu_percent(object())
