@@ -236,11 +236,14 @@ class PrincipalCache:
 
     `epoch` grows at every `forget_all`: a principal verified before a forget (read from the database before a
     revocation committed) and put after it is not kept (`put`'s `epoch`), so no revoked token outlives a forget.
+    Which tokens verified lately is remembered apart (`verified_lately`) and survives a forget: it grants no
+    access, only spares a client that cannot be guessing from its address's failure limit.
     """
 
     def __init__(self, ttl: float = 60.0, maxsize: int = 100_000) -> None:
         self.ttl = ttl
         self._entries: TTLCache[str, Principal] = TTLCache(maxsize=maxsize, ttl=ttl)
+        self._verified: TTLCache[str, bool] = TTLCache(maxsize=maxsize, ttl=ttl)
         self._lock = threading.Lock()
         self.epoch = 0
 
@@ -260,9 +263,17 @@ class PrincipalCache:
 
     def put(self, token: str, principal: Principal, epoch: int | None = None) -> None:
         """Remember a verified principal; not when `epoch` (read before verifying) is older than the cache's."""
+        key = digest(token)
         with self._lock:
+            self._verified[key] = True
             if epoch is None or epoch == self.epoch:
-                self._entries[digest(token)] = principal
+                self._entries[key] = principal
+
+    def verified_lately(self, token: str) -> bool:
+        """Whether `token` verified within the last `ttl` seconds, a revocation since notwithstanding (it is then
+        looked up again, and refused if revoked): such a token is no guess."""
+        with self._lock:
+            return digest(token) in self._verified
 
     def forget_all(self) -> None:
         """Drop every entry (after a revocation or a binding)."""

@@ -100,8 +100,10 @@ class Require:
         principal = state.principals.get(given) if given is not None else None
         if principal is None:
             # Not verified lately: an address that failed too often is refused before its token is looked up (a
-            # token verified within the cache's lifetime cannot be a guess, so it is not held up).
-            refuse_if_throttled(request)
+            # token verified within the cache's lifetime cannot be a guess, so it is not held up, even when a
+            # revocation has emptied the cache meanwhile: it is looked up again, and refused if revoked).
+            if given is None or not state.principals.verified_lately(given):
+                refuse_if_throttled(request)
             epoch = state.principals.epoch  # a revocation seen while verifying: the principal is not cached
             try:
                 token = bearer_token(request)

@@ -47,3 +47,17 @@ def test_a_principal_verified_before_a_forget_is_not_cached_after_it() -> None:
     assert cache.get("sl_operator_x") is None
     cache.put("sl_operator_x", _principal(), cache.epoch)
     assert cache.get("sl_operator_x") == _principal()
+
+
+def test_a_forget_keeps_which_tokens_verified_lately_but_not_their_principals() -> None:
+    """After a revocation empties the cache, a token verified within the TTL is still known as verified lately
+    (so its address's failure limit does not hold it up) but must be looked up again (no principal served); an
+    unknown token never was, and the mark too ends with the TTL."""
+    cache = PrincipalCache(ttl=0.2)
+    cache.put("sl_operator_x", _principal())
+    cache.forget_all()
+    assert cache.get("sl_operator_x") is None
+    assert cache.verified_lately("sl_operator_x")
+    assert not cache.verified_lately("sl_operator_guess")
+    time.sleep(0.3)
+    assert not cache.verified_lately("sl_operator_x")
