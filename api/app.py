@@ -30,7 +30,7 @@ from api.auth import Role, count_admins, create_token, free_name
 from api.census.liveness import last_snapshot_at, snapshot, sweep
 from api.census.query import load_regions
 from api.db import aware
-from api.db.engine import make_engine, migrate, sqlite_file_url, write_transaction
+from api.db.engine import make_engine, migrate, shared_url, write_transaction
 from api.db.seed import seed_regions
 from api.discovery.sync import KubernetesSync
 from api.errors import PayloadTooLarge, answer, install_handlers
@@ -224,9 +224,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         ensure_admin_token(db, settings)
         ingestor = Ingestor(db, ComputeModel(), set(region_table))
         workers = settings.ingest_workers if settings.ingest_workers is not None else auto_size()
-        pricing = PricingPool(
-            workers, ingestor.pricer, db.dialect.name, ingestor=ingestor, database_url=sqlite_file_url(db)
-        )
+        pricing = PricingPool(workers, ingestor.pricer, db.dialect.name, ingestor=ingestor, database_url=shared_url(db))
         await pricing.start()
         service = ServiceState(
             settings=settings,

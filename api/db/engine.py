@@ -41,6 +41,16 @@ def sqlite_file_url(engine: Engine) -> str | None:
     return engine.url.render_as_string(hide_password=False)
 
 
+def shared_url(engine: Engine) -> str | None:
+    """The URL another process (a storing pricing worker, `api.ingest.pool`) opens `engine`'s database with: an
+    SQLite file's (`sqlite_file_url`) or a PostgreSQL server's, password included (it never leaves this host's
+    processes: workers get it on a pipe, not a command line); None for a database no second process can open
+    (in-memory SQLite)."""
+    if engine.dialect.name == "postgresql":
+        return engine.url.render_as_string(hide_password=False)
+    return sqlite_file_url(engine)
+
+
 def begin_write(connection: Connection) -> None:
     """Start `connection`'s transaction as a writer.  On SQLite that takes the database's write lock now (``BEGIN
     IMMEDIATE``, waiting up to the busy timeout) rather than at the first write: a transaction that reads, then

@@ -8,14 +8,25 @@ and every request is answered only after that commit.  `Ingestor.write` is the o
 stored (and, if the batch fails, each of its reports alone): the service runs it on its commit thread (`store`),
 a storing pricing worker (`api.ingest.pool`) on its own.  Writers are kept apart by the ingestor's `write_lock`
 within a process and, across processes, by the write lock every SQLite write transaction takes when it begins
-(`api.db.engine.write_transaction`).  This module does not validate or price anything itself.
+(`api.db.engine.write_transaction`).
+
+On PostgreSQL many writers (storing workers of several replicas) run at once, kept apart by row locks taken in
+one order by all of them: the batch's node rows (``ORDER BY node_id FOR UPDATE``, before anything else is read, so
+a report that another writer is storing is seen as stored once it commits), then the rollup cells, upserted in
+key order (`api.census.rollups.Deltas.apply`), and last the audit chain's head row.  Writers that still collide (a
+deadlock with other writers of those rows, two writers creating the same new node or the same report at once) get
+their transaction rolled back by the server and run it again (`RETRIES`): nothing of a rolled-back attempt stays,
+so nothing is applied twice, and no report is answered before its commit.  This module does not validate or price
+anything itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from operator import itemgetter
@@ -37,6 +48,12 @@ from census_agent.report import ComputeModel
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
+# PostgreSQL errors after which a batch's transaction, rolled back by the server, is run again: a deadlock, a
+# serialisation failure, and a unique key that another writer committed meanwhile (the same new node, the same
+# report); the run again sees that writer's rows.  Tries in all, and the longest pause before another.
+RETRY_SQLSTATES = frozenset({"40P01", "40001", "23505"})
+RETRIES = 5
+RETRY_PAUSE_S = 0.05
 # How long the first report after a quiet spell waits for company.  0: none, since reports that arrive while a batch
 # is being committed form the next batch anyway (group commit by the fsync's own length); a 5 ms wait cost every
 # round of a closed loop of 32 clients 5 ms, and a fifth of the rate (`benchmarks.ingest`).
@@ -122,8 +139,8 @@ class Statements:
         locked for this transaction on PostgreSQL."""
         marks = ", ".join([self.mark] * len(node_ids))
         query = f"SELECT {', '.join(STATE_COLUMNS)} FROM nodes WHERE node_id IN ({marks})"  # noqa: S608
-        if self.postgresql:
-            query += " FOR UPDATE"
+        if self.postgresql:  # locked in key order, by every writer alike: no two writers wait for each other's rows
+            query += " ORDER BY node_id FOR UPDATE"
         found = {}
         for values in conn.exec_driver_sql(query, tuple(node_ids)):
             row = dict(zip(STATE_COLUMNS, values, strict=True))
@@ -201,8 +218,7 @@ class Ingestor:
         (`store`) and by a storing pricing worker (`api.ingest.pool`)."""
         bindings: dict[int, str] = {}  # agent tokens bound in this transaction: remembered once it has committed
         try:
-            with self.write_lock, write_transaction(self.engine) as conn:
-                outcomes = self._store(conn, batch, bindings)
+            outcomes = self._transaction(batch, bindings)
         except Exception as exc:
             mapped = database_error(exc) if isinstance(exc, DBAPIError) else None
             if mapped is not None:  # the database's state, not a report, is at fault: the same answer for each
@@ -215,11 +231,27 @@ class Ingestor:
         self._bindings |= bindings
         return [o if isinstance(o, Exception) else item.result(o) for item, o in zip(batch, outcomes, strict=True)]
 
+    def _transaction(self, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:
+        """`_store` in one write transaction, run again (up to `RETRIES` tries) when PostgreSQL rolled it back for
+        a collision with another writer (`RETRY_SQLSTATES`)."""
+        for attempt in range(1, RETRIES + 1):
+            bindings.clear()
+            try:
+                with self.write_lock, write_transaction(self.engine) as conn:
+                    return self._store(conn, batch, bindings)
+            except DBAPIError as exc:
+                state = getattr(exc.orig, "sqlstate", None)
+                if not self.statements.postgresql or state not in RETRY_SQLSTATES or attempt == RETRIES:
+                    raise
+                log.info("storing %d report(s) collided with another writer (%s); try %d", len(batch), state, attempt)
+                time.sleep(random.uniform(0, RETRY_PAUSE_S * attempt / RETRIES))  # noqa: S311 - jitter, not secrets
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _store(self, conn: Connection, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:
         sql = self.statements
-        seen = sql.known_reports(conn, [item.report_id for item in batch])
         node_ids = sorted({item.node_id for item in batch})
-        stored = sql.node_states(conn, node_ids)
+        stored = sql.node_states(conn, node_ids)  # first: locks the nodes (PostgreSQL), then the history is read
+        seen = sql.known_reports(conn, [item.report_id for item in batch])
         current: dict[str, dict[str, Any] | None] = {n: stored.get(n) for n in node_ids}
         before = dict(current)
         order: dict[str, tuple[datetime, int]] = {
