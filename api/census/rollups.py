@@ -44,7 +44,7 @@ def _upsert_sql(dialect: str) -> str:
     )
 
 
-_UPSERTS = {dialect: _upsert_sql(dialect) for dialect in ("sqlite", "postgresql")}
+UPSERTS = {dialect: _upsert_sql(dialect) for dialect in ("sqlite", "postgresql")}  # the upsert of `Deltas.rows`
 
 
 class Deltas:
@@ -59,17 +59,22 @@ class Deltas:
         for name, value in contribution(row).items():
             cell[name] += sign * value
 
-    def apply(self, connection: Connection) -> None:
-        """Write every non-zero change, all cells in one executemany of driver SQL (SQLAlchemy's construction of
-        an upsert per cell cost a fifth of the service's time at 10,000 agents: `benchmarks.load_agents`), in key
-        order: concurrent writers on PostgreSQL then lock shared cells in one order and cannot deadlock on them."""
-        rows = [
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The parameters of `UPSERTS`, one row per changed cell, in key order: concurrent writers on PostgreSQL
+        then lock shared cells in one order and cannot deadlock on them."""
+        return [
             (*key, *(round(values[c]) if c in INTEGER_COLUMNS else values[c] for c in DELTA_COLUMNS))
             for key, values in sorted(self.cells.items())
             if any(values.values())
         ]
+
+    def apply(self, connection: Connection) -> None:
+        """Write every non-zero change (`rows`), all cells in one executemany of driver SQL (SQLAlchemy's
+        construction of an upsert per cell cost a fifth of the service's time at 10,000 agents:
+        `benchmarks.load_agents`)."""
+        rows = self.rows()
         if rows:
-            connection.exec_driver_sql(_UPSERTS[connection.dialect.name], rows)
+            connection.exec_driver_sql(UPSERTS[connection.dialect.name], rows)
 
 
 def rebuild(connection: Connection) -> int:

@@ -248,7 +248,7 @@ def _configure(dialect: str, codes: list[str], database_url: str | None) -> tupl
         from api.db.engine import make_engine  # noqa: PLC0415 - SQLAlchemy: storing workers only
         from api.ingest.writer import Ingestor  # noqa: PLC0415
 
-        engine = make_engine(database_url)
+        engine = make_engine(database_url, prepared=False)
         database = engine.url.database if engine.dialect.name == "sqlite" else None  # a file (`shared_url`)
         writer = (Ingestor(engine, model, set(codes)), _WritersTurn(database))
     pricer = writer[0].pricer if writer is not None else Pricer(model, set(codes), dialect)
