@@ -13,7 +13,7 @@ within a process and, across processes, by the write lock every SQLite write tra
 On PostgreSQL many writers (storing workers of several replicas) run at once, kept apart by row locks taken in
 one order by all of them: the batch's node rows (``ORDER BY node_id FOR UPDATE``, before anything else is read, so
 a report that another writer is storing is seen as stored once it commits), then the rollup cells, upserted in
-key order (`api.census.rollups.Deltas.apply`), and last the audit chain's head row.  Writers that still collide (a
+key order (`api.census.rollups.Deltas.rows`), and last the audit chain's head row.  Writers that still collide (a
 deadlock with other writers of those rows, two writers creating the same new node or the same report at once) get
 their transaction rolled back by the server and run it again (`RETRIES`): nothing of a rolled-back attempt stays,
 so nothing is applied twice, and no report is answered before its commit.  This module does not validate or price
