@@ -76,13 +76,21 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
+# The PostgreSQL advisory lock that makes replicas starting together migrate one after another (any fixed key).
+MIGRATION_LOCK = 0x5375616E6C69  # "Suanli"
+
+
 def migrate(engine: Engine) -> None:
-    """Apply every Alembic migration not yet applied (idempotent)."""
+    """Apply every Alembic migration not yet applied (idempotent).  On PostgreSQL under a transaction-scoped
+    advisory lock: replicas that start at once (a Deployment of several) migrate one after another, and each
+    after the first finds the schema at head, instead of racing to create the same tables."""
     from alembic import command  # noqa: PLC0415 - 1.5 s of imports that only start-up needs, not pricing workers
     from alembic.config import Config  # noqa: PLC0415
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -1,11 +1,14 @@
-"""Two real service processes on one real PostgreSQL taking reports at once, for the same nodes: the writers of
-both (each replica's storing pricing workers, `api.ingest.pool`) lock node rows and rollup cells in one order and
-rerun a transaction the server rolled back for a collision (`api.ingest.writer`), so no report is lost, stored
-twice or applied twice, and the rollups stay the sums over the nodes."""
+"""Several real service processes on one real PostgreSQL.  Taking reports at once, for the same nodes: the
+writers of both (each replica's storing pricing workers, `api.ingest.pool`) lock node rows and rollup cells in one
+order and rerun a transaction the server rolled back for a collision (`api.ingest.writer`), so no report is lost,
+stored twice or applied twice, and the rollups stay the sums over the nodes.  Starting together: they migrate
+one after another (`api.db.engine.migrate`)."""
 
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -15,11 +18,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, func, select
 
 from api.audit.log import verify
 from api.census.arithmetic import UNASSIGNED
-from api.db.engine import make_engine
+from api.db.engine import MIGRATIONS, make_engine
 from api.db.tables import MEASURE_COLUMNS, nodes, reports, rollups
 from census_agent.models import NodeInventory
 from tests.integration.service.helpers import host_inventory, make_report, planned_inventory
@@ -169,3 +174,29 @@ def test_two_replicas_taking_reports_for_the_same_nodes_lose_nothing_and_keep_ro
         assert chain["reports"] == len(stored)
     finally:
         engine.dispose()
+
+
+MIGRATE = "import sys; from api.db.engine import make_engine, migrate; migrate(make_engine(sys.argv[1]))"
+
+
+def test_replicas_starting_together_migrate_one_after_another(postgres: PostgresCluster) -> None:
+    """Three processes migrating one fresh PostgreSQL database at the same moment (a Deployment of three replicas
+    on its first install) all succeed, and the schema ends at Alembic's head once: the advisory lock in
+    `api.db.engine.migrate` makes them take turns instead of racing to create the same tables."""
+    url = postgres.create_database()
+    runs = [
+        subprocess.Popen([sys.executable, "-c", MIGRATE, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(3)
+    ]
+    outputs = [run.communicate(timeout=300)[0].decode(errors="replace") for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], outputs
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            versions = [row[0] for row in conn.exec_driver_sql("SELECT version_num FROM alembic_version")]
+    finally:
+        engine.dispose()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    heads = ScriptDirectory.from_config(config).get_heads()
+    assert versions == heads
