@@ -68,7 +68,7 @@ function setup(thread)
   thread:set("tid", threads)
 end
 function init(args)
-  math.randomseed(os.time() * 1000 + tid)
+  math.randomseed(os.time() * 1000 + tid * 7919 + @SEED@)
 end
 function request()
   counter = counter + 1
@@ -162,10 +162,13 @@ def start_servers(
     return servers
 
 
-def wrk_script(work: Path, name: str, template: str, token: str, nodes: int) -> Path:
-    """A wrk script sending distinct reports of nodes named after `name`."""
+def wrk_script(work: Path, name: str, template: str, token: str, nodes: int, *, seed: int = 0) -> Path:
+    """A wrk script sending distinct reports of nodes named after `name`; its report ids are random numbers seeded
+    with the time, the wrk thread and `seed` (wrk processes started in the same second need seeds of their own, or
+    they send the same report ids, which the service rightly answers as duplicates)."""
     script = work / f"reports-{name}.lua"
     lua = LUA.replace("@TEMPLATE@", template).replace("@NODES@", str(nodes)).replace("@RUN@", name)
+    lua = lua.replace("@SEED@", str(seed))
     script.write_text(lua.replace("@BASE@", str(int(time.time()) - 86_400)).replace("@TOKEN@", token))
     return script
 
@@ -223,7 +226,8 @@ def measure(
         runs = []
         for connections in [int(c) for c in args.connections.split(",")]:
             scripts = [
-                wrk_script(work, f"{connections}r{replicas}x{i}", template, token, args.nodes) for i in range(replicas)
+                wrk_script(work, f"{connections}r{replicas}x{i}", template, token, args.nodes, seed=1_000_003 * i)
+                for i in range(replicas)
             ]
             reports_at = [(f"{url}/v1/reports", s) for (_, url), s in zip(servers, scripts, strict=True)]
             noop_at = [(f"{url}/bench/noop", s) for (_, url), s in zip(servers, scripts, strict=True)]
