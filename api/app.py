@@ -32,7 +32,7 @@ from api.auth import RevocationWatch, Role, count_admins, create_token, free_nam
 from api.census.liveness import last_snapshot_at, snapshot, sweep
 from api.census.query import load_regions
 from api.db import aware
-from api.db.engine import make_engine, migrate, sqlite_file_url, startup_lock, write_transaction
+from api.db.engine import make_engine, migrate, shared_url, startup_lock, write_transaction
 from api.db.seed import seed_regions
 from api.discovery.sync import KubernetesSync
 from api.duties.elector import Elector
@@ -299,9 +299,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         workers = settings.ingest_workers if settings.ingest_workers is not None else auto_size()
         if role is ServeRole.DISPATCHER:
             workers = 0  # no report route: no pricing processes
-        pricing = PricingPool(
-            workers, ingestor.pricer, db.dialect.name, ingestor=ingestor, database_url=sqlite_file_url(db)
-        )
+        pricing = PricingPool(workers, ingestor.pricer, db.dialect.name, ingestor=ingestor, database_url=shared_url(db))
         await pricing.start()
         service = ServiceState(
             settings=settings,

@@ -1,6 +1,10 @@
 """Load: thousands of simulated census agents reporting to a real ``suanli serve``, on SQLite and on PostgreSQL.
 
     uv run python -m benchmarks.load_agents [--agents 10000] [--interval 30] [--duration 600] [--backend both]
+                                            [--replicas 1,2]
+
+``--replicas`` runs PostgreSQL once per count, with that many service processes on one database and the agents
+spread over them (agent i reports to replica i mod N, as a load balancer keeping each connection where it went).
 
 Method. This process is the load generator (asyncio, raw HTTP/1.1 keep-alive connections on 127.0.0.1, no HTTP
 library in the hot path); the service runs as its own process (``python -m api.cli serve``, one uvicorn worker,
@@ -309,23 +313,25 @@ def percentile(values: list[float], p: float) -> float:
 
 async def generate(
     agents: list[Agent],
-    target: Target,
+    targets: list[Target],
     *,
     interval: float,
     duration: float,
     drain_s: float,
     label: str,
     progress_s: float,
-    service_pid: int | None,
+    service_pids: list[int],
 ) -> dict[str, Any]:
-    """Run every agent for `duration` seconds (then up to `drain_s` more for their spools); the figures."""
+    """Run every agent for `duration` seconds (then up to `drain_s` more for their spools); the figures.  Agent i
+    reports to ``targets[i % len(targets)]`` (replicas behind a load balancer that keeps a connection where it
+    went); the service CPU is summed over `service_pids`."""
     stats = Stats()
     loop = asyncio.get_running_loop()
     began = loop.time()
     stop_at, drain_until = began + duration, began + duration + drain_s
     cpu_began = time.process_time()
-    service = psutil.Process(service_pid) if service_pid else None
-    service_cpu_began = sum(service.cpu_times()[:2]) if service else 0.0
+    services = [psutil.Process(pid) for pid in service_pids]
+    service_cpu_began = sum(sum(service.cpu_times()[:2]) for service in services)
 
     async def progress() -> None:
         while True:
@@ -346,7 +352,12 @@ async def generate(
     reporter = asyncio.create_task(progress())
     try:
         await asyncio.gather(
-            *(run_agent(a, target, stats, interval=interval, stop_at=stop_at, drain_until=drain_until) for a in agents)
+            *(
+                run_agent(
+                    a, targets[i % len(targets)], stats, interval=interval, stop_at=stop_at, drain_until=drain_until
+                )
+                for i, a in enumerate(agents)
+            )
         )
     finally:
         reporter.cancel()
@@ -374,7 +385,8 @@ async def generate(
         "outcomes": dict(stats.outcomes),
         "left_in_spools": sum(len(a.spool) for a in agents),
         "generator_cpu_s": time.process_time() - cpu_began,
-        "service_cpu_s": (sum(service.cpu_times()[:2]) - service_cpu_began) if service else None,
+        "service_cpu_s": (sum(sum(s.cpu_times()[:2]) for s in services) - service_cpu_began) if services else None,
+        "replicas": len(targets),
     }
 
 
@@ -473,38 +485,47 @@ def run_backend(
     *,
     args: argparse.Namespace,
     cluster: PostgresCluster | None,
+    replicas: int = 1,
 ) -> dict[str, Any]:
-    """One backend: a fresh database, the service, the agents' tokens, the load, the checks."""
-    folder = work / backend
+    """One backend: a fresh database, the service (`replicas` processes on it: the first started alone, so it
+    migrates, then the others), the agents' tokens, the load, the checks."""
+    folder = work / f"{backend}-{replicas}"
     folder.mkdir()
     database_url = cluster.create_database() if cluster else f"sqlite:///{folder / 'suanli.db'}"
-    service = ServiceProcess(database_url, folder, log_level="WARNING").start()
+    services: list[ServiceProcess] = []
+    label = backend if replicas == 1 else f"{backend} x{replicas}"
     try:
+        for index in range(replicas):
+            place = folder / f"replica-{index}"
+            place.mkdir()
+            service = ServiceProcess(database_url, place, log_level="WARNING")
+            service.admin_token_file = folder / "admin.token"
+            services.append(service.start())
         began = time.monotonic()
         tokens = agent_tokens(database_url, node_ids)
         print(
-            f"  [{backend}] service up, {len(tokens):,} agent tokens made in {time.monotonic() - began:.1f} s",
+            f"  [{label}] service up, {len(tokens):,} agent tokens made in {time.monotonic() - began:.1f} s",
             flush=True,
         )
         agents = make_agents(node_ids, documents, tokens, args.seed)
-        assert service.proc is not None
         figures = asyncio.run(
             generate(
                 agents,
-                Target(service.port, "/v1/reports"),
+                [Target(service.port, "/v1/reports") for service in services],
                 interval=args.interval,
                 duration=args.duration,
                 drain_s=args.drain,
-                label=backend,
+                label=label,
                 progress_s=args.progress,
-                service_pid=service.proc.pid,
+                service_pids=[service.proc.pid for service in services if service.proc is not None],
             )
         )
     finally:
-        service.stop()
+        for service in services:
+            service.stop()
     figures |= verify(database_url, agents)
-    figures["backend"] = backend
-    problems = log_problems(service.log)
+    figures["backend"] = label
+    problems = [line for service in services for line in log_problems(service.log)]
     figures["service_log_errors"] = len(problems)
     figures["service_log_first_errors"] = problems[:5]
     return figures
@@ -610,6 +631,12 @@ def parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds of the same load against the no-op endpoint, first; 0 skips it (default 60)",
     )
+    p.add_argument(
+        "--replicas",
+        default="1",
+        help="service processes on the one PostgreSQL database, one run per count, comma-separated; the agents "
+        "are spread over them (agent i to replica i mod N); SQLite runs one (default 1)",
+    )
     p.add_argument("--progress", type=float, default=30.0, help="seconds between progress lines (default 30)")
     p.add_argument("--seed", type=int, default=1, help="seed of the agents' phases and jitter (default 1)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON document at the end")
@@ -627,6 +654,9 @@ def main(argv: list[str] | None = None) -> int:
     if wanted < args.agents + 256:
         print(f"warning: only {wanted} open files allowed (ulimit -n); agents may fail to connect", file=sys.stderr)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    counts = [int(c) for c in args.replicas.split(",")]
+    if any(c < 1 for c in counts):
+        parser().error("--replicas: positive counts")
     work = Path(tempfile.mkdtemp(prefix="suanli-load-agents-"))
     cluster: PostgresCluster | None = None
     runs: list[dict[str, Any]] = []
@@ -647,19 +677,20 @@ def main(argv: list[str] | None = None) -> int:
                 baseline = asyncio.run(
                     generate(
                         agents,
-                        Target(port, "/bench/noop"),
+                        [Target(port, "/bench/noop")],
                         interval=args.interval,
                         duration=args.baseline_duration,
                         drain_s=args.drain,
                         label="no-op",
                         progress_s=args.progress,
-                        service_pid=pid,
+                        service_pids=[pid],
                     )
                 )
         for backend in backends:
             if backend == "postgresql" and cluster is None:
                 cluster = PostgresCluster().start()
-            runs.append(run_backend(backend, work, node_ids, documents, args=args, cluster=cluster))
+            for count in counts if backend == "postgresql" else [1]:
+                runs.append(run_backend(backend, work, node_ids, documents, args=args, cluster=cluster, replicas=count))
     finally:
         if cluster is not None:
             cluster.stop()

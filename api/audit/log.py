@@ -96,24 +96,46 @@ def append(
 ) -> int:
     """Append one entry for an act done in `conn`'s transaction (call it last); returns its seq."""
     sql = statements(conn.dialect.name)
-    at = now or datetime.now(tz=UTC)
-    text = canonical_json(detail or {})
     head = conn.exec_driver_sql(sql.lock_head).first()
+    entry, move = next_entry(sql, head, action, actor, subject=subject, detail=detail, now=now)
+    conn.exec_driver_sql(sql.insert, entry)
+    conn.exec_driver_sql(sql.move_head, move)
+    return int(entry[0])
+
+
+def next_entry(
+    sql: Statements,
+    head: Any,  # noqa: ANN401 - the driver's row of `Statements.lock_head`: (seq, hash), or None
+    action: str,
+    actor: Actor,
+    *,
+    subject: str | None = None,
+    detail: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The parameters of `Statements.insert` and `Statements.move_head` for the entry that follows `head` (read
+    with `Statements.lock_head` in the same transaction, which then must write them and commit: `append`, or a
+    writer that sends its statements in a pipeline, `api.ingest.writer`)."""
     if head is None:
         raise RuntimeError("the audit chain's head row (audit_head, id 1) is missing: the database was altered")
+    at = now or datetime.now(tz=UTC)
+    text = canonical_json(detail or {})
     seq, prev_hash = int(head[0]) + 1, str(head[1])
     name, subject = actor.name[:128], subject[:256] if subject is not None else None
     digest = chain_hash(prev_hash, canonical_entry(seq, at, action, actor.id, name, subject, text))
-    conn.exec_driver_sql(sql.insert, (seq, sql.time(at), action, actor.id, name, subject, text, prev_hash, digest))
-    conn.exec_driver_sql(sql.move_head, (seq, digest))
-    return seq
+    return (seq, sql.time(at), action, actor.id, name, subject, text, prev_hash, digest), (seq, digest)
+
+
+def reports_entry(rows: list[tuple[Any, ...]]) -> tuple[str, Actor, str, dict[str, Any]]:
+    """The action, actor, subject and detail of one group commit's entry: each stored report's id with the digest
+    of its stored row (`rows` are the `reports` rows as inserted, `REPORT_FIELDS` in order)."""
+    return REPORTS_STORED, SERVICE, f"reports:{len(rows)}", {"reports": {row[0]: report_digest(row) for row in rows}}
 
 
 def record_reports(conn: Connection, rows: list[tuple[Any, ...]]) -> int:
-    """Append the entry of one group commit: each stored report's id with the digest of its stored row (`rows`
-    are the `reports` rows as inserted, `REPORT_FIELDS` in order)."""
-    detail = {"reports": {row[0]: report_digest(row) for row in rows}}
-    return append(conn, REPORTS_STORED, SERVICE, subject=f"reports:{len(rows)}", detail=detail)
+    """Append the entry of one group commit (`reports_entry`)."""
+    action, actor, subject, detail = reports_entry(rows)
+    return append(conn, action, actor, subject=subject, detail=detail)
 
 
 def token_created(

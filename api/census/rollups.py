@@ -45,7 +45,7 @@ def _upsert_sql(dialect: str) -> str:
     )
 
 
-_UPSERTS = {dialect: _upsert_sql(dialect) for dialect in ("sqlite", "postgresql")}
+UPSERTS = {dialect: _upsert_sql(dialect) for dialect in ("sqlite", "postgresql")}  # the upsert of `Deltas.rows`
 _measures = itemgetter(*MEASURE_COLUMNS)
 _INTEGER = tuple(c in INTEGER_COLUMNS for c in DELTA_COLUMNS)
 
@@ -65,16 +65,22 @@ class Deltas:
         for i, value in enumerate(_measures(row), 1):  # a tuple and a plain loop: this runs twice per changed node
             cell[i] += sign * value
 
-    def apply(self, connection: Connection) -> None:
-        """Write every non-zero change, all cells in one executemany of driver SQL (SQLAlchemy's construction of
-        an upsert per cell cost a fifth of the service's time at 10,000 agents: `benchmarks.load_agents`)."""
-        rows = [
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The parameters of `UPSERTS`, one row per changed cell, in key order: concurrent writers on PostgreSQL
+        then lock shared cells in one order and cannot deadlock on them."""
+        return [
             (*key, *(round(v) if integer else v for v, integer in zip(values, _INTEGER, strict=True)))
-            for key, values in self.cells.items()
+            for key, values in sorted(self.cells.items())
             if any(values)
         ]
+
+    def apply(self, connection: Connection) -> None:
+        """Write every non-zero change (`rows`), all cells in one executemany of driver SQL (SQLAlchemy's
+        construction of an upsert per cell cost a fifth of the service's time at 10,000 agents:
+        `benchmarks.load_agents`)."""
+        rows = self.rows()
         if rows:
-            connection.exec_driver_sql(_UPSERTS[connection.dialect.name], rows)
+            connection.exec_driver_sql(UPSERTS[connection.dialect.name], rows)
 
 
 def rebuild(connection: Connection) -> int:

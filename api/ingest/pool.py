@@ -5,19 +5,23 @@ than everything else the service does for it, and the event loop runs on one cor
 body to one of `size` worker processes (``python -m api.ingest.pool``, kept running by `api.ingest.supervisor`);
 the loop keeps HTTP and authentication.  Two modes:
 
-- *storing* (an SQLite file): the worker also stores what it priced, with the service's own writer
-  (`api.ingest.writer.Ingestor.write`), in one transaction for every report it read at once (group commit), and
-  answers each report's `IngestResult` after the commit.  SQLite's work and its Python around it were the largest
-  cost left on the loop, and a second process has its own interpreter lock.  Every writer of the database takes
-  SQLite's write lock when it begins (`api.db.engine.write_transaction`), so the worker and the service's
-  housekeeping never interleave; storing workers take turns through a lock file first (`_WritersTurn`).
-- *pricing* (PostgreSQL, or a database no second process can open): the worker answers the `Prepared` rows and
-  the service's writer stores them.
+- *storing* (an SQLite file or PostgreSQL): the worker also stores what it priced, with the service's own writer
+  (`api.ingest.writer.Ingestor.write`) on its own connection, in one transaction for every report it read at once
+  (group commit), and answers each report's `IngestResult` after the commit.  The database's work and its Python
+  around it were the largest cost left on the loop (on PostgreSQL, a commit thread in the service's process
+  fought the loop for the interpreter lock on every row it bound: p99 1.2-7.7 s at 10,000 agents), and a second
+  process has its own interpreter lock.  On SQLite every writer takes the write lock when it begins
+  (`api.db.engine.write_transaction`), so the worker and the service's housekeeping never interleave, and storing
+  workers take turns through a lock file first (`_WritersTurn`).  On PostgreSQL workers (of this and other
+  replicas) write at once, kept apart by row locks taken in one order (`api.ingest.writer`).
+- *pricing* (a database no second process can open: in-memory SQLite): the worker answers the `Prepared` rows
+  and the service's writer stores them.
 
 Size 0 prices and stores in the service's own process, and so does a pool whose workers have all exited (each is
 started again by the supervisor).  No worker sees a token: only the caller's `Principal`.
 
-A worker's configuration is ``(dialect, region codes, database URL or None)``; a request ``(body, role, bound
+A worker's configuration is ``(dialect, region codes, database URL or None)`` (sent on its pipe: a PostgreSQL
+password never appears on a command line); a request ``(body, role, bound
 node, token id, received at in naive UTC)``; an answer the `IngestResult`'s fields (storing), `Prepared.wire()`
 (pricing) or a ServiceError: plain values, which pickle handles in C (an aware datetime takes 5 us more to
 pickle).  This module must not supervise processes itself (that is `api.ingest.supervisor`'s), nor store
@@ -105,7 +109,7 @@ class PricingPool:
             raise ValueError("storing workers need the service's ingestor, for reports priced in process")
         self.size = size
         self.ingestor = ingestor
-        self.database_url = database_url  # workers store too (SQLite)
+        self.database_url = database_url  # workers store too (an SQLite file, PostgreSQL)
         self.pricer = pricer  # the in-process pricer: size 0, and while no worker runs
         hello = (dialect, sorted(pricer.region_codes), database_url)
         self.supervisor = Supervisor("pricing worker", size, command, hello, answer_timeout_s=answer_timeout_s)
@@ -205,17 +209,20 @@ def serve(read_fd: int, write_fd: int) -> None:
 
 
 class _WritersTurn:
-    """The storing workers' turn at writing: an exclusive ``flock`` on a file beside the database, which wakes the
-    next worker as soon as it is released.  SQLite's own lock alone would do for correctness, but its busy handler
-    sleeps in steps of up to 100 ms, and two workers taking turns through it had a p99 of 195-340 ms against
-    20-38 ms for one (`benchmarks.ingest --ingest-workers 2`); with this file, 22-37 ms."""
+    """The storing workers' turn at writing on SQLite: an exclusive ``flock`` on a file beside the database, which
+    wakes the next worker as soon as it is released.  SQLite's own lock alone would do for correctness, but its
+    busy handler sleeps in steps of up to 100 ms, and two workers taking turns through it had a p99 of 195-340 ms
+    against 20-38 ms for one (`benchmarks.ingest --ingest-workers 2`); with this file, 22-37 ms.  With no
+    `database` (PostgreSQL, where writers run at once under row locks) there is no turn to wait for."""
 
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str | None) -> None:
+        self.fd: int | None = None
+        if database is None:
+            return
         try:
-            self.fd: int | None = os.open(f"{database}-ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self.fd = os.open(f"{database}-ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             log.warning("storing workers will take turns through SQLite's lock alone: %s", exc)
-            self.fd = None
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -241,9 +248,9 @@ def _configure(dialect: str, codes: list[str], database_url: str | None) -> tupl
         from api.db.engine import make_engine  # noqa: PLC0415 - SQLAlchemy: storing workers only
         from api.ingest.writer import Ingestor  # noqa: PLC0415
 
-        engine = make_engine(database_url)
-        assert engine.url.database is not None  # storing workers run on SQLite files only (`sqlite_file_url`)
-        writer = (Ingestor(engine, model, set(codes)), _WritersTurn(engine.url.database))
+        engine = make_engine(database_url, prepared=False)
+        database = engine.url.database if engine.dialect.name == "sqlite" else None  # a file (`shared_url`)
+        writer = (Ingestor(engine, model, set(codes)), _WritersTurn(database))
     pricer = writer[0].pricer if writer is not None else Pricer(model, set(codes), dialect)
     settle_heap()
     return pricer, writer

@@ -8,15 +8,28 @@ and every request is answered only after that commit.  `Ingestor.write` is the o
 stored (and, if the batch fails, each of its reports alone): the service runs it on its commit thread (`store`),
 a storing pricing worker (`api.ingest.pool`) on its own.  Writers are kept apart by the ingestor's `write_lock`
 within a process and, across processes, by the write lock every SQLite write transaction takes when it begins
-(`api.db.engine.write_transaction`).  This module does not validate or price anything itself.
+(`api.db.engine.write_transaction`).
+
+On PostgreSQL many writers (storing workers of several replicas) run at once, kept apart by row locks taken in
+one order by all of them: the batch's node rows (``ORDER BY node_id FOR UPDATE``, before anything else is read, so
+a report that another writer is storing is seen as stored once it commits), then the rollup cells, upserted in
+key order (`api.census.rollups.Deltas.rows`), and last the audit chain's head row.  Writers that still collide (a
+deadlock with other writers of those rows, two writers creating the same new node or the same report at once) get
+their transaction rolled back by the server and run it again (`RETRIES`): nothing of a rolled-back attempt stays,
+so nothing is applied twice, and no report is answered before its commit.  This module does not validate or price
+anything itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -26,7 +39,7 @@ from sqlalchemy.exc import DBAPIError
 
 from api.audit import log as audit
 from api.auth import Role, bind_node
-from api.census.rollups import Deltas, cell_of
+from api.census.rollups import UPSERTS, Deltas, cell_of
 from api.db import read_time, storage_time
 from api.db.engine import write_transaction
 from api.db.tables import HARDWARE_COLUMNS, MEASURE_COLUMNS, nodes
@@ -37,6 +50,12 @@ from census_agent.report import ComputeModel
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
+# PostgreSQL errors after which a batch's transaction, rolled back by the server, is run again: a deadlock, a
+# serialisation failure, and a unique key that another writer committed meanwhile (the same new node, the same
+# report); the run again sees that writer's rows.  Tries in all, and the longest pause before another.
+RETRY_SQLSTATES = frozenset({"40P01", "40001", "23505"})
+RETRIES = 5
+RETRY_PAUSE_S = 0.05
 # How long the first report after a quiet spell waits for company.  0: none, since reports that arrive while a batch
 # is being committed form the next batch anyway (group commit by the fsync's own length); a 5 ms wait cost every
 # round of a closed loop of 32 clients 5 ms, and a fifth of the rate (`benchmarks.ingest`).
@@ -113,23 +132,102 @@ class Statements:
 
     def known_reports(self, conn: Connection, report_ids: list[str]) -> set[str]:
         """Which of `report_ids` are stored already."""
-        marks = ", ".join([self.mark] * len(report_ids))
-        query = f"SELECT report_id FROM reports WHERE report_id IN ({marks})"  # noqa: S608 - placeholders only
-        return {row[0] for row in conn.exec_driver_sql(query, tuple(report_ids))}
+        return {row[0] for row in conn.exec_driver_sql(self._known_query(len(report_ids)), tuple(report_ids))}
 
     def node_states(self, conn: Connection, node_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The stored state (`STATE_COLUMNS`, times as aware datetimes) of those of `node_ids` that are known;
         locked for this transaction on PostgreSQL."""
-        marks = ", ".join([self.mark] * len(node_ids))
-        query = f"SELECT {', '.join(STATE_COLUMNS)} FROM nodes WHERE node_id IN ({marks})"  # noqa: S608
-        if self.postgresql:
-            query += " FOR UPDATE"
+        return self._states(conn.exec_driver_sql(self._states_query(len(node_ids)), tuple(node_ids)))
+
+    def read_batch(
+        self, conn: Connection, node_ids: list[str], report_ids: list[str]
+    ) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """`node_states` of `node_ids` (locking them on PostgreSQL), then `known_reports` of `report_ids`, in this
+        order: a report another writer commits while this one waits for its node is then seen as stored.  On
+        PostgreSQL both go in one round trip (a pipeline: `_pipeline`)."""
+        if not self.postgresql:
+            return self.node_states(conn, node_ids), self.known_reports(conn, report_ids)
+        with _pipeline(conn) as raw:
+            states = raw.cursor()
+            states.execute(self._states_query(len(node_ids)), tuple(node_ids))
+            known = raw.cursor()
+            known.execute(self._known_query(len(report_ids)), tuple(report_ids))
+        return self._states(states.fetchall()), {row[0] for row in known.fetchall()}
+
+    def write_batch(
+        self,
+        conn: Connection,
+        history: list[tuple[Any, ...]],
+        inserts: list[dict[str, Any]],
+        updates: list[dict[str, Any]],
+        cells: list[tuple[Any, ...]],
+    ) -> None:
+        """Write a batch: its `history` rows, new and changed node states, the rollup `cells` (`Deltas.rows`), and
+        last the audit chain's entry for the stored reports (`api.audit.log`: the head row is locked until the
+        commit).  On PostgreSQL in two round trips (pipelines): everything up to the locked head, then the entry."""
+        if not self.postgresql:
+            if history:
+                conn.exec_driver_sql(self.insert_report, history)
+            self.write_nodes(conn, inserts, updates)
+            if cells:
+                conn.exec_driver_sql(UPSERTS[conn.dialect.name], cells)
+            if history:  # last: the chain's head is locked until the commit (api.audit.log.append)
+                audit.record_reports(conn, history)
+            return
+        chain = audit.statements(conn.dialect.name)
+        with _pipeline(conn) as raw:
+            cursor = raw.cursor()
+            for statement, rows in (
+                (self.insert_report, history),
+                (self.insert_node, self.node_rows(inserts)),
+                (self.update_node, self.update_rows(updates)),
+                (UPSERTS[conn.dialect.name], cells),
+            ):
+                if rows:
+                    cursor.executemany(statement, rows)
+            head = raw.cursor()
+            if history:
+                head.execute(chain.lock_head)
+        if not history:
+            return
+        action, actor, subject, detail = audit.reports_entry(history)
+        entry, move = audit.next_entry(chain, head.fetchone(), action, actor, subject=subject, detail=detail)
+        with _pipeline(conn) as raw:
+            cursor = raw.cursor()
+            cursor.execute(chain.insert, entry)
+            cursor.execute(chain.move_head, move)
+
+    def _states_query(self, count: int) -> str:
+        query = f"SELECT {', '.join(STATE_COLUMNS)} FROM nodes WHERE node_id IN ({', '.join([self.mark] * count)})"  # noqa: S608
+        if self.postgresql:  # locked in key order, by every writer alike: no two writers wait for each other's rows
+            query += " ORDER BY node_id FOR UPDATE"
+        return query
+
+    def _known_query(self, count: int) -> str:
+        return f"SELECT report_id FROM reports WHERE report_id IN ({', '.join([self.mark] * count)})"  # noqa: S608
+
+    def _states(self, rows: Iterable[Sequence[Any]]) -> dict[str, dict[str, Any]]:
         found = {}
-        for values in conn.exec_driver_sql(query, tuple(node_ids)):
+        for values in rows:
             row = dict(zip(STATE_COLUMNS, values, strict=True))
             row["last_generated_at"] = self.read_time(row["last_generated_at"])
             found[row["node_id"]] = row
         return found
+
+
+@contextmanager
+def _pipeline(conn: Connection) -> Iterator[Any]:
+    """The PostgreSQL driver's (psycopg 3) connection under `conn`, in pipeline mode: statements sent inside go to
+    the server together and their results come back in one round trip when the block ends (results are read from
+    the cursors after it).  The driver's errors become SQLAlchemy's, as `conn` would raise them, so callers
+    classify them alike (`api.errors.database_error`, `RETRY_SQLSTATES`)."""
+    raw = conn.connection.dbapi_connection
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        with raw.pipeline():  # type: ignore[union-attr]
+            yield raw
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(None, None, exc, dbapi.Error, dialect=conn.dialect) from exc
 
 
 class Ingestor:
@@ -201,8 +299,7 @@ class Ingestor:
         (`store`) and by a storing pricing worker (`api.ingest.pool`)."""
         bindings: dict[int, str] = {}  # agent tokens bound in this transaction: remembered once it has committed
         try:
-            with self.write_lock, write_transaction(self.engine) as conn:
-                outcomes = self._store(conn, batch, bindings)
+            outcomes = self._transaction(batch, bindings)
         except Exception as exc:
             mapped = database_error(exc) if isinstance(exc, DBAPIError) else None
             if mapped is not None:  # the database's state, not a report, is at fault: the same answer for each
@@ -215,11 +312,26 @@ class Ingestor:
         self._bindings |= bindings
         return [o if isinstance(o, Exception) else item.result(o) for item, o in zip(batch, outcomes, strict=True)]
 
+    def _transaction(self, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:
+        """`_store` in one write transaction, run again (up to `RETRIES` tries) when PostgreSQL rolled it back for
+        a collision with another writer (`RETRY_SQLSTATES`)."""
+        for attempt in range(1, RETRIES + 1):
+            bindings.clear()
+            try:
+                with self.write_lock, write_transaction(self.engine) as conn:
+                    return self._store(conn, batch, bindings)
+            except DBAPIError as exc:
+                state = getattr(exc.orig, "sqlstate", None)
+                if not self.statements.postgresql or state not in RETRY_SQLSTATES or attempt == RETRIES:
+                    raise
+                log.info("storing %d report(s) collided with another writer (%s); try %d", len(batch), state, attempt)
+                time.sleep(random.uniform(0, RETRY_PAUSE_S * attempt / RETRIES))  # noqa: S311 - jitter, not secrets
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _store(self, conn: Connection, batch: list[Prepared], bindings: dict[int, str]) -> list[str | Exception]:
         sql = self.statements
-        seen = sql.known_reports(conn, [item.report_id for item in batch])
         node_ids = sorted({item.node_id for item in batch})
-        stored = sql.node_states(conn, node_ids)
+        stored, seen = sql.read_batch(conn, node_ids, [item.report_id for item in batch])
         current: dict[str, dict[str, Any] | None] = {n: stored.get(n) for n in node_ids}
         before = dict(current)
         order: dict[str, tuple[datetime, int]] = {
@@ -251,23 +363,23 @@ class Ingestor:
                 order[node_id] = item.order
                 updated.add(node_id)
             outcomes.append("stored" if newer else "stored-as-history")
-        if history:
-            conn.exec_driver_sql(sql.insert_report, history)
         states = {n: current[n] for n in sorted(updated)}
         inserts = [s for n, s in states.items() if s is not None and before[n] is None]
         updates = [s for n, s in states.items() if s is not None and before[n] is not None]
-        sql.write_nodes(conn, inserts, updates)
-        self.apply_rollups(conn, before, states)
-        if history:  # last: the chain's head is locked until the commit (api.audit.log.append)
-            audit.record_reports(conn, history)
+        sql.write_batch(conn, history, inserts, updates, self.deltas(before, states).rows())
         return outcomes
 
     @staticmethod
     def apply_rollups(
         conn: Connection, before: dict[str, dict[str, Any] | None], after: dict[str, dict[str, Any] | None]
     ) -> None:
-        """Move each node's contribution from the cell it was in (`before`) to the one it is in now (`after`);
-        a node whose cell and figures did not change (most reports) costs nothing."""
+        """Move each node's contribution from the cell it was in (`before`) to the one it is in now (`after`)."""
+        Ingestor.deltas(before, after).apply(conn)
+
+    @staticmethod
+    def deltas(before: dict[str, dict[str, Any] | None], after: dict[str, dict[str, Any] | None]) -> Deltas:
+        """The rollup changes that move each node's contribution from the cell it was in (`before`) to the one it
+        is in now (`after`); a node whose cell and figures did not change (most reports) costs nothing."""
         deltas = Deltas()
         for node_id, new in after.items():
             old = before[node_id]
@@ -277,4 +389,4 @@ class Ingestor:
                 deltas.add(cell_of(old), old, -1)
             if new is not None:
                 deltas.add(cell_of(new), new, 1)
-        deltas.apply(conn)
+        return deltas

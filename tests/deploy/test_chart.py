@@ -195,6 +195,38 @@ def test_postgresql_from_a_secret_allows_rolling_updates(full_docs: list[dict[st
     assert volume["secret"]["secretName"] == "suanli-admin"
 
 
+def test_several_postgresql_replicas_get_a_disruption_budget_and_all_run_serve() -> None:
+    """On PostgreSQL, three API replicas render one PodDisruptionBudget selecting exactly the API pods (at most one
+    evicted at a time, or the value given), and every replica runs plain `serve` (its default role, all: the
+    singleton duties are elected among the replicas, not split into another Deployment); one replica gets no budget,
+    as a budget that allows no eviction would block every drain; SQLite refuses a second replica (above)."""
+    postgresql = ("--set", "database.type=postgresql", "--set", "database.postgresql.existingSecret=db")
+    docs = template(*postgresql, "--set", "api.replicas=3")
+    (deployment,) = find(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    (api,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert api["args"] == ["serve"]
+    (budget,) = find(docs, "PodDisruptionBudget")
+    assert budget["apiVersion"] == "policy/v1"
+    assert budget["spec"]["maxUnavailable"] == 1
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = budget["spec"]["selector"]["matchLabels"]
+    assert selector == deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+    for doc in docs:  # the budget selects no other pods (the agents')
+        if doc["kind"] == "DaemonSet":
+            assert not selector.items() <= doc["spec"]["template"]["metadata"]["labels"].items()
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(budget, version, strict=True)
+    wider = template(*postgresql, "--set", "api.replicas=5", "--set", "api.podDisruptionBudget.maxUnavailable=2")
+    assert find(wider, "PodDisruptionBudget")[0]["spec"]["maxUnavailable"] == 2
+    assert not find(template(*postgresql, "--set", "api.replicas=1"), "PodDisruptionBudget")
+    assert not find(template(), "PodDisruptionBudget")
+    refused = helm("template", RELEASE, str(CHART), *postgresql, "--set", "api.podDisruptionBudget.maxUnavailable=0")
+    assert refused.returncode != 0
+    assert "maxUnavailable" in refused.stderr
+
+
 @pytest.mark.parametrize("values", VALUE_SETS)
 def test_every_container_is_non_root_with_requests_and_limits(values: str) -> None:
     """Every container the chart runs (Ray's too) has resource requests and limits and cannot escalate; the
