@@ -183,19 +183,18 @@ class ApiError extends Error {
   }
 }
 
-async function api(path, params = {}) {
+// GET by default; planning.js also POSTs a JSON body (text) with {method: "POST", body}.
+async function api(path, params = {}, { method = "GET", body = null } = {}) {
   const url = new URL(path, window.location.origin);
   for (const [key, value] of Object.entries(params)) {
     if (value !== null && value !== undefined && value !== "") url.searchParams.set(key, value);
   }
   const token = sessionStorage.getItem(TOKEN_KEY) || "";
+  const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
+  if (body !== null) headers["Content-Type"] = "application/json";
   let response;
   try {
-    response = await fetch(url, {
-      headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
-      cache: "no-store",
-      credentials: "omit",
-    });
+    response = await fetch(url, { method, headers, body, cache: "no-store", credentials: "omit" });
   } catch (error) {
     throw new ApiError(0, String(error.message || error));
   }

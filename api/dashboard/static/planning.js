@@ -2,8 +2,8 @@
 // target), what if planned machines were added (POST /v1/census/plan: before and after, nothing stored), and when
 // a target is reached (GET /v1/census/projection).
 //
-// Loaded after app.js, whose helpers it uses (t, el, $, humanFlops, percent, when, regionName, tierBadge, fillTable,
-// showMessage, signOut, views, scopeCode, lang, I18N, TOKEN_KEY, ApiError); it adds its own strings to I18N. Same rules:
+// Loaded after app.js, whose helpers it uses (api, t, el, $, humanFlops, percent, when, regionName, tierBadge, fillTable,
+// showMessage, signOut, views, scopeCode, lang, I18N, ApiError); it adds its own strings to I18N. Same rules:
 // values from the API go into the page as text only, requests go to this origin only with the tab's token. A plan
 // is data typed or uploaded by the planner and sent as JSON; the page never names a file on the server.
 "use strict";
@@ -79,30 +79,6 @@
 
   const shareText = (x) => percent(x);
   const flopsChange = (a, b) => (b >= a ? `+${humanFlops(b - a)}` : `−${humanFlops(a - b)}`);
-
-  async function request(method, path, params = {}, body = null) {
-    const url = new URL(path, window.location.origin);
-    for (const [key, value] of Object.entries(params)) {
-      if (value !== null && value !== undefined && value !== "") url.searchParams.set(key, value);
-    }
-    const headers = { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) || ""}`, Accept: "application/json" };
-    if (body !== null) headers["Content-Type"] = "application/json";
-    let response;
-    try {
-      response = await fetch(url, { method, headers, body, cache: "no-store", credentials: "omit" });
-    } catch (error) {
-      throw new ApiError(0, String(error.message || error));
-    }
-    if (!response.ok) {
-      let detail = response.statusText;
-      try {
-        const problem = await response.json();
-        detail = problem.detail || problem.title || detail;
-      } catch { /* not JSON */ }
-      throw new ApiError(response.status, `${response.status} ${detail}`);
-    }
-    return response.json();
-  }
 
   // An error as a view for showMessage; a 401 signs out (as app.js does). Null when signed out.
   function failure(error) {
@@ -215,7 +191,7 @@
     renderPlan();
     $("plan-result").dataset.loaded = "false";
     try {
-      state.plan = await request("POST", "/v1/census/plan", { region: scopeCode }, text);
+      state.plan = await api("/v1/census/plan", { region: scopeCode }, { method: "POST", body: text });
       state.planError = null;
     } catch (error) {
       state.planError = failure(error);
@@ -308,7 +284,7 @@
     }
     $("projection-table").dataset.loaded = "false";
     try {
-      state.projection = await request("GET", "/v1/census/projection", params);
+      state.projection = await api("/v1/census/projection", params);
       state.projectionError = null;
     } catch (error) {
       state.projectionError = failure(error);
