@@ -39,11 +39,11 @@ Window = Annotated[
 ]
 
 
-def _statuses(include: str) -> list[str]:
+def statuses_for(include: str) -> list[str]:
     return [ACTIVE] if include == "active" else list(STATUSES)
 
 
-def _check_region(state: State, region: str | None) -> None:
+def check_region(state: State, region: str | None) -> None:
     if region is not None and region not in state.regions:
         raise InvalidRequest(f"unknown region code {region!r}: see GET /v1/regions")
 
@@ -60,8 +60,8 @@ def census(
     """Headline total (stated convention), every precision, composition by tier, regions with per capita; per
     tier and region the three layers (capacity, allocated, consumed), utilisation over the window, the
     scheduler's demand and energy."""
-    _check_region(state, region)
-    return _census_with_utilisation(state, conn, _statuses(include), region, window)
+    check_region(state, region)
+    return _census_with_utilisation(state, conn, statuses_for(include), region, window)
 
 
 def _census_with_utilisation(
@@ -111,14 +111,14 @@ def history(
     until: Annotated[datetime | None, Query(alias="to")] = None,
 ) -> dict[str, Any]:
     """One point per snapshot (taken every ``snapshot_interval_seconds``) and the growth from first to last."""
-    _check_region(state, region)
+    check_region(state, region)
     since = aware(since).astimezone(UTC) if since is not None else None  # snapshots are stored in UTC
     until = aware(until).astimezone(UTC) if until is not None else None
     return history_document(
         conn,
         region_table=state.regions,
         convention=state.settings.headline,
-        statuses=_statuses(include),
+        statuses=statuses_for(include),
         since=since,
         until=until,
         region=region,
@@ -196,8 +196,8 @@ def export_csv(
 ) -> Response:
     """One row per region and tier (and an ``all`` row per region) for planners' spreadsheets, with the layers,
     utilisation over the window and power of each."""
-    _check_region(state, region)
-    statuses = _statuses(include)
+    check_region(state, region)
+    statuses = statuses_for(include)
     document, inputs = _census_and_inputs(state, conn, statuses, region, window)
     convention = f"sum of tiers each in its own precision: {document['headline']['convention_text']}"
     out = io.StringIO()

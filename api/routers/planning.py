@@ -37,7 +37,7 @@ from api.db import aware
 from api.deps import CensusReader, Conn, Planner, State
 from api.errors import AUTHENTICATED, InvalidRequest, invalid_body, problem_responses
 from api.openapi import json_body
-from api.routers.census import Include, RegionQuery, _check_region, _statuses
+from api.routers.census import Include, RegionQuery, check_region, statuses_for
 from api.schemas.planning import PlanPublic, PlanRequest, ProjectionPublic
 from api.state import ServiceState
 from census_agent.report import inventory_from_object
@@ -102,13 +102,13 @@ async def plan(
     """Price each planned machine kind (the ``census-agent estimate`` document, a count and a region) with the
     service's compute model and answer the census before and after, the regions it changes (headline, per
     capita, AI share) and what each kind adds. Planner, operator and admin tokens."""
-    _check_region(state, region)
+    check_region(state, region)
     try:
         spec = PlanRequest.model_validate_json(await request.body())
     except ValidationError as exc:
         raise invalid_body(exc) from None
     machines = _machines(state, spec)
-    statuses = _statuses(include)
+    statuses = statuses_for(include)
 
     def answer() -> dict[str, Any]:
         priced = price(machines, state.ingestor.pricer.model)
@@ -164,10 +164,10 @@ def projection(
     whole census or one region (with everything below it), and say when the total reaches ``target_total_flops``
     and the region's per-capita figure ``target_per_capita_flops`` (which needs a region with a population). A fit
     needs at least 3 snapshots; without one, or without growth, a target's date is null with the reason."""
-    _check_region(state, region)
+    check_region(state, region)
     since = aware(since).astimezone(UTC) if since is not None else None
     until = aware(until).astimezone(UTC) if until is not None else None
-    statuses = _statuses(include)
+    statuses = statuses_for(include)
     history = history_document(
         conn,
         region_table=state.regions,
