@@ -131,13 +131,19 @@ def test_estimate_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_measure_reports_fp64_and_fp32_rates_within_its_budget() -> None:
-    """`measure --seconds 2 --json` returns a positive fp64 and fp32 matmul rate, fp32 at least as fast."""
+    """`measure --seconds 2 --json` returns a positive fp64 and fp32 matmul rate, each multiply inside its half.
+
+    Whether fp32 beats fp64 is the CPU's business, and on a shared machine a neighbour can turn it round, so
+    only the rates' plausibility and the budget are checked.
+    """
     result = agent("measure", "--seconds", "2", "--json")
     assert result.returncode == 0, result.stderr
-    rates = {m["precision"]: m["flops"] for m in json.loads(result.stdout)}
-    assert set(rates) == {"fp64", "fp32"}
-    assert rates["fp64"] > 1e8
-    assert rates["fp32"] > rates["fp64"] * 0.8
+    measured = {m["precision"]: m for m in json.loads(result.stdout)}
+    assert set(measured) == {"fp64", "fp32"}
+    for m in measured.values():
+        assert m["flops"] > 1e8
+        assert m["flops"] == pytest.approx(2.0 * m["matrix_size"] ** 3 / m["seconds"])
+        assert 0 < m["seconds"] < 1.0  # the budget is split in two halves of one second
 
 
 def test_measure_human_output_puts_rmax_beside_rpeak() -> None:

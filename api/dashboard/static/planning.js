@@ -67,6 +67,9 @@
   const PREFIXES = { "": 1, K: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18, Z: 1e21 };
   const FLOPS_TEXT = /^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGTPEZ]?)(?:FLOPS)?\s*$/i;
   const state = { plan: null, planError: null, projection: null, projectionError: null };
+  // Each load takes a ticket; an answer whose ticket is no longer the latest is dropped, so a slow earlier
+  // request (an automatic refresh, a double click) never paints over the answer to the one asked last.
+  const latest = { plan: 0, projection: 0 };
 
   // "300 EFLOPS", "3e20", "12.5T" as FLOPS (as `suanli census --target-total` reads them); null when empty.
   function parseFlops(text) {
@@ -190,13 +193,18 @@
     state.planError = { state: "loading" };
     renderPlan();
     $("plan-result").dataset.loaded = "false";
+    const ticket = ++latest.plan;
+    let answer = null;
+    let problem = null;
     try {
-      state.plan = await api("/v1/census/plan", { region: scopeCode }, { method: "POST", body: text });
-      state.planError = null;
+      answer = await api("/v1/census/plan", { region: scopeCode }, { method: "POST", body: text });
     } catch (error) {
-      state.planError = failure(error);
-      if (!state.planError) return;
+      problem = error;
     }
+    if (ticket !== latest.plan) return;
+    state.plan = answer;
+    state.planError = problem ? failure(problem) : null;
+    if (problem && !state.planError) return;
     renderPlan();
     $("plan-result").dataset.loaded = "true";
   }
@@ -283,14 +291,18 @@
       return;
     }
     $("projection-table").dataset.loaded = "false";
+    const ticket = ++latest.projection;
+    let answer = null;
+    let problem = null;
     try {
-      state.projection = await api("/v1/census/projection", params);
-      state.projectionError = null;
+      answer = await api("/v1/census/projection", params);
     } catch (error) {
-      state.projectionError = failure(error);
-      state.projection = null;
-      if (!state.projectionError) return;
+      problem = error;
     }
+    if (ticket !== latest.projection) return;
+    state.projection = answer;
+    state.projectionError = problem ? failure(problem) : null;
+    if (problem && !state.projectionError) return;
     renderProjection();
     $("projection-table").dataset.loaded = "true";
   }
@@ -308,6 +320,8 @@
   }
 
   function clearPlanning() {
+    latest.plan += 1; // answers still on their way belong to the previous session
+    latest.projection += 1;
     Object.assign(state, { plan: null, planError: null, projection: null, projectionError: null });
     renderAllPlanning();
   }
