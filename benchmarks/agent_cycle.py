@@ -36,9 +36,9 @@ issue 15's target).  Exit status: 0 when measured (1 with
 --strict if a target was missed), 2 when the benchmark could not run, 130 on Ctrl-C or SIGTERM.  Every
 process started here is stopped (SIGTERM, then SIGKILL after a timeout) on the way out, errors included.
 
-The agent runs on this interpreter by default, i.e. the dev venv, where ``import httpx`` also loads click,
-rich and pygments (import-linter installs them and httpx then imports its CLI): that adds about 4.5 MiB
-that a base install does not have.  ``--agent-python`` runs it on another venv's interpreter.
+The agent runs on this interpreter by default, i.e. the dev venv; ``--agent-python`` runs it on another
+venv's interpreter (a base install).  The agent imports no HTTP client library (``http.client`` only), so the
+dev venv's extra packages no longer reach its memory.
 
 Linux only (process CPU clocks, /proc).
 """
@@ -658,19 +658,8 @@ def host_info(settings: Settings) -> dict[str, Any]:
         "python": platform.python_version(),
         "node_exporter": node_exporter_version(settings.node_exporter),
         "agent_python": settings.agent_python,
-        "agent_python_extras": _importable(settings.agent_python, ("click", "rich", "pygments")),
         "load_avg_1m_at_end": os.getloadavg()[0],
     }
-
-
-def _importable(python: str, modules: tuple[str, ...]) -> list[str] | None:
-    """Which of `modules` `python` can import (httpx imports its CLI's dependencies when they are there)."""
-    code = f"import importlib.util as u; print(' '.join(m for m in {modules!r} if u.find_spec(m)))"
-    try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.split()
 
 
 def _cpu_model() -> str:
@@ -690,13 +679,11 @@ def render_table(doc: dict[str, Any]) -> str:
     host, phases = doc["host"], doc["phases"]
     exporter = phases[-1]
     bytecode = "private .pyc cache, primed first" if doc["settings"]["pyc_cache"] else ".pyc as inherited"
-    extras = host["agent_python_extras"]
-    extras_note = "?" if extras is None else (", ".join(extras) or "none")
     lines = [
         "Suanli census agent vs node_exporter: CPU time and resident memory",
         f"host: {host['cpus']} CPUs ({host['cpu_model']}), Linux {host['kernel']}, Python {host['python']}",
         f"      {host['node_exporter']}",
-        f"agent: {host['agent_python']} ({bytecode}; httpx CLI extras importable: {extras_note})",
+        f"agent: {host['agent_python']} ({bytecode})",
         "",
         f"{'process (CPU per event)':<36} {'CPU ms':>7} {'median':>7} {'max':>7} {'vs n_e':>7} "
         f"{'RSS MiB':>8} {'peak MiB':>9} {'events':>7}",
@@ -850,9 +837,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--agent-python",
         default=sys.executable,
         metavar="PYTHON",
-        help="interpreter that runs the agent (default: this one, i.e. the project's dev venv, where httpx also "
-        "imports its CLI's click/rich/pygments because import-linter installs them; give a production-like venv's "
-        "python to measure a base install: the agent's code still comes from this checkout)",
+        help="interpreter that runs the agent (default: this one, i.e. the project's dev venv; give a "
+        "production-like venv's python to measure a base install: the agent's code still comes from this checkout)",
     )
     parser.add_argument(
         "--agent-log-level",

@@ -349,13 +349,20 @@ def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
         token_file = config.token_file
         if token_file is None and config.enrol_token_file is not None:
             token_file = config.spool_dir.parent / "agent.token"
-        pusher = Pusher(
-            str(config.server),
-            token_file,
-            ca_file=config.ca_file,
-            timeout=config.request_timeout_seconds,
-            enrol_token_file=config.enrol_token_file,
-        )
+        try:
+            pusher = Pusher(
+                str(config.server),
+                token_file,
+                ca_file=config.ca_file,
+                timeout=config.request_timeout_seconds,
+                enrol_token_file=config.enrol_token_file,
+            )
+        except ValueError as exc:  # a proxy variable that is not an http:// URL
+            print(f"census-agent run: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as exc:  # the CA file is missing, unreadable or not PEM
+            print(f"census-agent run: cannot load --ca-file {config.ca_file}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
     agent = Agent(
         config,
         spool=spool,
