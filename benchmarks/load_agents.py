@@ -14,7 +14,8 @@ own ``build_report`` and then given a new report id, sequence number and time fo
 agent token bound to its node (as enrolment makes them; inserted into the database before the run, so its first
 report pays the real token check and later ones hit the service's 60 s token cache), its own sequence numbers and
 its own keep-alive connection (reopened when the service has closed it or it has been idle 5 s, as the agent's
-httpx client does: with the service's 5 s keep-alive and a 30 s interval, every report opens a new connection).
+``census_agent.push`` does: with the service's 5 s keep-alive and a 30 s interval, every report opens a new
+connection).
 
 Every agent behaves as ``census_agent.agent.Agent.run`` does: it starts at a random moment within the first
 interval, builds a report every --interval seconds (+/- 10% jitter), appends it to its spool (in memory here)
@@ -81,7 +82,7 @@ MARK_ID, MARK_SEQ, MARK_TIME = "@@REPORT-ID@@", 987654321, "@@GENERATED-AT@@"
 REQUEST_TIMEOUT_S = 10.0  # the agent's default request_timeout_seconds
 JITTER = 0.1  # the agent's default jitter
 BACKOFF_CAP_S = 300.0  # the agent's default backoff_max_seconds
-KEEPALIVE_EXPIRY_S = 5.0  # httpx's default: the agent's client never reuses a connection idle this long
+KEEPALIVE_EXPIRY_S = 5.0  # census_agent.push's: the agent never reuses a connection idle this long
 _NAMESPACE = uuid.UUID("5a4e1c3e-0000-4000-8000-00000000b0ad")
 
 

@@ -21,7 +21,9 @@ import enum
 import http.client
 import json
 import os
+import select
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,9 @@ REPORTS_PATH = "/v1/reports"
 ENROL_PATH = "/v1/agents/enrol"
 MAX_ANSWER_BYTES = 64 * 1024  # an answer longer than this is cut, and its connection not reused
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# A connection idle this long is closed rather than reused: servers drop idle ones (uvicorn after 5 s), and a
+# request sent on a dropped connection is sent twice.  Agents reporting every 30 s thus connect per report.
+KEEPALIVE_EXPIRY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +191,7 @@ class Pusher:
         self._token_file = token_file
         self._enrol_token_file = enrol_token_file
         self._connection: http.client.HTTPConnection | None = None
+        self._last_used = 0.0
 
     def push(self, document: bytes) -> PushResult:
         """POST one report document to ``/v1/reports``."""
@@ -285,6 +291,10 @@ class Pusher:
             raise
 
     def _exchange(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        if self._connection is not None and (
+            time.monotonic() - self._last_used > KEEPALIVE_EXPIRY_S or _dropped(self._connection)
+        ):
+            self.close()
         if self._connection is None:
             self._connection = self._connect()
         connection = self._connection
@@ -304,6 +314,7 @@ class Pusher:
         answer = response.read(MAX_ANSWER_BYTES)
         if response.will_close or not response.isclosed():
             self.close()  # the server will close it, or the answer was longer than we read: start afresh
+        self._last_used = time.monotonic()
         return response.status, answer
 
     def close(self) -> None:
@@ -311,3 +322,12 @@ class Pusher:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """Whether an idle kept connection was closed by the server (its socket is readable: EOF or an alert)."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)

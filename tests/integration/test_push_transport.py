@@ -31,12 +31,15 @@ class Service:
     """An HTTP/1.1 server that records each POST's path and the client port it came on, and answers 200.
 
     ``drop_after_answer`` closes each connection right after its answer without saying so (as a server's
-    idle timeout does); ``answer_bytes`` makes every answer a 400 that long.
+    idle timeout does); ``drop_unanswered`` closes the connection of the next request without answering it
+    (the race where the server's idle timeout fires as the request arrives); ``answer_bytes`` makes every
+    answer a 400 that long.
     """
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.posts: list[tuple[str, int, dict[str, str]]] = []
         self.drop_after_answer = False
+        self.drop_unanswered = 0
         self.answer_bytes = 0
         service = self
 
@@ -48,6 +51,11 @@ class Service:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if service.drop_unanswered:
+                    service.drop_unanswered -= 1
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
                 service.posts.append((self.path, self.client_address[1], dict(self.headers)))
                 body = b"x" * service.answer_bytes if service.answer_bytes else b'{"stored": true}'
                 self.send_response(400 if service.answer_bytes else 200)
@@ -180,10 +188,9 @@ def test_pushes_share_one_kept_alive_connection_and_carry_the_token(service: Ser
     assert all(h["User-Agent"].startswith("suanli-census-agent/") for _, _, h in service.posts)
 
 
-def test_a_connection_the_server_dropped_while_idle_is_replaced_and_the_report_still_delivered(
-    service: Service, token_file: Path
-) -> None:
-    """When the server closes each connection after answering, the next push reconnects once and is stored."""
+def test_a_connection_the_server_closed_while_idle_is_not_written_to(service: Service, token_file: Path) -> None:
+    """When the server closes each connection after answering, the agent sees it and opens a new one first:
+    every report is posted once, each on its own connection."""
     service.drop_after_answer = True
     pusher = Pusher(service.url(), token_file, ca_file=None, timeout=5, environ={})
     try:
@@ -193,6 +200,28 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced_and_the_report_s
     assert [r.outcome for r in results] == [Outcome.STORED] * 3
     assert len(service.posts) == 3
     assert len({port for _, port, _ in service.posts}) == 3
+
+
+def test_a_kept_connection_dropped_as_the_request_arrives_is_retried_once_on_a_new_one(
+    service: Service, token_file: Path
+) -> None:
+    """The server closes a reused connection without answering: the push is sent again on a new connection and
+    stored; a new connection dropped the same way is not retried (RETRY, kept in the spool)."""
+    pusher = Pusher(service.url(), token_file, ca_file=None, timeout=5, environ={})
+    try:
+        assert pusher.push(REPORT).outcome is Outcome.STORED
+        service.drop_unanswered = 1
+        retried = pusher.push(REPORT)
+        pusher.close()
+        service.drop_unanswered = 1
+        fresh = pusher.push(REPORT)
+    finally:
+        pusher.close()
+    assert retried.outcome is Outcome.STORED
+    assert len({port for _, port, _ in service.posts}) == 2
+    assert fresh.outcome is Outcome.RETRY
+    assert "RemoteDisconnected" in fresh.detail or "ConnectionResetError" in fresh.detail
+    assert len(service.posts) == 2
 
 
 def test_a_refused_connection_is_a_retry_naming_the_error(token_file: Path) -> None:
