@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from census_agent.models import PowerReading, Usage
-from census_agent.render import human_bytes, human_flops
+from census_agent.units import human_bytes, human_flops
 from tests.integration.service.helpers import (
     clean_env,
     host_inventory,

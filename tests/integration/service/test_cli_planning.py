@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from census_agent.models import Precision
-from census_agent.render import human_flops
+from census_agent.units import human_flops
 from tests.fleet import AI, generate_fleet, post_fleet, reports
 from tests.integration.service.helpers import module_service
 from tests.integration.service.test_cli import ok, refused, suanli_all
