@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from api.cli.client import SuanliClient
-from census_agent.render import human_bytes, table
+from census_agent.units import human_bytes, table
 
 ClientFactory = Callable[[argparse.Namespace], SuanliClient]
 

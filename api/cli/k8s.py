@@ -19,14 +19,14 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.cli.client import SuanliClient
-from api.discovery.nodes import DiscoveredNode, discover_all
-from census_agent.catalogue import load_default_catalogue
 from census_agent.labels import CLOCK_LABEL, REGION_LABEL
-from census_agent.render import human_bytes, human_flops, table
-from census_agent.report import ComputeModel
+from census_agent.units import human_bytes, human_flops, table
+
+if TYPE_CHECKING:
+    from api.discovery.nodes import DiscoveredNode
 
 ClientFactory = Callable[[argparse.Namespace], SuanliClient]
 BATCH = 500  # the service's limit per request
@@ -82,6 +82,7 @@ def _seed_region_codes() -> set[str]:
 
 def _rows(found: list[DiscoveredNode]) -> list[list[str]]:
     from api.settings import DEFAULT_HEADLINE  # noqa: PLC0415 - pydantic-settings is in the server extra
+    from census_agent.report import ComputeModel  # noqa: PLC0415 - the models load only when this command runs
 
     model = ComputeModel()
     rows = []
@@ -111,6 +112,8 @@ def run(args: argparse.Namespace, make_client: ClientFactory) -> int:
     """Run ``k8s-sync``; returns the exit code."""
     # The kubernetes client is in the server extra: loaded only when this command runs.
     from api.discovery.client import KubernetesNodes, KubernetesUnavailable  # noqa: PLC0415
+    from api.discovery.nodes import discover_all  # noqa: PLC0415 - so do the inventory models (pydantic)
+    from census_agent.catalogue import load_default_catalogue  # noqa: PLC0415
 
     try:
         cluster = KubernetesNodes(args.kubeconfig, args.context, in_cluster=args.in_cluster)

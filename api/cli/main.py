@@ -26,13 +26,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from api.cli import jobs as cli_jobs
 from api.cli import k8s as cli_k8s
 from api.cli import planning as cli_planning
 from api.cli.client import ApiError, SuanliClient, wait_until_ready
-from census_agent.render import human_bytes, human_flops, table
+from census_agent.units import human_bytes, human_flops, table
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -253,6 +251,13 @@ def _token(args: argparse.Namespace) -> str | None:
     if path is None:
         return None
     return path.read_text(encoding="utf-8").strip()
+
+
+def _is_validation_error(exc: BaseException) -> bool:
+    """Whether `exc` is pydantic's ValidationError (a ValueError): settings that do not validate. pydantic is not
+    imported for this: the client commands start without it, and an error of its kind needs it loaded first."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(exc, pydantic.ValidationError)
 
 
 def _client(args: argparse.Namespace) -> SuanliClient:
@@ -797,10 +802,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ApiError as exc:
         print(f"suanli {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE if exc.status in (400, 422) else EXIT_ERROR
-    except ValidationError as exc:
-        print(f"suanli {args.command}: invalid settings:\n{exc}", file=sys.stderr)
-        return EXIT_USAGE
     except (ValueError, OSError) as exc:
+        if _is_validation_error(exc):
+            print(f"suanli {args.command}: invalid settings:\n{exc}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"suanli {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from api.cli.client import SuanliClient
-from census_agent.render import human_flops, table
+from census_agent.units import human_flops, table
 
 TIER_NAMES = {"general": "general 通用", "ai": "ai 智算", "hpc": "hpc 超算", "edge": "edge 边缘"}
 PREFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21}

@@ -1,16 +1,19 @@
-"""Idempotent seeding from ``seeds/`` at start: regions with parents, population and area."""
+"""Idempotent seeding from ``seeds/`` at start: regions with parents, population and area.
+
+`region_rows` reads the seed file alone: `suanli k8s-sync --dry-run` checks region codes with it on an operator's
+machine, so SQLAlchemy and the tables load only when `seed_regions` writes."""
 
 from __future__ import annotations
 
 import csv
 import io
 import logging
-from typing import Any
-
-from sqlalchemy import Connection, select
+from typing import TYPE_CHECKING, Any
 
 import seeds
-from api.db.tables import regions
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,10 @@ def region_rows() -> list[dict[str, Any]]:
 
 def seed_regions(connection: Connection) -> int:
     """Insert missing regions and update changed ones; returns how many rows were written."""
+    from sqlalchemy import select  # noqa: PLC0415 - see the module's docstring
+
+    from api.db.tables import regions  # noqa: PLC0415
+
     existing = {r.code: dict(r._mapping) for r in connection.execute(select(regions))}
     written = 0
     for row in region_rows():

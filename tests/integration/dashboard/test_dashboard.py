@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from census_agent.render import human_flops
+from census_agent.units import human_flops
 from tests.fleet import expected_census
 from tests.integration.dashboard.conftest import ARTIFACTS, Deployment, Visit
 

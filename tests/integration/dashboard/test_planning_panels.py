@@ -14,7 +14,7 @@ from playwright.sync_api import FilePayload
 
 import seeds
 from census_agent.models import Precision, Tier
-from census_agent.render import human_flops
+from census_agent.units import human_flops
 from tests.fleet import AI, expected_census, generate_fleet
 from tests.integration.dashboard.conftest import ARTIFACTS, Deployment, Visit
 

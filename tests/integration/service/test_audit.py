@@ -286,9 +286,12 @@ def test_verify_names_each_edit_removal_and_move_made_straight_in_the_database(a
         assert (broken["first_break"]["seq"], broken["first_break"]["kind"]) == (head["seq"], "edited"), broken
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite"])
 def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceProcess]:
-    """The service under uvicorn on 127.0.0.1, on a fresh database of each backend."""
+    """The service under uvicorn on 127.0.0.1, on a fresh SQLite database. Its test is about `suanli audit`
+    against a service in another process; the chain's verification of edits made straight in each backend's
+    database is test_verify_names_each_edit_removal_and_move_made_straight_in_the_database [sqlite] and
+    [postgresql]."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'suanli.db'}"
     else:

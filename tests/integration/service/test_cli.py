@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from census_agent.models import PowerReading, Usage
-from census_agent.render import human_bytes, human_flops
+from census_agent.units import human_bytes, human_flops
 from tests.integration.service.helpers import (
     clean_env,
     host_inventory,
@@ -31,9 +31,14 @@ TIERS = ("general", "ai", "hpc", "edge")
 TIER_NAMES = ("general 通用", "ai 智算", "hpc 超算", "edge 边缘")
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=["sqlite"])
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """One service per backend for this module."""
+    """One service for this module, on SQLite (`suanli up`'s database). What these tests check is the command:
+    its arguments, its output and its exit codes for what the service answers, which do not depend on where the
+    service stores. Each backend's storage of what the commands ask for is tested on both backends elsewhere:
+    the census and node listings in test_census.py (fleet totals, the CSV export, node filters and pages), the
+    utilisation window in test_utilisation.py, tokens' organisations, taken names and revocation in
+    test_identity.py and test_auth.py."""
     yield from module_service(request, tmp_path_factory)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from census_agent.models import Precision
-from census_agent.render import human_flops
+from census_agent.units import human_flops
 from tests.fleet import AI, generate_fleet, post_fleet, reports
 from tests.integration.service.helpers import module_service
 from tests.integration.service.test_cli import ok, refused, suanli_all
@@ -22,9 +22,11 @@ from tests.service import ServiceProcess
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=["sqlite"])
 def planned(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """One service per backend holding a 60-node generated fleet."""
+    """One service holding a 60-node generated fleet, on SQLite: these tests check the commands' reading of files,
+    output and exit codes; the what-if and projection answers on each backend are test_planning.py's, which runs
+    on both."""
     for service in module_service(request, tmp_path_factory):
         with service.client() as admin:
             post_fleet(admin, reports(generate_fleet(60, prefix="cli-plan")))

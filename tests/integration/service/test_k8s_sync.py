@@ -238,6 +238,9 @@ def test_only_operators_may_record_discovered_nodes_and_bad_input_stores_nothing
         assert not cluster.ids & {n["node_id"] for n in all_nodes(admin)}
 
 
+# SQLite alone: a dry run sends the service nothing, so no backend's storage is exercised; the discovered nodes'
+# storage on PostgreSQL is the first three tests' [postgresql] cases.
+@pytest.mark.parametrize("service", ["sqlite"], indirect=True)
 def test_dry_run_shows_the_cluster_and_sends_nothing(service: ServiceProcess, cluster: Cluster, tmp_path: Path) -> None:
     """`--dry-run` prints each node with its tier and accelerators and the notes on what Kubernetes does not say
     (here: the CPU clock of the unlabelled node), needs no token, and records nothing."""
@@ -251,6 +254,8 @@ def test_dry_run_shows_the_cluster_and_sends_nothing(service: ServiceProcess, cl
         assert not cluster.ids & {n["node_id"] for n in all_nodes(admin)}
 
 
+# SQLite alone: the command fails before it would speak to the service (the cluster is unreachable).
+@pytest.mark.parametrize("service", ["sqlite"], indirect=True)
 def test_an_unreachable_cluster_is_a_clear_error(service: ServiceProcess, tmp_path: Path) -> None:
     """A kubeconfig pointing at a closed port: exit 1, one line naming the API address, no traceback."""
     with KubeEmulator() as emulator:
