@@ -7,6 +7,12 @@ the same time. A test elsewhere that asks for `ray_cluster` stops the run at col
 or add. A file whose tests start a Ray cluster of their own (`suanli up`'s, marked ``ray``) may run on the other
 worker: it comes late in that worker's order, once the session's cluster has started.
 
+The dashboard files (`DASHBOARD_PATHS`) are one unit ``dashboard`` too: they share the package's Chromium and its
+census deployment (package-scoped fixtures in tests/integration/dashboard/conftest.py), which start once only if
+the package's files run one after the other on one worker; as separate units they could be split between the
+workers, or have another file run between them, and each split starts the service (about 20 s under load) and
+the browser again.
+
 The ``ray`` unit is put first, so the longest unit starts at once, then the unit tests, so that the other worker
 runs one light process while the Ray cluster starts (a raylet that has not registered within 30 s under load
 fails its `ray start`), then the rest. Without xdist the hook only reorders, which changes nothing a test may
@@ -26,16 +32,22 @@ from xdist.scheduler import LoadScopeScheduling
 
 RAY_GROUP = "ray"
 RAY_PATHS = ("tests/integration/jobs/", "tests/integration/ray/")
+DASHBOARD_GROUP = "dashboard"
+DASHBOARD_PATHS = ("tests/integration/dashboard/",)
 
 
 def unit_of(nodeid: str) -> str:
-    """The unit of work a test belongs to: ``ray`` for the files in `RAY_PATHS`, else its file."""
+    """The unit of work a test belongs to: ``ray`` for the files in `RAY_PATHS`, ``dashboard`` for those in
+    `DASHBOARD_PATHS`, else its file."""
     path = nodeid.split("::", 1)[0]
-    return RAY_GROUP if path.startswith(RAY_PATHS) else path
+    if path.startswith(RAY_PATHS):
+        return RAY_GROUP
+    return DASHBOARD_GROUP if path.startswith(DASHBOARD_PATHS) else path
 
 
 class RayAwareScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no type information
-    """xdist's scope scheduling with `unit_of` as the scope: a file, or all the session-cluster files together."""
+    """xdist's scope scheduling with `unit_of` as the scope: a file, all the session-cluster files together, or
+    all the dashboard files together."""
 
     def _split_scope(self, nodeid: str) -> str:
         return unit_of(nodeid)
@@ -43,7 +55,8 @@ class RayAwareScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist sh
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> RayAwareScheduling | None:
-    """With ``--dist loadfile``, schedule by `unit_of` (files, and the session-cluster files as one unit)."""
+    """With ``--dist loadfile``, schedule by `unit_of` (files; the session-cluster files, and the dashboard files,
+    as one unit each)."""
     if config.getvalue("dist") != "loadfile":
         return None
     return RayAwareScheduling(config, log)
