@@ -380,8 +380,8 @@ def _prepare_store(engine: Engine, now: float) -> None:
             assert jobs.finish(job_id, JobState.SUCCEEDED, "succeeded", 0, now - times["finished"])
 
 
-def _full_snapshot_since(engine: Engine) -> datetime | None:
-    """When the first snapshot holding every submitted node as active was taken."""
+def _full_snapshots(engine: Engine) -> list[datetime]:
+    """When each snapshot holding every submitted node as active was taken, oldest first."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(snapshots.c.taken_at, func.sum(snapshots.c.nodes))
@@ -389,7 +389,12 @@ def _full_snapshot_since(engine: Engine) -> datetime | None:
             .group_by(snapshots.c.taken_at)
             .order_by(snapshots.c.taken_at)
         ).all()
-    return next((taken_at for taken_at, nodes in rows if nodes == len(SUBMITTED)), None)
+    return [taken_at for taken_at, nodes in rows if nodes == len(SUBMITTED)]
+
+
+def _full_snapshot_since(engine: Engine) -> datetime | None:
+    """When the first snapshot holding every submitted node as active was taken."""
+    return next(iter(_full_snapshots(engine)), None)
 
 
 @dataclass
@@ -423,7 +428,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         with write_transaction(engine) as conn:
             conn.execute(snapshots.delete().where(snapshots.c.taken_at < first_full))
             conn.execute(allocation_snapshots.delete().where(allocation_snapshots.c.taken_at < first_full))
-        time.sleep(1.5)  # a second full snapshot: the window covers some time
+        # A second full snapshot (1 s later, the service's interval): the window covers some time.
+        wait_for(lambda: len(_full_snapshots(engine)) >= 2, 30, "a second snapshot of every node")
         yield Deployment(service, service.admin_token)
     finally:
         service.stop()
