@@ -11,9 +11,11 @@ Every call carries the target's Ray token (``Authorization: Bearer``; `TierTarge
 config; a cluster with ``RAY_AUTH_MODE=token`` answers a call without it 401 and one with a wrong token 403, which
 are `RayRequestFailed` with that status (a configuration error, not an outage).
 
-Free capacity is Ray's own accounting: once per dispatch pass (`begin_pass`) and cluster, one read-only gRPC call
-to its GCS (`TierTarget.gcs`), ``AutoscalerStateService.GetClusterResourceState``, with the same token as
-``authorization`` metadata (`available`). Ray's dashboard has no structured per-node *available* figure: its
+A tier's nodes are read from the dashboard's state API once per dispatch pass (`begin_pass`) and cluster, however
+many tiers it serves (each tier's are those matching its selector). Free capacity is Ray's own accounting: once per
+dispatch pass and cluster as well, one read-only gRPC call to its GCS (`TierTarget.gcs`),
+``AutoscalerStateService.GetClusterResourceState``, with the same token as ``authorization`` metadata
+(`available`). Ray's dashboard has no structured per-node *available* figure: its
 ``/api/cluster_status`` and ``/nodes?view=summary`` carry the autoscaler's report, refreshed every 5 s, keyed by
 node IP (so the raylets of one machine are merged) or as formatted text.
 
@@ -265,6 +267,7 @@ class RayJobsBackend:
         self.timeout_s = timeout_s
         self._clients: dict[tuple[str, str | None], _TimedJobClient] = {}  # by (address, token)
         self._available: dict[tuple[str, str | None], dict[str, Free]] = {}  # this pass's, by (GCS, token)
+        self._listed: dict[tuple[str, str | None], list[NodeState]] = {}  # this pass's, by (dashboard, token)
         self._lock = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------------------------------------
@@ -418,10 +421,26 @@ class RayJobsBackend:
     # -- nodes -------------------------------------------------------------------------------------------------
 
     def begin_pass(self) -> None:
-        """A new dispatch pass: forget the available resources read for the last one (each cluster's are read
-        once per pass, however many tiers it serves)."""
+        """A new dispatch pass: forget the nodes and available resources read for the last one (each cluster's
+        are read once per pass, however many tiers it serves)."""
         with self._lock:
             self._available.clear()
+            self._listed.clear()
+
+    def node_states(self, tier: str) -> list[NodeState]:
+        """Every node of `tier`'s cluster as its dashboard's state API lists it (alive or not, any labels), read
+        once per pass (`begin_pass`) and cluster: in single-cluster mode one call serves every tier. A failed read
+        is not kept (the next tier asks again)."""
+        target = self._target(tier)
+        key = (target.address, target.token)
+        with self._lock:
+            cached = self._listed.get(key)
+        if cached is not None:
+            return cached
+        with self._errors(tier, "list nodes"):
+            states = list_node_states(target.address, target.token, max(1, math.ceil(self.timeout_s)))
+        with self._lock:
+            return self._listed.setdefault(key, states)
 
     def available(self, tier: str) -> dict[str, Free]:
         """What Ray says is available on each alive node of `tier`'s cluster (node id -> CPUs, GPUs, memory
@@ -452,10 +471,10 @@ class RayJobsBackend:
     def nodes(self, tier: str) -> list[RayNode]:
         """The tier's alive nodes: those matching its selector, or, for a cluster of its own, every alive node
         with CPUs or GPUs (a 0-CPU head is left out), each with what Ray says is available on it now
-        (`available`; a node Ray's accounting does not list yet has nothing free)."""
+        (`available`; a node Ray's accounting does not list yet has nothing free). Both are read once per pass
+        (`node_states`, `available`): call `begin_pass` for a fresh view."""
         target = self._target(tier)
-        with self._errors(tier, "list nodes"):
-            states = list_node_states(target.address, target.token, max(1, math.ceil(self.timeout_s)))
+        states = self.node_states(tier)
         free = self.available(tier)
         found = []
         for state in states:

@@ -1,11 +1,12 @@
 """How the suite is shared out between pytest-xdist workers (`scripts/test` runs two: `-n 2 --dist loadfile`).
 
 Each test file is one unit of work, so a module's server or database starts once. The files that use the session's
-shared Ray cluster (`ray_cluster`) are in `RAY_PATHS`, and all of them together are the one unit ``ray``: those
-tests run one after the other on one worker, so the session's cluster starts once and no two of them load it at
-the same time. A test elsewhere that asks for `ray_cluster` stops the run at collection, naming the file to move
-or add. A file whose tests start a Ray cluster of their own (`suanli up`'s, marked ``ray``) may run on the other
-worker: it comes late in that worker's order, once the session's cluster has started.
+shared Ray clusters (`ray_cluster`, and `second_ray_cluster`, a small one with a token of its own) are in
+`RAY_PATHS`, and all of them together are the one unit ``ray``: those tests run one after the other on one worker,
+so each session cluster starts once and no two of them load it at the same time. A test elsewhere that asks for
+either fixture stops the run at collection, naming the file to move or add. A file whose tests start a Ray
+cluster of their own (`suanli up`'s, marked ``ray``) may run on the other worker: it comes late in that worker's
+order, once the session's cluster has started.
 
 The dashboard files (`DASHBOARD_PATHS`) are one unit ``dashboard`` too: they share the package's Chromium and its
 census deployment (package-scoped fixtures in tests/integration/dashboard/conftest.py), which start once only if
@@ -62,8 +63,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> RayAwareSche
     return RayAwareScheduling(config, log)
 
 
+RAY_FIXTURES = ("ray_cluster", "second_ray_cluster")  # the session's Ray clusters (tests/integration/conftest.py)
+
+
 def _uses_ray(item: pytest.Item) -> bool:
-    return "ray_cluster" in getattr(item, "fixturenames", ())
+    names = getattr(item, "fixturenames", ())
+    return any(name in names for name in RAY_FIXTURES)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -77,8 +82,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if _uses_ray(item):
             raise pytest.UsageError(
-                f"{item.nodeid} uses the session's Ray cluster but its file is not in tests/conftest.py's RAY_PATHS, "
-                "so it could run beside the other Ray tests on a second worker, with a second session cluster: "
+                f"{item.nodeid} uses a session Ray cluster but its file is not in tests/conftest.py's RAY_PATHS, "
+                "so it could run beside the other Ray tests on a second worker, with a session cluster of its own: "
                 "move it there or add its path"
             )
         (unit if item.nodeid.startswith("tests/unit/") else rest).append(item)

@@ -51,6 +51,19 @@ def start_cluster(workdir: Path) -> LocalRayCluster:
     return cluster
 
 
+SECOND_CLUSTER_RAYLET = RayletSpec("edge", cpus=1, memory_bytes=512 * MIB, object_store_bytes=80 * MIB)
+
+
+def start_second_cluster(workdir: Path) -> LocalRayCluster:
+    """The session's second cluster (fixture `second_ray_cluster`): a 0-CPU head and one 1-CPU edge raylet, with a
+    token of its own (every `LocalRayCluster` generates one)."""
+    began = time.monotonic()
+    cluster = LocalRayCluster(workdir, [SECOND_CLUSTER_RAYLET])
+    cluster.start(timeout_s=300)
+    log.warning("second test Ray cluster up in %.1f s at %s", time.monotonic() - began, cluster.dashboard_url)
+    return cluster
+
+
 def stop_and_check(cluster: LocalRayCluster) -> None:
     """Stop the cluster with a job running, then check by pid that every process it had is gone."""
     backend = RayJobsBackend({"edge": cluster.target({TIER_LABEL: "edge"})})

@@ -178,7 +178,9 @@ class Scheduling:
         stepping = self.last_step_at is not None and now - self.last_step_at < VIEW_FRESH_SECONDS
         nodes = self.nodes()
         if nodes is None or (not stepping and now - self._viewed_at >= VIEW_FRESH_SECONDS):
-            # Before the first step, or on a replica that does not hold the dispatcher lease: ask Ray now
+            # Before the first step, or on a replica that does not hold the dispatcher lease: ask Ray now (a new
+            # pass: the backend keeps what it read until the next one)
+            self.backend.begin_pass()
             nodes = self.dispatcher.cluster(StepReport())
             self._viewed_at = now
             if not self.dispatcher.last_nodes:

@@ -1,5 +1,6 @@
-"""Fixtures shared by the integration test packages: the session's real local Ray cluster (tests/ray_cluster.py)
-and its throwaway PostgreSQL cluster (a fresh database per test; tests that stop the server have their own)."""
+"""Fixtures shared by the integration test packages: the session's real local Ray cluster (tests/ray_cluster.py),
+a second small one with a token of its own, and the session's throwaway PostgreSQL cluster (a fresh database per
+test; tests that stop the server have their own)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from scheduler.local_cluster import LocalRayCluster
-from tests.ray_cluster import start_cluster, stop_and_check
+from tests.ray_cluster import start_cluster, start_second_cluster, stop_and_check
 from tests.service import PostgresCluster
 
 
@@ -19,6 +20,20 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCl
     cluster = start_cluster(tmp_path_factory.mktemp("ray"))
     yield cluster
     stop_and_check(cluster)
+
+
+@pytest.fixture(scope="session")
+def second_ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluster]:
+    """A second Ray cluster with a token of its own, as a tier served by a cluster of its own has: a 0-CPU head and
+    one 1-CPU edge raylet (`tests.ray_cluster.start_second_cluster`). Started on first use and shared by the tests
+    that need another cluster (test_tier_cluster_lost serves its edge tier with it; test_ray_auth checks that the
+    session cluster's token is refused there): a cluster start costs 40-50 s on 2 cores. Like `ray_cluster`, it
+    may only be asked for by the files in tests/conftest.py's RAY_PATHS."""
+    cluster = start_second_cluster(tmp_path_factory.mktemp("second-ray"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

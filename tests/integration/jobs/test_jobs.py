@@ -212,15 +212,16 @@ def test_a_job_runs_in_its_node_side_working_directory_and_a_missing_one_fails_i
     here.mkdir()
     (here / "marker.txt").write_text("MARKED\n")
     with service.client() as client:
+        # The two are independent: Ray starts them side by side (one job start, not two, of waiting).
         job = submit(client, job_doc("general", "pwd; cat marker.txt", runtime_env={"working_dir": str(here)}))
+        missing = submit(
+            client, job_doc("general", "echo RAN-$((40 + 2))", runtime_env={"working_dir": str(tmp_path / "absent")})
+        )
         done = wait_state(client, job["job_id"], {"succeeded", "failed", "cancelled"})
         logs = client.get(f"/v1/jobs/{job['job_id']}/logs").text
         assert done["state"] == "succeeded", (done, logs)
         assert str(here) in logs.splitlines()
         assert "MARKED" in logs
-        missing = submit(
-            client, job_doc("general", "echo RAN-$((40 + 2))", runtime_env={"working_dir": str(tmp_path / "absent")})
-        )
         failed = wait_state(client, missing["job_id"], {"succeeded", "failed", "cancelled"})
         assert (failed["state"], failed["exit_code"]) == ("failed", 1), failed
         # Ray's log repeats the entrypoint's text ("RAN-$((40 + 2))"); only running it would print RAN-42.

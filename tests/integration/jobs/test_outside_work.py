@@ -47,14 +47,19 @@ def outside(ray_cluster: LocalRayCluster) -> Iterator[JobSubmissionClient]:
 
 
 def test_rays_free_figures_are_read_once_per_pass_with_the_token(ray_cluster: LocalRayCluster) -> None:
-    """The backend reads what Ray says is free on every node of the cluster from its GCS: one read serves every
-    tier of the cluster until the next pass; a wrong token is refused (401), not taken for an outage."""
+    """The backend reads what Ray says is free on every node of the cluster from its GCS, and the cluster's nodes
+    from its dashboard: one read of each serves every tier of the cluster until the next pass; a wrong token is
+    refused (401), not taken for an outage."""
     backend = backend_for(ray_cluster)
     hpc = backend.available("hpc")
+    listed = backend.node_states("hpc")
     assert {n.node_id for n in backend.nodes("hpc")} <= hpc.keys()
+    assert {n.node_id for n in backend.nodes("edge")} <= {s.node_id for s in listed}
     assert backend.available("general") is hpc
+    assert backend.node_states("general") is listed
     backend.begin_pass()
     assert backend.available("general") is not hpc
+    assert backend.node_states("general") is not listed
     wrong = RayJobsBackend({"hpc": TierTarget(ray_cluster.dashboard_url, None, "x" * 64, ray_cluster.address)})
     with pytest.raises(RayRequestFailed) as refused:
         wrong.available("hpc")

@@ -2,8 +2,8 @@
 after ``lost_after_seconds`` and retried; when the cluster answers again the lost attempt, still alive there, is
 stopped, so the job does not run twice; meanwhile the other tiers carry on.
 
-Two real Ray clusters: the session's shared one (general, ai, hpc, edge by label) and, for this test, a small
-cluster of its own serving the edge tier (multi-cluster mode). "Unreachable" is its head's dashboard process
+Two real Ray clusters: the session's shared one (general, ai, hpc, edge by label) and the session's second, small
+cluster (`second_ray_cluster`) serving the edge tier (multi-cluster mode). "Unreachable" is its head's dashboard process
 frozen with SIGSTOP (a partition, as the service sees it: the Jobs and state APIs stop answering while the job
 keeps running), then thawed with SIGCONT. The service's application runs in the test process
 (`tests.inprocess`), its dispatcher on a thread there.
@@ -22,7 +22,6 @@ import pytest
 from scheduler.local_cluster import LocalRayCluster
 from scheduler.models import RayJobState
 from scheduler.ray_backend import RayJobsBackend
-from scheduler.slicing import MIB, RayletSpec
 from tests.inprocess import AppService
 from tests.integration.jobs.test_jobs import job_doc, submit, wait_state
 from tests.ray_cluster import cluster_table, warm_up
@@ -34,20 +33,17 @@ LOST_AFTER_S = 4
 
 
 @pytest.fixture
-def edge_cluster(tmp_path: Path) -> Iterator[LocalRayCluster]:
-    """A Ray cluster of its own for the edge tier: a 0-CPU head and one 1-CPU raylet, warmed up (it has run a
-    job, so the test's first job does not wait for Ray's job machinery to start)."""
-    spec = RayletSpec("edge", cpus=1, memory_bytes=512 * MIB, object_store_bytes=80 * MIB)
-    cluster = LocalRayCluster(tmp_path / "edge-ray", [spec])
-    cluster.start()
+def edge_cluster(second_ray_cluster: LocalRayCluster) -> Iterator[LocalRayCluster]:
+    """A Ray cluster of its own for the edge tier: the session's second cluster (a 0-CPU head and one 1-CPU
+    raylet, `second_ray_cluster`), warmed up (it has run a job, so the test's first job does not wait for Ray's
+    job machinery to start); its dashboard is thawed afterwards whatever the test did."""
+    warm_up(second_ray_cluster, "edge", None)
     try:
-        warm_up(cluster, "edge", None)
-        yield cluster
+        yield second_ray_cluster
     finally:
-        for proc in dashboard_processes(cluster):
+        for proc in dashboard_processes(second_ray_cluster):
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGCONT)
-        cluster.stop()
 
 
 def dashboard_processes(cluster: LocalRayCluster) -> list[psutil.Process]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Iterator
 
 import grpc  # type: ignore[import-untyped]  # ships no type information
 import httpx
@@ -22,7 +21,6 @@ from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 from scheduler.local_cluster import LocalRayCluster
 from scheduler.models import RayJobState, RayRequestFailed, TierTarget
 from scheduler.ray_backend import RayJobsBackend
-from scheduler.slicing import MIB, RayletSpec
 from tests.ray_cluster import unique, wait_for_state, wait_until_done
 
 pytestmark = pytest.mark.integration
@@ -89,16 +87,11 @@ def gcs_node_count(address: str, token: str | None) -> int:
     return len(reply.node_info_list)
 
 
-@pytest.fixture(scope="module")
-def other_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluster]:
-    """A second Ray cluster with a token of its own (as a tier given its own cluster would have): one 1-CPU raylet."""
-    spec = RayletSpec("edge", cpus=1, memory_bytes=512 * MIB, object_store_bytes=80 * MIB)
-    cluster = LocalRayCluster(tmp_path_factory.mktemp("other-ray"), [spec])
-    cluster.start(timeout_s=300)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+@pytest.fixture
+def other_cluster(second_ray_cluster: LocalRayCluster) -> LocalRayCluster:
+    """A second Ray cluster with a token of its own (as a tier given its own cluster would have): one 1-CPU raylet
+    (the session's `second_ray_cluster`)."""
+    return second_ray_cluster
 
 
 def test_the_jobs_api_refuses_a_call_without_the_token_or_with_a_wrong_one(ray_cluster: LocalRayCluster) -> None:
