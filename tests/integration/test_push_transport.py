@@ -175,14 +175,18 @@ def tls_service(ca: trustme.CA) -> Iterator[Service]:
     server.stop()
 
 
-def test_pushes_share_one_kept_alive_connection_and_carry_the_token(service: Service, token_file: Path) -> None:
-    """Three reports arrive on one TCP connection (one client port), each with the bearer token from the file."""
+def push_three(service: Service, token_file: Path) -> list[Outcome]:
+    """Three pushes of the report through one `Pusher`, without proxies; their outcomes."""
     pusher = Pusher(service.url(), token_file, ca_file=None, timeout=5, environ={})
     try:
-        results = [pusher.push(REPORT) for _ in range(3)]
+        return [pusher.push(REPORT).outcome for _ in range(3)]
     finally:
         pusher.close()
-    assert [r.outcome for r in results] == [Outcome.STORED] * 3
+
+
+def test_pushes_share_one_kept_alive_connection_and_carry_the_token(service: Service, token_file: Path) -> None:
+    """Three reports arrive on one TCP connection (one client port), each with the bearer token from the file."""
+    assert push_three(service, token_file) == [Outcome.STORED] * 3
     assert len({port for _, port, _ in service.posts}) == 1
     assert all(h["Authorization"] == f"Bearer {TOKEN}" for _, _, h in service.posts)
     assert all(h["User-Agent"].startswith("suanli-census-agent/") for _, _, h in service.posts)
@@ -192,12 +196,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_written_to(service: Se
     """When the server closes each connection after answering, the agent sees it and opens a new one first:
     every report is posted once, each on its own connection."""
     service.drop_after_answer = True
-    pusher = Pusher(service.url(), token_file, ca_file=None, timeout=5, environ={})
-    try:
-        results = [pusher.push(REPORT) for _ in range(3)]
-    finally:
-        pusher.close()
-    assert [r.outcome for r in results] == [Outcome.STORED] * 3
+    assert push_three(service, token_file) == [Outcome.STORED] * 3
     assert len(service.posts) == 3
     assert len({port for _, port, _ in service.posts}) == 3
 
