@@ -57,8 +57,8 @@ import math
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import grpc  # type: ignore[import-untyped]  # ships no type information
@@ -253,6 +253,10 @@ def label_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> boo
     return True
 
 
+_Key = tuple[str, str | None]  # a cluster's (address, token)
+_Read = TypeVar("_Read")
+
+
 class RayJobsBackend:
     """Ray Jobs API calls per tier, one cached `JobSubmissionClient` per dashboard address; thread-safe."""
 
@@ -432,15 +436,12 @@ class RayJobsBackend:
         once per pass (`begin_pass`) and cluster: in single-cluster mode one call serves every tier. A failed read
         is not kept (the next tier asks again)."""
         target = self._target(tier)
-        key = (target.address, target.token)
-        with self._lock:
-            cached = self._listed.get(key)
-        if cached is not None:
-            return cached
-        with self._errors(tier, "list nodes"):
-            states = list_node_states(target.address, target.token, max(1, math.ceil(self.timeout_s)))
-        with self._lock:
-            return self._listed.setdefault(key, states)
+
+        def read() -> list[NodeState]:
+            with self._errors(tier, "list nodes"):
+                return list_node_states(target.address, target.token, max(1, math.ceil(self.timeout_s)))
+
+        return self._once_per_pass(self._listed, (target.address, target.token), read)
 
     def available(self, tier: str) -> dict[str, Free]:
         """What Ray says is available on each alive node of `tier`'s cluster (node id -> CPUs, GPUs, memory
@@ -448,25 +449,33 @@ class RayJobsBackend:
         never `RayUnavailable`: the dashboard answered, so the tier's running jobs are not presumed lost; its jobs
         wait until Ray's figures can be read."""
         target = self._target(tier)
-        key = (target.gcs, target.token)
+
+        def read() -> dict[str, Free]:
+            try:
+                state = cluster_resource_state(target.gcs, target.token, self.timeout_s)
+            except grpc.RpcError as exc:
+                code = exc.code() if isinstance(exc, grpc.Call) else None
+                detail = exc.details() if isinstance(exc, grpc.Call) else None
+                detail = (detail or "").strip()[:200]
+                if target.token:
+                    detail = detail.replace(target.token, "***")
+                what = f"read available resources from the GCS at {target.gcs}"
+                status = 401 if code is grpc.StatusCode.UNAUTHENTICATED else None
+                raise RayRequestFailed(tier, f"{what}: {code.name if code else 'error'}: {detail}", status) from None
+            return available_by_node(state)
+
+        return self._once_per_pass(self._available, (target.gcs, target.token), read)
+
+    def _once_per_pass(self, cache: dict[_Key, _Read], key: _Key, read: Callable[[], _Read]) -> _Read:
+        """`cache`'s value for `key` this pass, read (outside the lock) when there is none; a read that raises
+        keeps nothing, so the next caller asks again. Two callers at once may both read: the first kept wins."""
         with self._lock:
-            cached = self._available.get(key)
+            cached = cache.get(key)
         if cached is not None:
             return cached
-        try:
-            state = cluster_resource_state(target.gcs, target.token, self.timeout_s)
-        except grpc.RpcError as exc:
-            code = exc.code() if isinstance(exc, grpc.Call) else None
-            detail = exc.details() if isinstance(exc, grpc.Call) else None
-            detail = (detail or "").strip()[:200]
-            if target.token:
-                detail = detail.replace(target.token, "***")
-            what = f"read available resources from the GCS at {target.gcs}"
-            status = 401 if code is grpc.StatusCode.UNAUTHENTICATED else None
-            raise RayRequestFailed(tier, f"{what}: {code.name if code else 'error'}: {detail}", status) from None
-        found = available_by_node(state)
+        found = read()
         with self._lock:
-            return self._available.setdefault(key, found)
+            return cache.setdefault(key, found)
 
     def nodes(self, tier: str) -> list[RayNode]:
         """The tier's alive nodes: those matching its selector, or, for a cluster of its own, every alive node
