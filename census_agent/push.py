@@ -271,9 +271,14 @@ class Pusher:
     def _post(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         """POST `body` to the service's `path`: (status, at most MAX_ANSWER_BYTES of the answer).
 
-        A kept connection the server has meanwhile closed fails on first use; that one failure is retried
-        once on a new connection (a report is idempotent by its id, an enrolment by its node).
+        A kept connection idle past `KEEPALIVE_EXPIRY_S`, or seen closed by the server, is not reused. One still
+        dropped as the request arrives fails on first use; that failure is retried once on a new connection (a
+        report is idempotent by its id, an enrolment by its node); a new connection's is not.
         """
+        if self._connection is not None and (
+            time.monotonic() - self._last_used > KEEPALIVE_EXPIRY_S or _dropped(self._connection)
+        ):
+            self.close()
         reused = self._connection is not None
         try:
             return self._exchange(path, body, headers)
@@ -291,10 +296,6 @@ class Pusher:
             raise
 
     def _exchange(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
-        if self._connection is not None and (
-            time.monotonic() - self._last_used > KEEPALIVE_EXPIRY_S or _dropped(self._connection)
-        ):
-            self.close()
         if self._connection is None:
             self._connection = self._connect()
         connection = self._connection
