@@ -87,13 +87,6 @@ def gcs_node_count(address: str, token: str | None) -> int:
     return len(reply.node_info_list)
 
 
-@pytest.fixture
-def other_cluster(second_ray_cluster: LocalRayCluster) -> LocalRayCluster:
-    """A second Ray cluster with a token of its own (as a tier given its own cluster would have): one 1-CPU raylet
-    (the session's `second_ray_cluster`)."""
-    return second_ray_cluster
-
-
 def test_the_jobs_api_refuses_a_call_without_the_token_or_with_a_wrong_one(ray_cluster: LocalRayCluster) -> None:
     """Plain HTTP to the dashboard's /api/jobs/: no token 401, a wrong token 403 (listing and submitting alike, and
     the refused submission does not exist afterwards); the cluster's token 200. The backend without a token or
@@ -131,7 +124,7 @@ def test_the_gcs_refuses_grpc_calls_without_the_token(ray_cluster: LocalRayClust
 
 
 def test_a_job_holds_its_clusters_token_and_reaches_other_jobs_there_but_not_another_cluster(
-    backend: RayJobsBackend, ray_cluster: LocalRayCluster, other_cluster: LocalRayCluster
+    backend: RayJobsBackend, ray_cluster: LocalRayCluster, second_ray_cluster: LocalRayCluster
 ) -> None:
     """The trust model, measured: a job (the probe) on the session's cluster finds RAY_AUTH_MODE=token and the
     token's file in its environment and can read the token. With it, through the Jobs API, it reads another job's
@@ -158,7 +151,8 @@ def test_a_job_holds_its_clusters_token_and_reaches_other_jobs_there_but_not_ano
         time.sleep(0.5)
 
     probe = unique("probe")
-    args = [victim, victim_gcs, other_cluster.dashboard_url, other_cluster.address, str(other_cluster.token_file)]
+    other = second_ray_cluster  # a cluster with a token of its own, as a tier given its own cluster has
+    args = [victim, victim_gcs, other.dashboard_url, other.address, str(other.token_file)]
     entrypoint = shlex.join(["python", "-c", PROBE, *args])
     backend.submit(job_id=probe, tier="general", entrypoint=entrypoint, cpus=0.1, gpus=0, memory_bytes=0)
     status = wait_until_done(backend, probe, "general", timeout=240)
